@@ -1,0 +1,60 @@
+"""moezoo: multi-task Mixture-of-Experts models on one task-routing layer, native to Hugging Face.
+
+Importing moezoo registers every architecture with transformers' Auto classes, so that
+``transformers.AutoModel.from_pretrained(folder)`` loads a moezoo checkpoint.
+"""
+
+from . import routing
+from .models import (
+    CGCConfig,
+    CGCModel,
+    MMoEConfig,
+    MMoEModel,
+    MultiTaskConfig,
+    MultiTaskPreTrainedModel,
+    OMoEConfig,
+    OMoEModel,
+    PLEConfig,
+    PLEModel,
+    SharedBottomConfig,
+    SharedBottomModel,
+)
+from .outputs import MultiTaskOutput
+from .registry import create_model, get_model_classes, list_models, register_model
+from .tabular import FeatureSchema, TabularProcessor
+from .tasks import TaskSpec
+
+__version__ = "0.1.0.dev0"
+
+for _config_class, _model_class in (
+    (MMoEConfig, MMoEModel),
+    (SharedBottomConfig, SharedBottomModel),
+    (OMoEConfig, OMoEModel),
+    (CGCConfig, CGCModel),
+    (PLEConfig, PLEModel),
+):
+    register_model(_config_class, _model_class)
+
+__all__ = [
+    "CGCConfig",
+    "CGCModel",
+    "FeatureSchema",
+    "MMoEConfig",
+    "MMoEModel",
+    "MultiTaskConfig",
+    "MultiTaskOutput",
+    "MultiTaskPreTrainedModel",
+    "OMoEConfig",
+    "OMoEModel",
+    "PLEConfig",
+    "PLEModel",
+    "SharedBottomConfig",
+    "SharedBottomModel",
+    "TabularProcessor",
+    "TaskSpec",
+    "create_model",
+    "get_model_classes",
+    "list_models",
+    "register_model",
+    "routing",
+]

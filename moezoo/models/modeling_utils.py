@@ -1,0 +1,203 @@
+"""What every moezoo model shares: the task/input config, input embedding, task heads, losses, outputs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import field
+
+import torch
+from huggingface_hub.dataclasses import strict
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+
+from ..constants import restore_constants
+from ..outputs import MultiTaskOutput
+from ..routing import ExpertBank
+from ..tabular import FeatureSchema, TabularEmbedding
+from ..tasks import TaskSpec, parse_tasks, split_labels, task_loss
+
+
+def _default_tasks() -> list[dict]:
+    return [{"name": "task_0", "kind": "binary"}, {"name": "task_1", "kind": "binary"}]
+
+
+@strict
+class MultiTaskConfig(PreTrainedConfig):
+    """Configuration shared by every multi-task model: its tasks, its inputs and its task towers.
+
+    Args:
+        tasks: The tasks, as `moezoo.TaskSpec` fields (``name``, ``kind``, ``num_labels``, ``weight``).
+        features: A `moezoo.tabular.FeatureSchema` as a dict (numeric and categorical features);
+            ``None`` when the model reads dense ``inputs_embeds`` instead.
+        input_size: Size of the dense vector the model body reads. Derived from ``features`` when
+            those are set; otherwise the size of ``inputs_embeds``.
+        tower_hidden_sizes: Hidden layers of each task's tower (``[]``: the head reads the mixture).
+        tower_activation: Activation of the towers (any `transformers.activations.ACT2FN` name).
+        tower_dropout: Dropout in the towers.
+    """
+
+    model_type = "moezoo_multitask"
+
+    tasks: list[dict] = field(default_factory=_default_tasks)
+    features: dict | None = None
+    input_size: int | None = None
+    tower_hidden_sizes: list[int] = field(default_factory=lambda: [8])
+    tower_activation: str = "relu"
+    tower_dropout: float = 0.0
+
+    def __post_init__(self, **kwargs) -> None:
+        self.tasks = [TaskSpec.from_dict(task).to_dict() for task in self.tasks]
+        if self.features is not None:
+            schema = FeatureSchema.from_dict(self.features)
+            self.features = schema.to_dict()
+            if self.input_size is not None and self.input_size != schema.output_size:
+                raise ValueError(
+                    f"input_size={self.input_size} disagrees with the feature schema, whose embedding gives "
+                    f"{schema.output_size}; leave input_size unset when features are given."
+                )
+            self.input_size = schema.output_size
+        elif self.input_size is None:
+            self.input_size = 32
+        super().__post_init__(**kwargs)
+
+    def validate_tasks(self) -> None:
+        """Part of `@strict` validation: tasks are valid and their names unique."""
+        parse_tasks(self.tasks)
+
+    def validate_inputs(self) -> None:
+        """Part of `@strict` validation: a positive input size and sane towers."""
+        if self.input_size < 1:
+            raise ValueError(f"input_size must be positive, got {self.input_size}.")
+        if any(size < 1 for size in self.tower_hidden_sizes):
+            raise ValueError(f"tower_hidden_sizes must be positive, got {self.tower_hidden_sizes}.")
+        if not 0.0 <= self.tower_dropout < 1.0:
+            raise ValueError(f"tower_dropout must be in [0, 1), got {self.tower_dropout}.")
+
+    @property
+    def task_specs(self) -> list[TaskSpec]:
+        return parse_tasks(self.tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [task["name"] for task in self.tasks]
+
+    @property
+    def feature_schema(self) -> FeatureSchema | None:
+        return FeatureSchema.from_dict(self.features) if self.features is not None else None
+
+
+class TaskHeads(nn.Module):
+    """Each task's tower and output layer.
+
+    The towers are one `ExpertBank` with one "expert" per task, each reading its own task's
+    representation; the output layers are per task since their sizes differ.
+    Input ``[B, T, d]`` (task ``t`` reads ``inputs[:, t]``) -> logits per task ``[B, num_labels]``.
+    """
+
+    def __init__(
+        self,
+        tasks: Sequence[TaskSpec],
+        input_size: int,
+        hidden_sizes: Sequence[int],
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.task_names = [task.name for task in tasks]
+        self.towers = (
+            ExpertBank(len(tasks), input_size, hidden_sizes, activation=activation, dropout=dropout)
+            if hidden_sizes
+            else None
+        )
+        head_input_size = hidden_sizes[-1] if hidden_sizes else input_size
+        self.outputs = nn.ModuleDict({task.name: nn.Linear(head_input_size, task.num_labels) for task in tasks})
+
+    def forward(self, task_inputs: torch.Tensor, task_names: Sequence[str]) -> dict[str, torch.Tensor]:
+        hidden = self.towers(task_inputs) if self.towers is not None else task_inputs
+        return {name: self.outputs[name](hidden[:, self.task_names.index(name)]) for name in task_names}
+
+
+class MultiTaskPreTrainedModel(PreTrainedModel):
+    """Base class of moezoo models: input embedding, task selection, losses and outputs.
+
+    A subclass builds its body and calls `embed_inputs` and `multitask_output` from its ``forward``.
+    """
+
+    config_class = MultiTaskConfig
+    main_input_name = "numeric_features"
+    _no_split_modules: list[str] = []
+
+    def __init__(self, config: MultiTaskConfig) -> None:
+        super().__init__(config)
+        self.task_specs = config.task_specs
+        self.task_names = [task.name for task in self.task_specs]
+        schema = config.feature_schema
+        self.embeddings = TabularEmbedding(schema) if schema is not None else None
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # PyTorch's default initialisation for every layer (transformers' default is N(0, 0.02), tuned
+        # for transformers, not for these small tabular networks). `reset_parameters` goes through
+        # torch.nn.init, which transformers guards so that loaded weights are never overwritten.
+        restore_constants(module)
+        if isinstance(module, PreTrainedModel):
+            return
+        reset = getattr(module, "reset_parameters", None)
+        if callable(reset):
+            reset()
+
+    def embed_inputs(
+        self,
+        numeric_features: torch.Tensor | None = None,
+        categorical_features: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The dense ``[B, input_size]`` vector the body reads."""
+        if inputs_embeds is not None:
+            if inputs_embeds.dim() != 2 or inputs_embeds.shape[1] != self.config.input_size:
+                raise ValueError(
+                    f"inputs_embeds must be [batch, {self.config.input_size}], got {list(inputs_embeds.shape)}."
+                )
+            return inputs_embeds
+        if self.embeddings is None:
+            raise ValueError("This model has no feature schema (config.features is None): pass inputs_embeds.")
+        return self.embeddings(numeric_features, categorical_features)
+
+    def resolve_tasks(self, tasks: str | Sequence[str] | None) -> list[str]:
+        """Validate a task selection; ``None`` selects every task."""
+        if tasks is None:
+            return list(self.task_names)
+        names = [tasks] if isinstance(tasks, str) else list(tasks)
+        unknown = [name for name in names if name not in self.task_names]
+        if unknown:
+            raise KeyError(f"Unknown task(s) {unknown}; this model's tasks are {self.task_names}.")
+        return names
+
+    def multitask_output(
+        self,
+        logits: dict[str, torch.Tensor],
+        labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+        aux_loss: torch.Tensor | None = None,
+        router_probs: tuple[torch.Tensor, ...] | None = None,
+    ) -> MultiTaskOutput:
+        """Compute the task losses (when labels are given) and pack the output."""
+        reference = next(iter(logits.values()))
+        if aux_loss is None:
+            aux_loss = reference.new_zeros(())
+        loss = task_losses = None
+        if labels is not None:
+            per_task_labels = split_labels(self.task_specs, labels)
+            batch_size = reference.shape[0]
+            if next(iter(per_task_labels.values())).shape[0] != batch_size:
+                raise ValueError(
+                    f"Labels have batch size {next(iter(per_task_labels.values())).shape[0]}, inputs {batch_size}."
+                )
+            task_losses = {}
+            loss = aux_loss
+            for task in self.task_specs:
+                if task.name in logits and task.name in per_task_labels:
+                    task_losses[task.name] = task_loss(task, logits[task.name], per_task_labels[task.name])
+                    loss = loss + task.weight * task_losses[task.name]
+        return MultiTaskOutput(
+            loss=loss, task_losses=task_losses, logits=logits, aux_loss=aux_loss, router_probs=router_probs
+        )

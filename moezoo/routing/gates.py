@@ -1,0 +1,104 @@
+"""Gates: maps from a routing input to mixture weights over experts."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from ..constants import register_constant
+
+
+def validate_availability_mask(mask: torch.Tensor, num_gates: int, num_experts: int) -> torch.Tensor:
+    """Check a ``[num_gates, num_experts]`` availability mask and return it as a bool tensor.
+
+    Raises:
+        ValueError: if the shape is wrong or a gate has no expert available.
+    """
+    mask = torch.as_tensor(mask, dtype=torch.bool, device="cpu")
+    if mask.shape != (num_gates, num_experts):
+        raise ValueError(
+            f"Availability mask must have shape [num_gates={num_gates}, num_experts={num_experts}], "
+            f"got {list(mask.shape)}."
+        )
+    empty_rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
+    if empty_rows:
+        raise ValueError(f"Availability mask rows {empty_rows} are empty: every gate needs at least one expert.")
+    return mask
+
+
+class SoftmaxGate(nn.Module):
+    """``num_gates`` softmax gates over ``num_experts`` experts, computed as one matmul.
+
+    Gate ``g`` gives ``softmax(W_g x + b_g)`` over the experts that ``mask[g]`` allows; unavailable
+    experts get weight exactly 0. A gate with a single available expert is constant (weight 1) and
+    holds no parameters, so Shared-Bottom needs no special case.
+
+    Args:
+        input_size: Size of the routing input.
+        num_experts: Number of experts ``E``.
+        num_gates: Number of gates ``G``.
+        mask: Optional bool ``[G, E]`` availability mask; all experts are available by default.
+
+    Shapes:
+        - input ``[B, d]`` (every gate reads it) or ``[B, G, d]`` (gate ``g`` reads ``inputs[:, g]``);
+        - output ``[B, G, E]``, rows summing to 1.
+    """
+
+    def __init__(
+        self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        if num_experts < 1 or num_gates < 1:
+            raise ValueError(f"SoftmaxGate needs num_experts >= 1 and num_gates >= 1, got {num_experts}, {num_gates}.")
+        if mask is None:
+            mask = torch.ones(num_gates, num_experts, dtype=torch.bool, device="cpu")
+        mask = validate_availability_mask(mask, num_gates, num_experts)
+        self.input_size = input_size
+        self.num_experts = num_experts
+        self.num_gates = num_gates
+        register_constant(self, "mask", mask)
+        self.is_constant = bool((mask.sum(dim=1) == 1).all())
+        self.is_masked = not bool(mask.all())
+        if self.is_constant:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        else:
+            self.weight = nn.Parameter(torch.empty(num_gates, input_size, num_experts))
+            self.bias = nn.Parameter(torch.empty(num_gates, num_experts))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise each gate as `torch.nn.Linear` would."""
+        if self.weight is not None:
+            bound = 1.0 / math.sqrt(self.input_size)
+            nn.init.uniform_(self.weight, -bound, bound)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Unmasked gate logits ``[B, G, E]``."""
+        if inputs.shape[-1] != self.input_size or inputs.dim() not in (2, 3):
+            raise ValueError(
+                f"SoftmaxGate expects [batch, {self.input_size}] or [batch, {self.num_gates}, {self.input_size}] "
+                f"inputs, got shape {list(inputs.shape)}."
+            )
+        if inputs.dim() == 2:
+            flat_weight = self.weight.transpose(0, 1).reshape(self.input_size, -1)
+            logits = torch.addmm(self.bias.reshape(-1), inputs, flat_weight)
+            return logits.view(inputs.shape[0], self.num_gates, self.num_experts)
+        if inputs.shape[1] != self.num_gates:
+            raise ValueError(f"Per-gate inputs must have {self.num_gates} gates on dim 1, got {list(inputs.shape)}.")
+        logits = torch.baddbmm(self.bias.unsqueeze(1), inputs.transpose(0, 1), self.weight)
+        return logits.transpose(0, 1)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.is_constant:
+            return self.mask.to(inputs.dtype).expand(inputs.shape[0], -1, -1)
+        logits = self.logits(inputs)
+        if self.is_masked:
+            logits = logits.masked_fill(~self.mask, float("-inf"))
+        return torch.softmax(logits, dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, num_experts={self.num_experts}, num_gates={self.num_gates}"

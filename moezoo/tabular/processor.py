@@ -1,0 +1,177 @@
+"""`TabularProcessor`: raw rows in, model tensors out; fitted on training data, saved with the model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from transformers.feature_extraction_utils import BatchFeature, FeatureExtractionMixin
+
+from .schema import OUT_OF_VOCABULARY_INDEX, CategoricalFeature, FeatureSchema
+
+RawRows = pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
+
+
+def rows_to_frame(rows: RawRows) -> pd.DataFrame:
+    """Accept a DataFrame, a list of row dicts, or a dict of columns (a `datasets` batch)."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, Mapping):
+        return pd.DataFrame(dict(rows))
+    if isinstance(rows, Sequence) and all(isinstance(row, Mapping) for row in rows):
+        return pd.DataFrame.from_records(list(rows))
+    raise TypeError(
+        f"Raw rows must be a pandas DataFrame, a list of dicts or a dict of columns, got {type(rows).__name__}."
+    )
+
+
+class TabularProcessor(FeatureExtractionMixin):
+    """Turns raw tabular rows into ``numeric_features``, ``categorical_features`` and ``labels``.
+
+    Fit it on the training split with `TabularProcessor.fit`: it learns each numeric column's mean and
+    standard deviation and each categorical column's vocabulary (values seen in training; anything
+    else maps to the out-of-vocabulary index 0). `save_pretrained` writes it as
+    ``preprocessor_config.json`` beside the model; `from_pretrained` (or
+    ``transformers.AutoFeatureExtractor`` after ``import moezoo``) restores it.
+
+    Example:
+        >>> processor = TabularProcessor.fit(train_df, numeric_features=["age"], categorical_features=["sex"],
+        ...                                  label_columns=["income"])
+        >>> batch = processor(rows, return_tensors="pt")  # doctest: +SKIP
+    """
+
+    model_input_names = ["numeric_features", "categorical_features"]
+
+    def __init__(
+        self,
+        numeric_features: Sequence[str] = (),
+        categorical_features: Sequence[str] = (),
+        vocabularies: Mapping[str, Sequence[str]] | None = None,
+        numeric_mean: Sequence[float] | None = None,
+        numeric_std: Sequence[float] | None = None,
+        embedding_dims: Mapping[str, int] | None = None,
+        label_columns: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.numeric_features = list(numeric_features)
+        self.categorical_features = list(categorical_features)
+        self.vocabularies = {name: list(values) for name, values in (vocabularies or {}).items()}
+        self.numeric_mean = list(numeric_mean) if numeric_mean is not None else [0.0] * len(self.numeric_features)
+        self.numeric_std = list(numeric_std) if numeric_std is not None else [1.0] * len(self.numeric_features)
+        self.embedding_dims = dict(embedding_dims or {})
+        self.label_columns = list(label_columns)
+        missing_vocab = [name for name in self.categorical_features if name not in self.vocabularies]
+        if missing_vocab:
+            raise ValueError(f"No vocabulary for categorical feature(s) {missing_vocab}; fit the processor first.")
+        if not (len(self.numeric_mean) == len(self.numeric_std) == len(self.numeric_features)):
+            raise ValueError("numeric_mean and numeric_std must have one entry per numeric feature.")
+        if any(std <= 0 for std in self.numeric_std):
+            raise ValueError("numeric_std entries must be positive.")
+
+    @classmethod
+    def fit(
+        cls,
+        rows: RawRows,
+        numeric_features: Sequence[str],
+        categorical_features: Sequence[str],
+        label_columns: Sequence[str] = (),
+        embedding_dim: int | Mapping[str, int] = 8,
+    ) -> TabularProcessor:
+        """Learn vocabularies and numeric statistics from training rows.
+
+        Args:
+            rows: Training rows.
+            numeric_features: Columns standardised to zero mean and unit variance.
+            categorical_features: Columns mapped to vocabulary indices (values compared as strings).
+            label_columns: Columns that hold the tasks' labels, in task order.
+            embedding_dim: Embedding size of every categorical feature, or a mapping per feature
+                (features it omits get 8).
+        """
+        frame = rows_to_frame(rows)
+        _require_columns(frame, [*numeric_features, *categorical_features], "fit the processor")
+        numeric = _numeric_matrix(frame, numeric_features)
+        std = numeric.std(axis=0)
+        vocabularies = {
+            name: sorted(frame[name].astype(str).unique().tolist()) for name in categorical_features
+        }
+        if isinstance(embedding_dim, Mapping):
+            dims = {name: int(embedding_dim.get(name, 8)) for name in categorical_features}
+        else:
+            dims = {name: int(embedding_dim) for name in categorical_features}
+        return cls(
+            numeric_features=numeric_features,
+            categorical_features=categorical_features,
+            vocabularies=vocabularies,
+            numeric_mean=numeric.mean(axis=0).tolist(),
+            # A constant column is centred, not scaled.
+            numeric_std=np.where(std > 0, std, 1.0).tolist(),
+            embedding_dims=dims,
+            label_columns=label_columns,
+        )
+
+    @property
+    def feature_schema(self) -> FeatureSchema:
+        """The schema to store in the model config (`config.features`)."""
+        return FeatureSchema(
+            numeric=tuple(self.numeric_features),
+            categorical=tuple(
+                CategoricalFeature(name, len(self.vocabularies[name]) + 1, self.embedding_dims.get(name, 8))
+                for name in self.categorical_features
+            ),
+        )
+
+    def __call__(self, rows: RawRows, return_tensors: str | None = "pt", require_labels: bool = False) -> BatchFeature:
+        """Encode raw rows.
+
+        Labels are returned as ``labels [B, len(label_columns)]`` when the rows hold the label
+        columns (missing values become NaN); with ``require_labels=True`` their absence is an error.
+        """
+        frame = rows_to_frame(rows)
+        _require_columns(frame, [*self.numeric_features, *self.categorical_features], "encode these rows")
+        numeric = _numeric_matrix(frame, self.numeric_features)
+        numeric = (numeric - np.asarray(self.numeric_mean)) / np.asarray(self.numeric_std)
+        categorical = np.stack(
+            [self._encode_categorical(frame[name], name) for name in self.categorical_features], axis=1
+        ) if self.categorical_features else np.zeros((len(frame), 0), dtype=np.int64)
+        data = {
+            "numeric_features": numeric.astype(np.float32),
+            "categorical_features": categorical.astype(np.int64),
+        }
+        present_labels = [name for name in self.label_columns if name in frame.columns]
+        if present_labels or require_labels:
+            _require_columns(frame, self.label_columns, "read the labels")
+            data["labels"] = frame[self.label_columns].to_numpy(dtype=np.float32, na_value=np.nan)
+        return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
+        codes = pd.Categorical(column.astype(str), categories=self.vocabularies[name]).codes.astype(np.int64)
+        # pandas gives -1 for unseen values: shift so that 0 is the out-of-vocabulary index.
+        return np.where(codes < 0, OUT_OF_VOCABULARY_INDEX, codes + 1)
+
+
+def _require_columns(frame: pd.DataFrame, columns: Sequence[str], purpose: str) -> None:
+    missing = [name for name in columns if name not in frame.columns]
+    if missing:
+        raise KeyError(f"Column(s) {missing} are missing from the rows; they are needed to {purpose}.")
+
+
+def _numeric_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    if not columns:
+        return np.zeros((len(frame), 0), dtype=np.float64)
+    matrix = np.empty((len(frame), len(columns)), dtype=np.float64)
+    for i, name in enumerate(columns):
+        try:
+            matrix[:, i] = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Numeric feature {name!r} holds a non-numeric value: {error}") from error
+    bad = ~np.isfinite(matrix)
+    if bad.any():
+        columns_with_bad = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
+        raise ValueError(
+            f"Numeric feature(s) {columns_with_bad} hold NaN or inf in {int(bad.any(axis=1).sum())} row(s); "
+            "clean or impute them before encoding."
+        )
+    return matrix

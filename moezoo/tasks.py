@@ -1,0 +1,168 @@
+"""Tasks as data: `TaskSpec`, label validation and the masked loss of each task kind.
+
+Labels of a batch are one float tensor ``[B, W]`` whose columns are the tasks' labels in config order
+(one column per binary, multiclass or single-output regression task; ``num_labels`` columns per
+multilabel or multi-output regression task), or a mapping from task name to that task's labels.
+A missing label is NaN (or -100 for a multiclass task); each task's loss averages its present labels only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+TASK_KINDS = ("binary", "multiclass", "regression", "multilabel")
+IGNORE_INDEX = -100
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task of a multi-task model.
+
+    Args:
+        name: Unique task name; keys the logits, losses and metrics.
+        kind: ``"binary"``, ``"multiclass"``, ``"regression"`` or ``"multilabel"``.
+        num_labels: Classes (multiclass), labels (multilabel) or outputs (regression); 1 for binary.
+        weight: Weight of the task's loss in the total loss.
+    """
+
+    name: str
+    kind: str = "binary"
+    num_labels: int = 1
+    weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"A task name must be a non-empty string, got {self.name!r}.")
+        if self.kind not in TASK_KINDS:
+            raise ValueError(f"Task {self.name!r} has unknown kind {self.kind!r}; choose one of {TASK_KINDS}.")
+        if self.kind == "binary" and self.num_labels != 1:
+            raise ValueError(f"Binary task {self.name!r} has one logit; got num_labels={self.num_labels}.")
+        if self.kind == "multiclass" and self.num_labels < 2:
+            raise ValueError(f"Multiclass task {self.name!r} needs num_labels >= 2, got {self.num_labels}.")
+        if self.num_labels < 1:
+            raise ValueError(f"Task {self.name!r} needs num_labels >= 1, got {self.num_labels}.")
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ValueError(f"Task {self.name!r} needs a finite, non-negative weight, got {self.weight}.")
+
+    @property
+    def label_width(self) -> int:
+        """Number of label columns the task takes in a ``[B, W]`` label tensor."""
+        return 1 if self.kind == "multiclass" else self.num_labels
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, spec: Mapping | TaskSpec) -> TaskSpec:
+        if isinstance(spec, TaskSpec):
+            return spec
+        unknown = set(spec) - {"name", "kind", "num_labels", "weight"}
+        if unknown:
+            raise ValueError(f"Unknown task field(s) {sorted(unknown)} in {dict(spec)}.")
+        return cls(**spec)
+
+
+def parse_tasks(specs: Iterable[Mapping | TaskSpec]) -> list[TaskSpec]:
+    """Build and validate a task list: at least one task, names unique."""
+    tasks = [TaskSpec.from_dict(spec) for spec in specs]
+    if not tasks:
+        raise ValueError("A multi-task model needs at least one task.")
+    seen: set[str] = set()
+    for task in tasks:
+        if task.name in seen:
+            raise ValueError(f"Task {task.name!r} is listed twice; task names must be unique.")
+        seen.add(task.name)
+    return tasks
+
+
+def split_labels(
+    tasks: Sequence[TaskSpec], labels: torch.Tensor | Mapping[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """Validate a batch's labels and return them per task, as float tensors ``[B, label_width]``.
+
+    Raises:
+        KeyError: a mapping names a task the model does not have.
+        ValueError: a tensor has the wrong shape, or labels are out of range for their kind.
+        TypeError: labels are not a numeric tensor.
+    """
+    widths = {task.name: task.label_width for task in tasks}
+    if isinstance(labels, Mapping):
+        unknown = [name for name in labels if name not in widths]
+        if unknown:
+            raise KeyError(f"Labels given for unknown task(s) {unknown}; the model's tasks are {list(widths)}.")
+        per_task = {name: _as_label_matrix(name, value, widths[name]) for name, value in labels.items()}
+    else:
+        total_width = sum(widths.values())
+        matrix = _as_label_matrix("labels", labels, total_width)
+        per_task = dict(zip(widths, matrix.split(list(widths.values()), dim=1)))
+    batch_sizes = {value.shape[0] for value in per_task.values()}
+    if len(batch_sizes) > 1:
+        raise ValueError(f"Task labels disagree on the batch size: {sorted(batch_sizes)}.")
+    for task in tasks:
+        if task.name in per_task:
+            _check_label_values(task, per_task[task.name])
+    return per_task
+
+
+def _as_label_matrix(name: str, labels: torch.Tensor, width: int) -> torch.Tensor:
+    if not isinstance(labels, torch.Tensor):
+        labels = torch.as_tensor(labels)
+    if labels.dtype == torch.bool or labels.is_complex() or not (labels.is_floating_point() or _is_integer(labels)):
+        raise TypeError(f"Labels for {name!r} must be a real float or integer tensor, got dtype {labels.dtype}.")
+    if labels.dim() == 1 and width == 1:
+        labels = labels.unsqueeze(1)
+    if labels.dim() != 2 or labels.shape[1] != width:
+        raise ValueError(f"Labels for {name!r} must have shape [batch, {width}], got {list(labels.shape)}.")
+    return labels.float()
+
+
+def _is_integer(tensor: torch.Tensor) -> bool:
+    return tensor.dtype in (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def _check_label_values(task: TaskSpec, labels: torch.Tensor) -> None:
+    present = labels[~torch.isnan(labels)]
+    if torch.isinf(present).any():
+        raise ValueError(f"Labels for task {task.name!r} contain inf.")
+    if task.kind in ("binary", "multilabel") and ((present < 0) | (present > 1)).any():
+        raise ValueError(f"Labels for {task.kind} task {task.name!r} must lie in [0, 1] (or be NaN when missing).")
+    if task.kind == "multiclass":
+        classes = present[present != IGNORE_INDEX]
+        if ((classes != classes.round()) | (classes < 0) | (classes >= task.num_labels)).any():
+            raise ValueError(
+                f"Labels for multiclass task {task.name!r} must be class indices in [0, {task.num_labels}) "
+                f"(or NaN / {IGNORE_INDEX} when missing)."
+            )
+
+
+def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The task's loss averaged over its present labels (0, still attached to the graph, if none)."""
+    if task.kind == "multiclass":
+        labels = labels.squeeze(1)
+        present = ~torch.isnan(labels) & (labels != IGNORE_INDEX)
+        if not present.any():
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[present], labels[present].long())
+    present = ~torch.isnan(labels)
+    if not present.any():
+        return logits.sum() * 0.0
+    if task.kind == "regression":
+        return F.mse_loss(logits[present], labels[present])
+    return F.binary_cross_entropy_with_logits(logits[present], labels[present])
+
+
+def task_predictions(task: TaskSpec, logits: torch.Tensor) -> torch.Tensor:
+    """Turn logits into predictions: probabilities (binary ``[B]``, multiclass ``[B, C]``,
+    multilabel ``[B, L]``) or values (regression)."""
+    if task.kind == "binary":
+        return torch.sigmoid(logits.squeeze(-1))
+    if task.kind == "multiclass":
+        return torch.softmax(logits, dim=-1)
+    if task.kind == "multilabel":
+        return torch.sigmoid(logits)
+    return logits.squeeze(-1) if task.num_labels == 1 else logits

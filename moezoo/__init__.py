@@ -20,6 +20,7 @@ from .models import (
     SharedBottomModel,
 )
 from .outputs import MultiTaskOutput
+from . import inference
 from .registry import create_model, get_model_classes, list_models, register_model
 from .tabular import FeatureSchema, TabularProcessor
 from .tasks import TaskSpec

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import field
+from typing import Any
 
 import torch
 from huggingface_hub.dataclasses import strict
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedConfig, PreTrainedModel
 
@@ -133,6 +136,32 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         self.task_names = [task.name for task in self.task_specs]
         schema = config.feature_schema
         self.embeddings = TabularEmbedding(schema) if schema is not None else None
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        """`transformers.PreTrainedModel.from_pretrained`, stricter: weights are read from safetensors
+        only (never unpickled), and a weights file that is corrupt, truncated, or lacks or adds
+        tensors is an error rather than a silently re-initialised model."""
+        if kwargs.get("use_safetensors") is False:
+            raise ValueError("moezoo loads weights from safetensors only; use_safetensors=False is not supported.")
+        kwargs["use_safetensors"] = True
+        want_info = kwargs.pop("output_loading_info", False)
+        try:
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
+        except SafetensorError as error:
+            raise OSError(
+                f"The weights file in {pretrained_model_name_or_path} is corrupt or truncated ({error}); "
+                "re-save or re-download the checkpoint."
+            ) from error
+        problems = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
+        if problems:
+            raise OSError(
+                f"The checkpoint in {pretrained_model_name_or_path} does not match {cls.__name__} built from its "
+                f"config: {problems}."
+            )
+        return (model, info) if want_info else model
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

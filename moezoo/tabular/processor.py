@@ -147,8 +147,8 @@ class TabularProcessor(FeatureExtractionMixin):
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
-        codes = pd.Categorical(column.astype(str), categories=self.vocabularies[name]).codes.astype(np.int64)
-        # pandas gives -1 for unseen values: shift so that 0 is the out-of-vocabulary index.
+        codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)
+        # get_indexer gives -1 for unseen values: shift so that 0 is the out-of-vocabulary index.
         return np.where(codes < 0, OUT_OF_VOCABULARY_INDEX, codes + 1)
 
 

@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import moezoo
+from moezoo.data import default_data_dir
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def data_dir():
+    path = default_data_dir()
+    if path is None or not (path / "census-income").is_dir():
+        pytest.fail("../shared/data/census-income is required by the test suite (see README).")
+    return path
+
+
+@pytest.fixture
+def toy_rows():
+    """Small raw tabular rows with two numeric, two categorical features and two binary labels."""
+    rng = np.random.default_rng(0)
+    n = 64
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, n).astype(float),
+            "hours": rng.normal(40, 5, n),
+            "sex": rng.choice(["F", "M"], n),
+            "job": rng.choice(["a", "b", "c", "d"], n),
+            "y1": rng.integers(0, 2, n),
+            "y2": rng.integers(0, 2, n),
+        }
+    )
+
+
+@pytest.fixture
+def toy_processor(toy_rows):
+    return moezoo.TabularProcessor.fit(
+        toy_rows, ["age", "hours"], ["sex", "job"], label_columns=["y1", "y2"], embedding_dim={"sex": 2, "job": 3}
+    )
+
+
+@pytest.fixture
+def make_toy_model(toy_processor):
+    """Build a registered architecture on the toy rows' schema, with tasks y1 and y2."""
+
+    def make(name, **overrides):
+        config = {
+            "tasks": [{"name": "y1", "kind": "binary"}, {"name": "y2", "kind": "binary"}],
+            "features": toy_processor.feature_schema.to_dict(),
+            **overrides,
+        }
+        return moezoo.create_model(name, **config)
+
+    return make

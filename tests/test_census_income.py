@@ -1,0 +1,46 @@
+import pytest
+
+from moezoo.data import census_feature_columns, load_census_income, resolve_dataset_dir
+
+
+@pytest.fixture(scope="module")
+def census(data_dir):
+    return load_census_income(data_dir, tasks=1, seed=0)
+
+
+def test_paper_protocol_split_sizes_and_labels(census):
+    assert {split: len(census[split]) for split in census} == {"train": 199_523, "validation": 49_881, "test": 49_881}
+    # Counts from PROVENANCE.md: 12,382 training rows above 50K, 6,186 in the held-out file.
+    assert sum(census["train"]["income"]) == 12_382
+    assert sum(census["validation"]["income"]) + sum(census["test"]["income"]) == 6_186
+    assert set(census["train"]["marital"]) == {0, 1}
+
+
+def test_label_sources_are_removed_from_the_inputs(census):
+    columns = census["train"].column_names
+    assert "income_50k" not in columns and "marital_stat" not in columns and "instance_weight" not in columns
+    assert "education" in columns  # an input in group 1, a label in group 2
+    numeric, categorical = census_feature_columns(2)
+    assert "education" not in categorical and "marital_stat" not in categorical and "income_50k" in categorical
+
+
+def test_split_is_deterministic_and_seeded(data_dir, census):
+    again = load_census_income(data_dir, tasks=1, seed=0)
+    assert again["validation"]["age"][:100] == census["validation"]["age"][:100]
+    other = load_census_income(data_dir, tasks=1, seed=1)
+    assert other["validation"]["age"][:100] != census["validation"]["age"][:100]
+
+
+def test_missing_files_say_where_to_get_them(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"archive\.ics\.uci\.edu.*data_dir=.*MOEZOO_DATA_DIR"):
+        load_census_income(tmp_path)
+
+
+def test_unknown_task_is_named(data_dir):
+    with pytest.raises(KeyError, match="Unknown Census-Income task"):
+        load_census_income(data_dir, tasks=["income", "wealth"])
+
+
+def test_resolve_accepts_the_dataset_folder_itself(data_dir):
+    folder = resolve_dataset_dir(data_dir / "census-income", "census-income", ["census-income.data.gz"], "x")
+    assert folder == data_dir / "census-income"

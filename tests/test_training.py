@@ -1,0 +1,105 @@
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoFeatureExtractor, AutoModel, Trainer, TrainingArguments
+
+import moezoo
+from moezoo.data import load_census_income
+
+REPO = Path(__file__).resolve().parents[1]
+RECIPE = REPO / "recipes" / "train_tabular.py"
+CONFIG = REPO / "recipes" / "configs" / "census_income_mmoe.yaml"
+sys.path.insert(0, str(REPO / "recipes"))
+from train_tabular import main as train_tabular  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def short_run_args(output_dir, data_dir, **extra):
+    args = [
+        str(CONFIG), "--output_dir", str(output_dir), "--data_dir", str(data_dir),
+        "--max_train_samples", "8000", "--max_eval_samples", "4000", "--num_train_epochs", "4",
+        "--per_device_train_batch_size", "256",
+    ]
+    for key, value in extra.items():
+        args += [f"--{key}", str(value)]
+    return args
+
+
+def test_short_recipe_run_learns_saves_and_scores_raw_rows(tmp_path, data_dir):
+    result = train_tabular(short_run_args(tmp_path, data_dir))
+    losses = [record["train_loss"] for record in result.history]
+    assert losses[-1] < 0.8 * losses[0]
+    assert result.num_processes == 1
+
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary["test"]["income/auc"] > 0.85 and summary["test"]["marital/auc"] > 0.95
+
+    model = AutoModel.from_pretrained(tmp_path / "best")
+    processor = AutoFeatureExtractor.from_pretrained(tmp_path / "best")
+    assert isinstance(model, moezoo.MMoEModel) and isinstance(processor, moezoo.TabularProcessor)
+    raw = load_census_income(data_dir)["test"].select(range(200)).to_pandas()
+    scores = moezoo.inference.predict_rows(model, processor, raw.drop(columns=["income", "marital"]))
+    assert list(scores.columns) == ["income", "marital"]
+    assert scores["marital"][raw["marital"] == 1].mean() > scores["marital"][raw["marital"] == 0].mean() + 0.5
+
+
+def test_recipe_rejects_unknown_yaml_keys(tmp_path):
+    config = tmp_path / "bad.yaml"
+    config.write_text("model_name: mmoe\nnum_experts: 8\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['num_experts'\]"):
+        train_tabular([str(config)])
+
+
+@pytest.mark.slow
+def test_two_process_run_keeps_replicas_identical(tmp_path, data_dir):
+    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "--main_process_port", str(free_port()),
+        str(REPO / "tests" / "scripts" / "distributed_recipe.py"),
+        *short_run_args(tmp_path, data_dir, num_train_epochs=2, max_train_samples=4000),
+    ]
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    assert json.loads((tmp_path / "results.json").read_text())["num_processes"] == 2
+    # 4000 rows, 256 per process and step, 2 processes: 8 steps per epoch, not the 16 of one process.
+    assert ranks[0]["steps"] == ranks[1]["steps"] == 16
+    first, second = load_file(tmp_path / "rank0.safetensors"), load_file(tmp_path / "rank1.safetensors")
+    assert first.keys() == second.keys()
+    for name in first:
+        assert torch.equal(first[name], second[name]), name
+
+
+def test_transformers_trainer_trains_an_mmoe(tmp_path, toy_rows, toy_processor, make_toy_model):
+    from datasets import Dataset
+
+    rows = toy_rows.sample(2048, replace=True, random_state=0).reset_index(drop=True)
+    # A learnable signal: y1 follows the job, y2 the sex.
+    rows["y1"] = rows["job"].isin(["a", "b"]).astype(int)
+    rows["y2"] = (rows["sex"] == "F").astype(int)
+    encoded = Dataset.from_dict({key: value.tolist() for key, value in toy_processor(rows).items()})
+    encoded = encoded.add_column("unused_note", ["x"] * len(encoded))
+    model = make_toy_model("mmoe")
+    args = TrainingArguments(
+        output_dir=str(tmp_path), max_steps=60, per_device_train_batch_size=64, learning_rate=1e-2,
+        logging_steps=10, report_to=[], use_cpu=True, save_strategy="no", seed=0,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=encoded)
+    trainer.train()
+    losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
+    assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+import transformers
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> moezoo.training.TrainingResult:
         (DataArguments, ModelArguments, TrainingConfig), argv
     )
     accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    # Checkpoints are saved every time validation improves; one progress bar (ours) is enough.
+    transformers.utils.logging.disable_progress_bar()
     set_seed(training_config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 

@@ -55,6 +55,15 @@ def test_short_recipe_run_learns_saves_and_scores_raw_rows(tmp_path, data_dir):
     assert scores["marital"][raw["marital"] == 1].mean() > scores["marital"][raw["marital"] == 0].mean() + 0.5
 
 
+def test_recipe_is_deterministic_on_cpu(tmp_path, data_dir):
+    runs = []
+    for name in ("a", "b"):
+        result = train_tabular(short_run_args(tmp_path / name, data_dir, max_train_samples=2000, num_train_epochs=1))
+        runs.append(result.model.state_dict())
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+
+
 def test_recipe_rejects_unknown_yaml_keys(tmp_path):
     config = tmp_path / "bad.yaml"
     config.write_text("model_name: mmoe\nnum_experts: 8\n")

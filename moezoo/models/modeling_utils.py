@@ -216,11 +216,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         loss = task_losses = None
         if labels is not None:
             per_task_labels = split_labels(self.task_specs, labels)
-            batch_size = reference.shape[0]
-            if next(iter(per_task_labels.values())).shape[0] != batch_size:
-                raise ValueError(
-                    f"Labels have batch size {next(iter(per_task_labels.values())).shape[0]}, inputs {batch_size}."
-                )
+            label_batch = next(iter(per_task_labels.values())).shape[0]
+            if label_batch != reference.shape[0]:
+                raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
             task_losses = {}
             loss = aux_loss
             for task in self.task_specs:

@@ -156,6 +156,21 @@ def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tor
     return F.binary_cross_entropy_with_logits(logits[present], labels[present])
 
 
+def weighted_task_losses(
+    tasks: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    """Each task's loss, for the tasks with both logits and labels, and their weighted sum
+    (``None`` when no task has both)."""
+    losses: dict[str, torch.Tensor] = {}
+    total = None
+    for task in tasks:
+        if task.name in logits and task.name in labels:
+            losses[task.name] = task_loss(task, logits[task.name], labels[task.name])
+            weighted = task.weight * losses[task.name]
+            total = weighted if total is None else total + weighted
+    return total, losses
+
+
 def task_predictions(task: TaskSpec, logits: torch.Tensor) -> torch.Tensor:
     """Turn logits into predictions: probabilities (binary ``[B]``, multiclass ``[B, C]``,
     multilabel ``[B, L]``) or values (regression)."""

@@ -17,7 +17,7 @@ from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
 from ..routing import ExpertBank
 from ..tabular import FeatureSchema, TabularEmbedding
-from ..tasks import TaskSpec, parse_tasks, split_labels, task_loss
+from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
 
 
 def _default_tasks() -> list[dict]:
@@ -219,12 +219,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             label_batch = next(iter(per_task_labels.values())).shape[0]
             if label_batch != reference.shape[0]:
                 raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
-            task_losses = {}
-            loss = aux_loss
-            for task in self.task_specs:
-                if task.name in logits and task.name in per_task_labels:
-                    task_losses[task.name] = task_loss(task, logits[task.name], per_task_labels[task.name])
-                    loss = loss + task.weight * task_losses[task.name]
+            weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels)
+            loss = aux_loss if weighted is None else weighted + aux_loss
         return MultiTaskOutput(
             loss=loss, task_losses=task_losses, logits=logits, aux_loss=aux_loss, router_probs=router_probs
         )

@@ -13,7 +13,7 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
 
-from ..tasks import IGNORE_INDEX, TaskSpec, task_loss, task_predictions
+from ..tasks import IGNORE_INDEX, TaskSpec, task_predictions, weighted_task_losses
 
 # Metrics where a lower value is better; every other metric is better when higher.
 LOWER_IS_BETTER = ("loss", "mse", "mae")
@@ -62,19 +62,19 @@ def multitask_metrics(
     """Every task's loss and metrics as ``"{task}/{metric}"``, the weighted total ``"loss"``, and
     ``"mean_auc"`` over the tasks that report an AUC."""
     results: dict[str, float] = {}
-    total = 0.0
+    logits = {name: value.float() for name, value in logits.items()}
+    labels = {name: value.float() for name, value in labels.items()}
+    total, losses = weighted_task_losses(tasks, logits, labels)
     aucs = []
     for task in tasks:
-        if task.name not in logits or task.name not in labels:
+        if task.name not in losses:
             continue
-        loss = task_loss(task, logits[task.name].float(), labels[task.name].float()).item()
-        results[f"{task.name}/loss"] = loss
-        total += task.weight * loss
+        results[f"{task.name}/loss"] = losses[task.name].item()
         for name, value in task_metrics(task, logits[task.name], labels[task.name]).items():
             results[f"{task.name}/{name}"] = value
             if name == "auc":
                 aucs.append(value)
-    results["loss"] = total
+    results["loss"] = total.item() if total is not None else 0.0
     if aucs:
         results["mean_auc"] = sum(aucs) / len(aucs)
     return results

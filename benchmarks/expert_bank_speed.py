@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Speed of the routing layer on the CPU, forward + backward.
 
-    python benchmarks/expert_bank_speed.py [--repeats 30]
+    python benchmarks/expert_bank_speed.py [--repeats 100] [--rounds 3]
 
 1. `ExpertBank` against a loop of `nn.Linear` experts (E in 4, 8, 16, 32; batch 1024; input 500;
    hidden 16 and 64), and the bank's achieved FLOP rate against one dense `nn.Linear` of the same FLOPs.
@@ -18,7 +18,7 @@ import json
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -32,15 +32,22 @@ from moezoo.routing import ExpertBank
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def median_ms(step: Callable[[], None], repeats: int, warmup: int = 5) -> float:
+def median_ms(steps: dict[str, Callable[[], None]], repeats: int, warmup: int = 5) -> dict[str, float]:
+    """Median wall time of each step in milliseconds.
+
+    The steps take turns within every repeat, so that drift in the machine's speed (other processes,
+    frequency scaling) hits all of them alike instead of whichever happened to run last.
+    """
     for _ in range(warmup):
-        step()
-    times = []
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {name: [] for name in steps}
     for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[name].append(time.perf_counter() - start)
+    return {name: 1000 * statistics.median(samples) for name, samples in times.items()}
 
 
 def forward_backward(module: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> Callable[[], None]:
@@ -70,9 +77,15 @@ def bench_expert_bank(repeats: int) -> list[dict]:
             bank = ExpertBank(num_experts, input_size, [hidden])
             loop = LoopOfExperts(num_experts, input_size, hidden)
             dense = nn.Sequential(nn.Linear(input_size, num_experts * hidden), nn.ReLU())
-            bank_ms = median_ms(forward_backward(bank, x), repeats)
-            loop_ms = median_ms(forward_backward(loop, x), repeats)
-            dense_ms = median_ms(forward_backward(dense, x), repeats)
+            timings = median_ms(
+                {
+                    "bank": forward_backward(bank, x),
+                    "loop": forward_backward(loop, x),
+                    "dense": forward_backward(dense, x),
+                },
+                repeats,
+            )
+            bank_ms, loop_ms, dense_ms = timings["bank"], timings["loop"], timings["dense"]
             # The forward GEMM and the weight-gradient GEMM (x needs no gradient).
             flops = 2 * (2 * batch * input_size * num_experts * hidden)
             rows.append(
@@ -143,27 +156,41 @@ def bench_mmoe_step(repeats: int) -> dict:
 
         return step
 
-    moezoo_ms = median_ms(training_step(model, lambda: model(**batch).loss), repeats)
-    reference_ms = median_ms(
-        training_step(
-            reference, lambda: reference(batch["numeric_features"], batch["categorical_features"], batch["labels"])
-        ),
+    timings = median_ms(
+        {
+            "moezoo": training_step(model, lambda: model(**batch).loss),
+            "hand_written": training_step(
+                reference,
+                lambda: reference(batch["numeric_features"], batch["categorical_features"], batch["labels"]),
+            ),
+        },
         repeats,
     )
-    row = {"moezoo_ms": moezoo_ms, "hand_written_ms": reference_ms, "ratio": moezoo_ms / reference_ms}
+    row = {
+        "moezoo_ms": timings["moezoo"],
+        "hand_written_ms": timings["hand_written"],
+        "ratio": timings["moezoo"] / timings["hand_written"],
+    }
     print(row, flush=True)
     return row
 
 
+def median_row(rows: Sequence[dict]) -> dict:
+    """The entry-wise median of rows with the same keys."""
+    return {key: statistics.median(row[key] for row in rows) for key in rows[0]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=100, help="timed runs per measurement")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement; medians are reported")
     args = parser.parse_args()
     torch.manual_seed(0)
-    bank_rows = bench_expert_bank(args.repeats)
-    # Interleave the two step benchmarks over rounds so that machine drift hits both alike.
-    steps = [bench_mmoe_step(args.repeats) for _ in range(3)]
-    step = {key: statistics.median(row[key] for row in steps) for key in steps[0]}
+    # Each benchmark runs in several rounds and reports the per-entry median, which steadies the
+    # ratios against the slow drift of a shared 2-core machine.
+    bank_rounds = [bench_expert_bank(args.repeats) for _ in range(args.rounds)]
+    bank_rows = [median_row(rows) for rows in zip(*bank_rounds)]
+    step = median_row([bench_mmoe_step(args.repeats) for _ in range(args.rounds)])
     environment = {
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -174,7 +201,8 @@ def main() -> None:
         json.dumps({"environment": environment, "expert_bank": bank_rows, "mmoe_step": step}, indent=2) + "\n"
     )
     lines = [
-        f"CPU, {environment['threads']} threads, torch {environment['torch']}; median of {args.repeats} runs; "
+        f"CPU, {environment['threads']} threads, torch {environment['torch']}; median of {args.rounds} rounds "
+        f"of {args.repeats} runs; "
         "forward + backward, batch 1024, input 500.",
         "",
         "| hidden | experts | ExpertBank ms | loop of nn.Linear ms | bank speed-up | bank GFLOP/s | dense GEMM GFLOP/s |",
@@ -187,7 +215,7 @@ def main() -> None:
         )
     lines += [
         "",
-        "One MMoE training step on Census-Income (8 experts x 16, towers of 8, batch 1024, AdamW), median of 3 rounds:",
+        f"One MMoE training step on Census-Income (8 experts x 16, towers of 8, batch 1024, AdamW), median of {args.rounds} rounds:",
         "",
         "| moezoo MMoEModel ms | hand-written batched MMoE ms | ratio |",
         "|---|---|---|",

@@ -126,14 +126,15 @@ def _is_integer(tensor: torch.Tensor) -> bool:
 
 
 def _check_label_values(task: TaskSpec, labels: torch.Tensor) -> None:
-    present = labels[~torch.isnan(labels)]
-    if torch.isinf(present).any():
+    # Comparisons with NaN are false, so missing labels pass the range checks without being removed.
+    if torch.isinf(labels).any():
         raise ValueError(f"Labels for task {task.name!r} contain inf.")
-    if task.kind in ("binary", "multilabel") and ((present < 0) | (present > 1)).any():
+    if task.kind in ("binary", "multilabel") and ((labels < 0) | (labels > 1)).any():
         raise ValueError(f"Labels for {task.kind} task {task.name!r} must lie in [0, 1] (or be NaN when missing).")
     if task.kind == "multiclass":
-        classes = present[present != IGNORE_INDEX]
-        if ((classes != classes.round()) | (classes < 0) | (classes >= task.num_labels)).any():
+        present = ~torch.isnan(labels) & (labels != IGNORE_INDEX)
+        invalid = (labels != labels.round()) | (labels < 0) | (labels >= task.num_labels)
+        if (invalid & present).any():
             raise ValueError(
                 f"Labels for multiclass task {task.name!r} must be class indices in [0, {task.num_labels}) "
                 f"(or NaN / {IGNORE_INDEX} when missing)."
@@ -141,19 +142,23 @@ def _check_label_values(task: TaskSpec, labels: torch.Tensor) -> None:
 
 
 def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The task's loss averaged over its present labels (0, still attached to the graph, if none)."""
+    """The task's loss averaged over its present labels (0, still attached to the graph, if none).
+
+    Missing labels are masked out of an elementwise loss rather than indexed away, which keeps the
+    batch shape static and avoids a boolean-index gather in forward and backward.
+    """
     if task.kind == "multiclass":
-        labels = labels.squeeze(1)
-        present = ~torch.isnan(labels) & (labels != IGNORE_INDEX)
-        if not present.any():
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits[present], labels[present].long())
-    present = ~torch.isnan(labels)
-    if not present.any():
-        return logits.sum() * 0.0
-    if task.kind == "regression":
-        return F.mse_loss(logits[present], labels[present])
-    return F.binary_cross_entropy_with_logits(logits[present], labels[present])
+        classes = labels.squeeze(1)
+        present = ~torch.isnan(classes) & (classes != IGNORE_INDEX)
+        targets = torch.where(present, classes, 0.0).long()
+        per_label = F.cross_entropy(logits, targets, reduction="none")
+    else:
+        present = ~torch.isnan(labels)
+        targets = torch.where(present, labels, 0.0)
+        elementwise_loss = F.mse_loss if task.kind == "regression" else F.binary_cross_entropy_with_logits
+        per_label = elementwise_loss(logits, targets, reduction="none")
+    # `where`, not a multiplication by the mask: a non-finite loss on a missing label must not leak in.
+    return per_label.where(present, 0.0).sum() / present.sum().clamp_min(1)
 
 
 def weighted_task_losses(

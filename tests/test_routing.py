@@ -10,14 +10,14 @@ def loop_experts_from_bank(bank: ExpertBank) -> list[nn.Sequential]:
     experts = []
     for e in range(bank.num_experts):
         layers = []
-        for layer, (weight, bias) in enumerate(zip(bank.weights, bank.biases)):
-            linear = nn.Linear(weight.shape[1], weight.shape[2])
+        for batched in bank.layers:
+            linear = nn.Linear(batched.in_features, batched.out_features)
             with torch.no_grad():
-                linear.weight.copy_(weight[e].T)
-                linear.bias.copy_(bias[e])
+                linear.weight.copy_(batched.weight[e])
+                linear.bias.copy_(batched.bias[e])
             layers.append(linear)
             if bank.norms is not None:
-                layers.append(nn.BatchNorm1d(weight.shape[2]))
+                layers.append(nn.BatchNorm1d(batched.out_features))
             layers.append(nn.ReLU())
         experts.append(nn.Sequential(*layers))
     return experts
@@ -42,11 +42,11 @@ def test_expert_bank_matches_loop_of_linear_experts(hidden_sizes, per_expert_inp
     (out_bank * upstream).sum().backward()
     (out_loop * upstream).sum().backward()
     torch.testing.assert_close(x_bank.grad, x_loop.grad)
-    for layer, (weight, bias) in enumerate(zip(bank.weights, bank.biases)):
+    for layer, batched in enumerate(bank.layers):
         linears = [expert[i] for expert in loop for i in range(len(expert)) if isinstance(expert[i], nn.Linear)]
-        per_expert = linears[layer :: len(bank.weights)]
-        torch.testing.assert_close(weight.grad, torch.stack([lin.weight.grad.T for lin in per_expert]))
-        torch.testing.assert_close(bias.grad, torch.stack([lin.bias.grad for lin in per_expert]))
+        per_expert = linears[layer :: len(bank.layers)]
+        torch.testing.assert_close(batched.weight.grad, torch.stack([lin.weight.grad for lin in per_expert]))
+        torch.testing.assert_close(batched.bias.grad, torch.stack([lin.bias.grad for lin in per_expert]))
 
 
 def test_expert_bank_rejects_bad_input():

@@ -38,6 +38,15 @@ def test_regression_and_multilabel_losses():
     assert task_loss(multi, logits, labels).item() == pytest.approx(expected, rel=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["binary", "regression", "multiclass"])
+def test_missing_labels_get_zero_gradient(kind):
+    num_labels = 3 if kind == "multiclass" else 1
+    logits = torch.randn(3, num_labels, requires_grad=True)
+    labels = torch.tensor([[1.0], [float("nan")], [0.0]])
+    task_loss(TaskSpec("t", kind=kind, num_labels=num_labels), logits, labels).backward()
+    assert torch.all(logits.grad[1] == 0) and torch.all(logits.grad[[0, 2]].abs().sum(dim=1) > 0)
+
+
 def test_all_missing_gives_zero_loss_still_in_graph():
     logits = torch.randn(3, 1, requires_grad=True)
     loss = task_loss(TaskSpec("t"), logits, torch.full((3, 1), float("nan")))

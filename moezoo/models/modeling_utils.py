@@ -168,8 +168,10 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         # PyTorch's default initialisation for every layer (transformers' default is N(0, 0.02), tuned
         # for transformers, not for these small tabular networks). `reset_parameters` goes through
         # torch.nn.init, which transformers guards so that loaded weights are never overwritten.
+        # transformers visits every submodule, so only modules that own parameters directly reset
+        # them; a container's `reset_parameters` would initialise its children a second time.
         restore_constants(module)
-        if isinstance(module, PreTrainedModel):
+        if isinstance(module, PreTrainedModel) or next(module.parameters(recurse=False), None) is None:
             return
         reset = getattr(module, "reset_parameters", None)
         if callable(reset):

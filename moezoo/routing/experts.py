@@ -3,6 +3,10 @@
 The same bank serves as the experts of every mixture and as the task towers: E networks of identical
 shape computed together. When all of them read the same input, their first layers are one GEMM
 ``[B, d] x [d, E*h]``; later layers are one batched matmul over E. No Python loop runs over experts.
+
+Each layer is a `BatchedLinear` whose weight is stored as ``[E, out, in]``: expert ``e``'s slice is
+exactly the weight of the `torch.nn.Linear` it replaces, and the first layer of all experts is a free
+``[E*out, in]`` view, so the shared-input GEMM copies no weight in either direction.
 """
 
 from __future__ import annotations
@@ -11,10 +15,51 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers.activations import ACT2FN
 
 EXPERT_NORMALIZATIONS = ("batch_norm",)
+
+
+class BatchedLinear(nn.Module):
+    """``num_experts`` independent linear maps ``in_features -> out_features``, applied together.
+
+    ``weight`` is ``[E, out, in]`` and ``bias`` ``[E, out]``: slice ``e`` holds exactly the parameters
+    of the `torch.nn.Linear` it replaces.
+
+    Shapes:
+        - input ``[B, in]``: every map reads the same rows, one GEMM on a free ``[E*out, in]`` view;
+        - input ``[B, E, in]``: map ``e`` reads ``inputs[:, e]``, one batched matmul;
+        - output ``[B, E, out]``.
+    """
+
+    def __init__(self, num_experts: int, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.num_experts = num_experts
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = nn.Parameter(torch.empty(num_experts, out_features, in_features))
+        self.bias = nn.Parameter(torch.empty(num_experts, out_features))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise every map as `torch.nn.Linear` would: U(-1/sqrt(in), 1/sqrt(in))."""
+        bound = 1.0 / math.sqrt(self.in_features)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        num_experts, out_features = self.num_experts, self.out_features
+        if inputs.dim() == 2:
+            flat_weight = self.weight.view(num_experts * out_features, self.in_features)
+            hidden = F.linear(inputs, flat_weight, self.bias.view(-1))
+            return hidden.view(inputs.shape[0], num_experts, out_features)
+        hidden = torch.baddbmm(self.bias.unsqueeze(1), inputs.transpose(0, 1), self.weight.transpose(1, 2))
+        return hidden.transpose(0, 1)
+
+    def extra_repr(self) -> str:
+        return f"num_experts={self.num_experts}, in_features={self.in_features}, out_features={self.out_features}"
 
 
 class ExpertBank(nn.Module):
@@ -68,12 +113,9 @@ class ExpertBank(nn.Module):
         self.input_size = input_size
         self.hidden_sizes = hidden_sizes
         layer_sizes = [input_size, *hidden_sizes]
-        # Weights are [E, in, out] so that a later layer is `torch.baddbmm(bias, hidden, weight)`.
-        self.weights = nn.ParameterList(
-            nn.Parameter(torch.empty(num_experts, fan_in, fan_out))
-            for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:])
+        self.layers = nn.ModuleList(
+            BatchedLinear(num_experts, fan_in, fan_out) for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:])
         )
-        self.biases = nn.ParameterList(nn.Parameter(torch.empty(num_experts, size)) for size in hidden_sizes)
         # BatchNorm over the flattened [B, E*h] activations is exactly an independent BatchNorm per
         # expert and unit, computed in one call.
         self.norms = (
@@ -82,19 +124,16 @@ class ExpertBank(nn.Module):
             else None
         )
         self.activation = ACT2FN[activation]
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.reset_parameters()
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     @property
     def output_size(self) -> int:
         return self.hidden_sizes[-1]
 
     def reset_parameters(self) -> None:
-        """Initialise every expert as `torch.nn.Linear` would: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
-        for weight, bias in zip(self.weights, self.biases):
-            bound = 1.0 / math.sqrt(weight.shape[1])
-            nn.init.uniform_(weight, -bound, bound)
-            nn.init.uniform_(bias, -bound, bound)
+        """Initialise every expert as a stack of `torch.nn.Linear` (and `torch.nn.BatchNorm1d`) would be."""
+        for layer in self.layers:
+            layer.reset_parameters()
         if self.norms is not None:
             for norm in self.norms:
                 norm.reset_parameters()
@@ -105,37 +144,23 @@ class ExpertBank(nn.Module):
                 f"ExpertBank expects [batch, {self.input_size}] or [batch, {self.num_experts}, {self.input_size}] "
                 f"inputs, got shape {list(inputs.shape)}."
             )
-        if inputs.dim() == 2:
-            hidden = self._first_layer_shared(inputs)
-        else:
-            if inputs.shape[1] != self.num_experts:
-                raise ValueError(
-                    f"Per-expert inputs must be [batch, {self.num_experts}, {self.input_size}], "
-                    f"got {list(inputs.shape)}."
-                )
-            hidden = torch.baddbmm(self.biases[0].unsqueeze(1), inputs.transpose(0, 1), self.weights[0])
-            hidden = hidden.transpose(0, 1)
-
-        # `hidden` is [B, E, h] from here on; the batched matmuls work on its [E, B, h] view.
-        hidden = self._activate(0, hidden)
-        for layer in range(1, len(self.weights)):
-            hidden = torch.baddbmm(self.biases[layer].unsqueeze(1), hidden.transpose(0, 1), self.weights[layer])
-            hidden = self._activate(layer, hidden.transpose(0, 1))
+        if inputs.dim() == 3 and inputs.shape[1] != self.num_experts:
+            raise ValueError(
+                f"Per-expert inputs must be [batch, {self.num_experts}, {self.input_size}], got {list(inputs.shape)}."
+            )
+        # Iterating the ModuleLists (not indexing them) keeps the Python work between matmuls small,
+        # which shows at the small sizes experts usually have.
+        hidden = inputs
+        norms = self.norms if self.norms is not None else [None] * len(self.layers)
+        for layer, norm in zip(self.layers, norms):
+            hidden = layer(hidden)  # [B, E, h]
+            if norm is not None:
+                batch, num_experts, size = hidden.shape
+                hidden = norm(hidden.reshape(batch, num_experts * size)).view(batch, num_experts, size)
+            hidden = self.activation(hidden)
+            if self.dropout is not None:
+                hidden = self.dropout(hidden)
         return hidden
-
-    def _first_layer_shared(self, inputs: torch.Tensor) -> torch.Tensor:
-        weight = self.weights[0]  # [E, d, h]
-        num_experts, input_size, hidden_size = weight.shape
-        # One GEMM for the first layer of all experts: [B, d] x [d, E*h].
-        flat_weight = weight.transpose(0, 1).reshape(input_size, num_experts * hidden_size)
-        hidden = torch.addmm(self.biases[0].reshape(-1), inputs, flat_weight)
-        return hidden.view(inputs.shape[0], num_experts, hidden_size)
-
-    def _activate(self, layer: int, hidden: torch.Tensor) -> torch.Tensor:
-        if self.norms is not None:
-            batch, num_experts, size = hidden.shape
-            hidden = self.norms[layer](hidden.reshape(batch, num_experts * size)).view(batch, num_experts, size)
-        return self.dropout(self.activation(hidden))
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, input_size={self.input_size}, hidden_sizes={self.hidden_sizes}"

@@ -8,6 +8,10 @@ from . import routing
 from .models import (
     CGCConfig,
     CGCModel,
+    DSelectKConfig,
+    DSelectKModel,
+    DSelectKStaticConfig,
+    DSelectKStaticModel,
     MMoEConfig,
     MMoEModel,
     MultiTaskConfig,
@@ -33,12 +37,18 @@ for _config_class, _model_class in (
     (OMoEConfig, OMoEModel),
     (CGCConfig, CGCModel),
     (PLEConfig, PLEModel),
+    (DSelectKConfig, DSelectKModel),
+    (DSelectKStaticConfig, DSelectKStaticModel),
 ):
     register_model(_config_class, _model_class)
 
 __all__ = [
     "CGCConfig",
     "CGCModel",
+    "DSelectKConfig",
+    "DSelectKModel",
+    "DSelectKStaticConfig",
+    "DSelectKStaticModel",
     "FeatureSchema",
     "MMoEConfig",
     "MMoEModel",

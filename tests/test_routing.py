@@ -64,7 +64,9 @@ def test_expert_bank_rejects_bad_input():
 def test_softmax_gate_is_masked_softmax_of_affine_map():
     gate = SoftmaxGate(6, num_experts=4, num_gates=2, mask=torch.tensor([[1, 1, 0, 1], [0, 1, 1, 0]]).bool())
     x = torch.randn(9, 6)
-    probs = gate(x)
+    output = gate(x)
+    assert output.aux_loss is None
+    probs = output.probs
     for g in range(2):
         logits = x @ gate.weight[g] + gate.bias[g]
         logits[:, ~gate.mask[g]] = float("-inf")
@@ -76,7 +78,7 @@ def test_softmax_gate_is_masked_softmax_of_affine_map():
 def test_gate_with_one_available_expert_is_constant_and_parameter_free():
     gate = SoftmaxGate(6, num_experts=3, num_gates=2, mask=torch.tensor([[1, 0, 0], [0, 0, 1]]).bool())
     assert gate.weight is None and not list(gate.parameters())
-    probs = gate(torch.randn(4, 6))
+    probs = gate(torch.randn(4, 6)).probs
     assert torch.equal(probs, torch.tensor([[1.0, 0, 0], [0, 0, 1]]).expand(4, -1, -1))
 
 
@@ -91,7 +93,7 @@ def test_task_router_mixture_follows_mmoe_formula():
     x = torch.randn(8, 5)
     output = router(x, output_router_probs=True)
     experts = router.experts(x)  # [B, E, h]
-    expected = torch.einsum("bge,beh->bgh", router.gate(x), experts)
+    expected = torch.einsum("bge,beh->bgh", router.gate(x).probs, experts)
     torch.testing.assert_close(output.mixtures, expected)
     assert output.router_probs.shape == (8, 3, 4)
     assert router(x).router_probs is None
@@ -116,11 +118,13 @@ def test_stacked_router_feeds_each_expert_its_source():
     levels, _ = progressive_layered_plan(2, num_shared_experts=1, num_task_experts=1, num_levels=2)
     stack = StackedTaskRouter(4, levels, [3])
     x = torch.randn(5, 4)
-    mixtures, probs = stack(x, output_router_probs=True)
+    output = stack(x, output_router_probs=True)
+    mixtures, probs = output.mixtures, output.router_probs
+    assert output.aux_loss is None  # softmax gates have no auxiliary loss
     first = stack.levels[0](x).mixtures  # [B, 3 gates, h]
     second = stack.levels[1]
     expert_inputs = first[:, [2, 0, 1]]
-    expected = torch.einsum("bge,beh->bgh", second.gate(first[:, :2]), second.experts(expert_inputs))
+    expected = torch.einsum("bge,beh->bgh", second.gate(first[:, :2]).probs, second.experts(expert_inputs))
     torch.testing.assert_close(mixtures, expected)
     assert [p.shape for p in probs] == [(5, 3, 3), (5, 2, 3)]
 

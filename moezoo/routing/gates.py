@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..constants import register_constant
+
+
+@dataclass
+class GateOutput:
+    """What a gate returns.
+
+    Attributes:
+        probs: ``[B, G, E]`` mixture weights of every gate over every expert.
+        aux_loss: The gate's auxiliary loss (a scalar) in training mode, for gates that have one;
+            otherwise ``None``.
+    """
+
+    probs: torch.Tensor
+    aux_loss: torch.Tensor | None = None
 
 
 def validate_availability_mask(mask: torch.Tensor, num_gates: int, num_experts: int) -> torch.Tensor:
@@ -43,7 +58,7 @@ class SoftmaxGate(nn.Module):
 
     Shapes:
         - input ``[B, d]`` (every gate reads it) or ``[B, G, d]`` (gate ``g`` reads ``inputs[:, g]``);
-        - output ``[B, G, E]``, rows summing to 1.
+        - output `GateOutput` with probabilities ``[B, G, E]``, rows summing to 1, and no auxiliary loss.
     """
 
     def __init__(
@@ -92,13 +107,13 @@ class SoftmaxGate(nn.Module):
         logits = torch.baddbmm(self.bias.unsqueeze(1), inputs.transpose(0, 1), self.weight)
         return logits.transpose(0, 1)
 
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+    def forward(self, inputs: torch.Tensor) -> GateOutput:
         if self.is_constant:
-            return self.mask.to(inputs.dtype).expand(inputs.shape[0], -1, -1)
+            return GateOutput(self.mask.to(inputs.dtype).expand(inputs.shape[0], -1, -1))
         logits = self.logits(inputs)
         if self.is_masked:
             logits = logits.masked_fill(~self.mask, float("-inf"))
-        return torch.softmax(logits, dim=-1)
+        return GateOutput(torch.softmax(logits, dim=-1))
 
     def extra_repr(self) -> str:
         return f"input_size={self.input_size}, num_experts={self.num_experts}, num_gates={self.num_gates}"

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from ..constants import register_constant
 
+from .dselect_k import DSelectKGate
 from .experts import ExpertBank
 from .gates import SoftmaxGate
 from .plans import RoutingLevel
+
+#: Gate classes by name. Each takes ``(input_size, num_experts, num_gates, mask, **options)`` and
+#: returns a `GateOutput`.
+GATE_TYPES: dict[str, type[nn.Module]] = {"softmax": SoftmaxGate, "dselect_k": DSelectKGate}
+
+
+def build_gate(
+    gate_type: str, input_size: int, num_experts: int, num_gates: int, mask: torch.Tensor, **options: Any
+) -> nn.Module:
+    """Build a gate by name (see `GATE_TYPES`)."""
+    if gate_type not in GATE_TYPES:
+        raise ValueError(f"Unknown gate_type {gate_type!r}; choose one of {sorted(GATE_TYPES)}.")
+    return GATE_TYPES[gate_type](input_size, num_experts, num_gates=num_gates, mask=mask, **options)
 
 
 @dataclass
@@ -21,11 +36,14 @@ class RouterOutput:
 
     Attributes:
         mixtures: ``[B, G, h]``, gate ``g``'s weighted sum of expert outputs.
-        router_probs: ``[B, G, E]`` gate weights, or ``None`` unless requested.
+        router_probs: The gate weights ``[B, G, E]`` (`StackedTaskRouter`: one per level), or ``None``
+            unless requested.
+        aux_loss: The gates' auxiliary losses summed (a scalar), or ``None`` when no gate has one.
     """
 
     mixtures: torch.Tensor
-    router_probs: torch.Tensor | None = None
+    router_probs: torch.Tensor | tuple[torch.Tensor, ...] | None = None
+    aux_loss: torch.Tensor | None = None
 
 
 class TaskRouter(nn.Module):
@@ -41,6 +59,8 @@ class TaskRouter(nn.Module):
         level: The level's mask and input sources (see `moezoo.routing.plans`).
         expert_hidden_sizes: Layer sizes of every expert.
         activation, dropout, normalization: Passed to `ExpertBank`.
+        gate_type: A name in `GATE_TYPES`.
+        gate_options: Further keyword arguments of the gate (e.g. DSelect-k's ``num_selectors``).
     """
 
     def __init__(
@@ -51,6 +71,8 @@ class TaskRouter(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         normalization: str | None = None,
+        gate_type: str = "softmax",
+        gate_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         num_gates, num_experts = level.mask.shape
@@ -58,7 +80,7 @@ class TaskRouter(nn.Module):
             num_experts, input_size, expert_hidden_sizes, activation=activation, dropout=dropout,
             normalization=normalization,
         )
-        self.gate = SoftmaxGate(input_size, num_experts, num_gates=num_gates, mask=level.mask)
+        self.gate = build_gate(gate_type, input_size, num_experts, num_gates, level.mask, **(gate_options or {}))
         self.reads_stacked_inputs = level.expert_sources is not None
         if self.reads_stacked_inputs:
             register_constant(self, "expert_sources", level.expert_sources)
@@ -81,15 +103,16 @@ class TaskRouter(nn.Module):
         else:
             expert_inputs = gate_inputs = inputs
         expert_outputs = self.experts(expert_inputs)  # [B, E, h]
-        probs = self.gate(gate_inputs)  # [B, G, E]
-        mixtures = torch.bmm(probs, expert_outputs)  # [B, G, h]
-        return RouterOutput(mixtures, probs if output_router_probs else None)
+        gate_output = self.gate(gate_inputs)
+        mixtures = torch.bmm(gate_output.probs, expert_outputs)  # [B, G, h]
+        return RouterOutput(mixtures, gate_output.probs if output_router_probs else None, gate_output.aux_loss)
 
 
 class StackedTaskRouter(nn.Module):
     """Task routers stacked in levels (PLE): level ``l`` reads the mixtures of level ``l - 1``.
 
-    Returns the last level's mixtures and, on request, every level's gate weights.
+    Returns a `RouterOutput` with the last level's mixtures, on request every level's gate weights,
+    and the auxiliary losses of all levels summed. Arguments as for `TaskRouter`, shared by every level.
     """
 
     def __init__(
@@ -100,6 +123,8 @@ class StackedTaskRouter(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         normalization: str | None = None,
+        gate_type: str = "softmax",
+        gate_options: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         if not levels:
@@ -107,7 +132,9 @@ class StackedTaskRouter(nn.Module):
         self.levels = nn.ModuleList()
         level_input_size = input_size
         for level in levels:
-            router = TaskRouter(level_input_size, level, expert_hidden_sizes, activation, dropout, normalization)
+            router = TaskRouter(
+                level_input_size, level, expert_hidden_sizes, activation, dropout, normalization, gate_type, gate_options
+            )
             self.levels.append(router)
             level_input_size = router.output_size
 
@@ -119,13 +146,14 @@ class StackedTaskRouter(nn.Module):
     def output_size(self) -> int:
         return self.levels[-1].output_size
 
-    def forward(
-        self, inputs: torch.Tensor, output_router_probs: bool = False
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...] | None]:
+    def forward(self, inputs: torch.Tensor, output_router_probs: bool = False) -> RouterOutput:
         all_probs = []
+        aux_loss = None
         hidden = inputs
         for router in self.levels:
             output = router(hidden, output_router_probs=output_router_probs)
             hidden = output.mixtures
             all_probs.append(output.router_probs)
-        return hidden, (tuple(all_probs) if output_router_probs else None)
+            if output.aux_loss is not None:
+                aux_loss = output.aux_loss if aux_loss is None else aux_loss + output.aux_loss
+        return RouterOutput(hidden, tuple(all_probs) if output_router_probs else None, aux_loss)

@@ -7,6 +7,7 @@ has its own ``model_type`` so that a checkpoint names what it is.
 from __future__ import annotations
 
 from dataclasses import field
+from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
 
@@ -32,6 +33,8 @@ class MMoEConfig(MultiTaskConfig):
     """
 
     model_type = "mmoe"
+    #: The gate every routing level uses (a name in `moezoo.routing.GATE_TYPES`); see `gate_options`.
+    gate_type: ClassVar[str] = "softmax"
 
     num_shared_experts: int = 8
     num_task_experts: int = 0
@@ -41,6 +44,10 @@ class MMoEConfig(MultiTaskConfig):
     expert_activation: str = "relu"
     expert_dropout: float = 0.0
     expert_normalization: str | None = None
+
+    def gate_options(self) -> dict[str, Any]:
+        """Keyword arguments of the gate beyond its shape (none for the softmax gate)."""
+        return {}
 
     def validate_routing(self) -> None:
         """Part of `@strict` validation: the routing plan can be built and the experts are sane."""

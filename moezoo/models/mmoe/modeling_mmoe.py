@@ -37,6 +37,8 @@ class MMoEModel(MultiTaskPreTrainedModel):
             activation=config.expert_activation,
             dropout=config.expert_dropout,
             normalization=config.expert_normalization,
+            gate_type=config.gate_type,
+            gate_options=config.gate_options(),
         )
         register_constant(self, "task_to_gate", task_to_gate)
         self.gates_are_tasks = task_to_gate.tolist() == list(range(self.router.num_gates))
@@ -70,10 +72,11 @@ class MMoEModel(MultiTaskPreTrainedModel):
         """
         task_names = self.resolve_tasks(tasks)
         hidden = self.embed_inputs(numeric_features, categorical_features, inputs_embeds)
-        mixtures, router_probs = self.router(hidden, output_router_probs=output_router_probs)
+        routed = self.router(hidden, output_router_probs=output_router_probs)
+        mixtures = routed.mixtures
         task_inputs = mixtures if self.gates_are_tasks else mixtures.index_select(1, self.task_to_gate)
         logits = self.heads(task_inputs, task_names)
-        return self.multitask_output(logits, labels, router_probs=router_probs)
+        return self.multitask_output(logits, labels, aux_loss=routed.aux_loss, router_probs=routed.router_probs)
 
 
 class SharedBottomModel(MMoEModel):

@@ -1,9 +1,8 @@
 """Synthetic multi-task data whose tasks are built from known experts (DSelect-k's expert-selection test).
 
 Ground-truth experts ``f_1 .. f_n`` are random tanh networks, expert ``i`` reading its own block of
-the input features. Task ``t`` draws a subset ``S_t`` of
-``k`` of them and a readout ``u_t``; its target is ``u_t . mean_{i in S_t} f_i(x)``, standardised, plus
-Gaussian noise. A model given the same (frozen) experts fits the tasks exactly when task ``t``'s gate
+the input features. Task ``t`` draws a subset ``S_t`` of ``k`` of them and a readout ``u_t``; its
+target is ``u_t . mean_{i in S_t} f_i(x)``, standardised, plus Gaussian noise. A model given the same (frozen) experts fits the tasks exactly when task ``t``'s gate
 puts weight ``1/k`` on each expert of ``S_t`` and none elsewhere, so a trained gate can be checked
 against ``S_t``.
 """

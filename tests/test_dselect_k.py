@@ -1,11 +1,14 @@
 """DSelect-k against the paper's formulas (Hazimeh et al. 2021, as written in DESIGN.md)."""
 
 import math
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 import moezoo
+from moezoo.data import make_expert_selection_problem
 from moezoo.routing import DSelectKGate, TaskRouter, RoutingLevel, binary_codes, selector_distribution, smooth_step
 
 
@@ -228,3 +231,16 @@ def test_model_returns_the_regularizer_in_training_only():
     output = model(inputs_embeds=x, labels=labels)
     assert output.aux_loss == 0
     torch.testing.assert_close(output.loss, sum(output.task_losses.values()))
+
+
+def test_static_gates_select_the_ground_truth_experts():
+    """The expert-selection experiment at small size: each task is one of 8 frozen experts, k = 2."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from dselect_k_expert_selection import run_expert_selection
+
+    problem = make_expert_selection_problem(
+        num_experts=8, num_tasks=8, experts_per_task=1, input_size=32, split_sizes=(2000, 100, 100), seed=0
+    )
+    result = run_expert_selection(problem, num_selectors=2, num_steps=3000, seed=0)
+    assert result.selected == problem.task_experts
+    assert result.max_nonzeros <= 2

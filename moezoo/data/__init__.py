@@ -8,6 +8,7 @@ from .census_income import (
     load_census_income,
     read_census_income_file,
 )
+from .multi_mnist import MULTI_MNIST_TASKS, load_multi_mnist, overlay_pairs, read_idx
 from .paths import DATA_DIR_ENV, default_data_dir, resolve_dataset_dir
 from .synthetic import ExpertSelectionProblem, make_expert_selection_problem
 
@@ -16,11 +17,15 @@ __all__ = [
     "CENSUS_TASK_GROUPS",
     "DATA_DIR_ENV",
     "ExpertSelectionProblem",
+    "MULTI_MNIST_TASKS",
     "census_feature_columns",
     "census_task_columns",
     "default_data_dir",
     "load_census_income",
+    "load_multi_mnist",
     "make_expert_selection_problem",
+    "overlay_pairs",
     "read_census_income_file",
+    "read_idx",
     "resolve_dataset_dir",
 ]

@@ -1,0 +1,114 @@
+"""MultiMNIST and MultiFashion-MNIST, the two-item image benchmarks of the DSelect-k paper.
+
+Each example is a 36 x 36 canvas holding two 28 x 28 items: the first with its top-left corner at
+(0, 0), the second with its bottom-right corner at (35, 35), so they overlap in the central 20 x 20
+square, where the brighter pixel wins. The two tasks are the 10-way classes of the top-left and the
+bottom-right item. The second item of each example is another image of the same split, drawn with a
+fixed seed. Training and validation canvases come from the 60,000 training images (the validation
+images are held out before pairing, so no image appears in both), test canvases from the 10,000
+test images.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+from datasets import Dataset, DatasetDict
+
+from .paths import resolve_dataset_dir
+
+CANVAS_SIZE = 36
+ITEM_SIZE = 28
+MULTI_MNIST_TASKS = ("top_left", "bottom_right")
+IDX_FILES = {
+    "train_images": "train-images-idx3-ubyte.gz",
+    "train_labels": "train-labels-idx1-ubyte.gz",
+    "test_images": "t10k-images-idx3-ubyte.gz",
+    "test_labels": "t10k-labels-idx1-ubyte.gz",
+}
+SOURCES = {
+    "mnist": "http://yann.lecun.com/exdb/mnist/",
+    "fashion-mnist": "https://github.com/zalandoresearch/fashion-mnist",
+}
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+    """Read a gzipped IDX file (images ``[N, rows, cols]`` or labels ``[N]``, uint8)."""
+    with gzip.open(path, "rb") as file:
+        data = file.read()
+    if len(data) < 4:
+        raise ValueError(f"{path} is too short to be an IDX file.")
+    zero, dtype_code, num_dims = struct.unpack(">HBB", data[:4])
+    if zero != 0 or dtype_code != 0x08:
+        raise ValueError(f"{path} is not an IDX file of unsigned bytes (header {data[:4].hex()}).")
+    shape = struct.unpack(f">{num_dims}I", data[4 : 4 + 4 * num_dims])
+    values = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * num_dims)
+    if values.size != int(np.prod(shape)):
+        raise ValueError(f"{path} holds {values.size} values, its header promises {shape}: truncated or corrupt.")
+    return values.reshape(shape)
+
+
+def overlay_pairs(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Canvases ``[N, 36, 36]`` uint8 and labels ``[N, 2]``: image ``i`` at the top left, a random other
+    image of the same set at the bottom right, combined by the pixel-wise maximum."""
+    num_images = len(images)
+    offset = CANVAS_SIZE - ITEM_SIZE
+    # A random partner other than the image itself: a shift by 1 .. N-1 of the index.
+    partners = (np.arange(num_images) + rng.integers(1, num_images, size=num_images)) % num_images
+    canvases = np.zeros((num_images, CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
+    canvases[:, :ITEM_SIZE, :ITEM_SIZE] = images
+    bottom_right = canvases[:, offset:, offset:]
+    np.maximum(bottom_right, images[partners], out=bottom_right)
+    return canvases, np.stack([labels, labels[partners]], axis=1)
+
+
+def load_multi_mnist(
+    data_dir: str | os.PathLike | None = None,
+    dataset: str = "mnist",
+    validation_size: int = 10_000,
+    seed: int = 0,
+) -> DatasetDict:
+    """Build MultiMNIST (``dataset="mnist"``) or MultiFashion-MNIST (``dataset="fashion-mnist"``).
+
+    Args:
+        data_dir: A folder holding ``mnist/`` / ``fashion-mnist/`` with the four IDX .gz files (default:
+            ../shared/data when present, or ``$MOEZOO_DATA_DIR``), or the data set's folder itself.
+        dataset: ``"mnist"`` or ``"fashion-mnist"``.
+        validation_size: Training images held out for the validation split.
+        seed: Seed of the validation hold-out and of the pairing.
+
+    Returns:
+        ``train`` / ``validation`` / ``test`` with ``pixel_values`` (float32 ``[1, 36, 36]`` in [0, 1])
+        and ``labels`` (``[2]``: the classes of the top-left and the bottom-right item), in torch format.
+    """
+    if dataset not in SOURCES:
+        raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)}.")
+    folder = resolve_dataset_dir(data_dir, dataset, list(IDX_FILES.values()), SOURCES[dataset])
+    arrays = {name: read_idx(Path(folder) / file) for name, file in IDX_FILES.items()}
+    num_train = len(arrays["train_images"])
+    if not 0 < validation_size < num_train:
+        raise ValueError(f"validation_size must be in (0, {num_train}), got {validation_size}.")
+
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(num_train)
+    parts = {
+        "train": (arrays["train_images"][order[validation_size:]], arrays["train_labels"][order[validation_size:]]),
+        "validation": (arrays["train_images"][order[:validation_size]], arrays["train_labels"][order[:validation_size]]),
+        "test": (arrays["test_images"], arrays["test_labels"]),
+    }
+    splits = {}
+    for name, (images, labels) in parts.items():
+        canvases, pair_labels = overlay_pairs(images, labels, rng)
+        splits[name] = Dataset.from_dict(
+            {
+                "pixel_values": (canvases[:, None].astype(np.float32) / 255.0),
+                "labels": pair_labels.astype(np.int64),
+            }
+        )
+    return DatasetDict(splits).with_format("torch")

@@ -1,5 +1,6 @@
 """The task-routing layer every moezoo architecture is built from: expert banks, gates, routers."""
 
+from .diagnostics import RoutingStatistics
 from .dselect_k import DSelectKGate, binary_codes, selector_distribution, smooth_step
 from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank
 from .gates import GateOutput, SoftmaxGate, validate_availability_mask
@@ -15,6 +16,7 @@ __all__ = [
     "GateOutput",
     "RouterOutput",
     "RoutingLevel",
+    "RoutingStatistics",
     "SoftmaxGate",
     "StackedTaskRouter",
     "TaskRouter",

@@ -16,6 +16,7 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
 from ..routing import ExpertBank
+from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 from ..tabular import FeatureSchema, TabularEmbedding
 from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
 
@@ -31,9 +32,11 @@ class MultiTaskConfig(PreTrainedConfig):
     Args:
         tasks: The tasks, as `moezoo.TaskSpec` fields (``name``, ``kind``, ``num_labels``, ``weight``).
         features: A `moezoo.tabular.FeatureSchema` as a dict (numeric and categorical features);
-            ``None`` when the model reads dense ``inputs_embeds`` instead.
-        input_size: Size of the dense vector the model body reads. Derived from ``features`` when
-            those are set; otherwise the size of ``inputs_embeds``.
+            ``None`` when the model reads images or dense ``inputs_embeds`` instead.
+        image_encoder: A `moezoo.models.image_encoder.ImageEncoderSpec` as a dict: the model reads
+            ``pixel_values`` through a small shared CNN. ``None`` for tabular or dense inputs.
+        input_size: Size of the dense vector the model body reads. Derived from ``features`` or
+            ``image_encoder`` when one is set; otherwise the size of ``inputs_embeds``.
         tower_hidden_sizes: Hidden layers of each task's tower (``[]``: the head reads the mixture).
         tower_activation: Activation of the towers (any `transformers.activations.ACT2FN` name).
         tower_dropout: Dropout in the towers.
@@ -43,6 +46,7 @@ class MultiTaskConfig(PreTrainedConfig):
 
     tasks: list[dict] = field(default_factory=_default_tasks)
     features: dict | None = None
+    image_encoder: dict | None = None
     input_size: int | None = None
     tower_hidden_sizes: list[int] = field(default_factory=lambda: [8])
     tower_activation: str = "relu"
@@ -50,15 +54,22 @@ class MultiTaskConfig(PreTrainedConfig):
 
     def __post_init__(self, **kwargs) -> None:
         self.tasks = [TaskSpec.from_dict(task).to_dict() for task in self.tasks]
+        if self.features is not None and self.image_encoder is not None:
+            raise ValueError("Set features (tabular inputs) or image_encoder (image inputs), not both.")
+        encoded_size = None
         if self.features is not None:
             schema = FeatureSchema.from_dict(self.features)
-            self.features = schema.to_dict()
-            if self.input_size is not None and self.input_size != schema.output_size:
+            self.features, encoded_size, source = schema.to_dict(), schema.output_size, "the feature schema"
+        elif self.image_encoder is not None:
+            spec = ImageEncoderSpec.from_dict(self.image_encoder)
+            self.image_encoder, encoded_size, source = spec.to_dict(), spec.output_size, "the image encoder"
+        if encoded_size is not None:
+            if self.input_size is not None and self.input_size != encoded_size:
                 raise ValueError(
-                    f"input_size={self.input_size} disagrees with the feature schema, whose embedding gives "
-                    f"{schema.output_size}; leave input_size unset when features are given."
+                    f"input_size={self.input_size} disagrees with {source}, which gives {encoded_size}; "
+                    "leave input_size unset when features or an image encoder are given."
                 )
-            self.input_size = schema.output_size
+            self.input_size = encoded_size
         elif self.input_size is None:
             self.input_size = 32
         super().__post_init__(**kwargs)
@@ -136,6 +147,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         self.task_names = [task.name for task in self.task_specs]
         schema = config.feature_schema
         self.embeddings = TabularEmbedding(schema) if schema is not None else None
+        self.image_encoder = (
+            ConvImageEncoder(ImageEncoderSpec.from_dict(config.image_encoder)) if config.image_encoder is not None else None
+        )
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
@@ -182,6 +196,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         numeric_features: torch.Tensor | None = None,
         categorical_features: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The dense ``[B, input_size]`` vector the body reads."""
         if inputs_embeds is not None:
@@ -190,6 +205,12 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                     f"inputs_embeds must be [batch, {self.config.input_size}], got {list(inputs_embeds.shape)}."
                 )
             return inputs_embeds
+        if self.image_encoder is not None:
+            if pixel_values is None:
+                raise ValueError("This model reads images (config.image_encoder is set): pass pixel_values.")
+            return self.image_encoder(pixel_values)
+        if pixel_values is not None:
+            raise ValueError("This model has no image encoder (config.image_encoder is None): it cannot read pixel_values.")
         if self.embeddings is None:
             raise ValueError("This model has no feature schema (config.features is None): pass inputs_embeds.")
         return self.embeddings(numeric_features, categorical_features)

@@ -56,6 +56,7 @@ class MMoEModel(MultiTaskPreTrainedModel):
         numeric_features: torch.Tensor | None = None,
         categorical_features: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
         tasks: str | Sequence[str] | None = None,
         output_router_probs: bool = False,
@@ -65,13 +66,14 @@ class MMoEModel(MultiTaskPreTrainedModel):
             numeric_features: ``[B, n_numeric]`` standardised numeric features (from `TabularProcessor`).
             categorical_features: ``[B, n_categorical]`` vocabulary indices.
             inputs_embeds: ``[B, input_size]`` dense inputs, instead of the two above.
+            pixel_values: ``[B, C, S, S]`` images, for a model with an ``image_encoder``.
             labels: ``[B, W]`` labels of all tasks in config order, or a mapping task name -> labels;
                 NaN (or -100 for multiclass) marks a missing label.
             tasks: Compute only these tasks' logits and losses.
             output_router_probs: Also return every level's gate weights ``[B, G, E]``.
         """
         task_names = self.resolve_tasks(tasks)
-        hidden = self.embed_inputs(numeric_features, categorical_features, inputs_embeds)
+        hidden = self.embed_inputs(numeric_features, categorical_features, inputs_embeds, pixel_values)
         routed = self.router(hidden, output_router_probs=output_router_probs)
         mixtures = routed.mixtures
         task_inputs = mixtures if self.gates_are_tasks else mixtures.index_select(1, self.task_to_gate)

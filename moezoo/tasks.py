@@ -15,6 +15,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 
+from .specs import reject_unknown_fields
+
 TASK_KINDS = ("binary", "multiclass", "regression", "multilabel")
 IGNORE_INDEX = -100
 
@@ -61,9 +63,7 @@ class TaskSpec:
     def from_dict(cls, spec: Mapping | TaskSpec) -> TaskSpec:
         if isinstance(spec, TaskSpec):
             return spec
-        unknown = set(spec) - {"name", "kind", "num_labels", "weight"}
-        if unknown:
-            raise ValueError(f"Unknown task field(s) {sorted(unknown)} in {dict(spec)}.")
+        reject_unknown_fields("task", spec, cls.__dataclass_fields__)
         return cls(**spec)
 
 

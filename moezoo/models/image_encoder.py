@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import nn
 
+from ..specs import reject_unknown_fields
+
 
 @dataclass
 class ImageEncoderSpec:
@@ -57,9 +59,7 @@ class ImageEncoderSpec:
     def from_dict(cls, spec: Mapping | ImageEncoderSpec) -> ImageEncoderSpec:
         if isinstance(spec, cls):
             return spec
-        unknown = set(spec) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"Unknown image encoder field(s) {sorted(unknown)}; known: {sorted(cls.__dataclass_fields__)}.")
+        reject_unknown_fields("image encoder", spec, cls.__dataclass_fields__)
         return cls(**spec)
 
 

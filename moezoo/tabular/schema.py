@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ..specs import reject_unknown_fields
+
 OUT_OF_VOCABULARY_INDEX = 0
 
 
@@ -74,7 +76,5 @@ class FeatureSchema:
     def from_dict(cls, schema: Mapping | FeatureSchema) -> FeatureSchema:
         if isinstance(schema, FeatureSchema):
             return schema
-        unknown = set(schema) - {"numeric", "categorical"}
-        if unknown:
-            raise ValueError(f"Unknown feature schema field(s) {sorted(unknown)}; expected 'numeric' and 'categorical'.")
+        reject_unknown_fields("feature schema", schema, ("numeric", "categorical"))
         return cls(numeric=schema.get("numeric", ()), categorical=schema.get("categorical", ()))

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
-from .specs import reject_unknown_fields
+from .specs import DictSpec
 
 TASK_KINDS = ("binary", "multiclass", "regression", "multilabel")
 IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
-class TaskSpec:
+class TaskSpec(DictSpec):
     """One task of a multi-task model.
 
     Args:
@@ -36,6 +37,8 @@ class TaskSpec:
     kind: str = "binary"
     num_labels: int = 1
     weight: float = 1.0
+
+    spec_name: ClassVar[str] = "task"
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
@@ -56,15 +59,6 @@ class TaskSpec:
         """Number of label columns the task takes in a ``[B, W]`` label tensor."""
         return 1 if self.kind == "multiclass" else self.num_labels
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: Mapping | TaskSpec) -> TaskSpec:
-        if isinstance(spec, TaskSpec):
-            return spec
-        reject_unknown_fields("task", spec, cls.__dataclass_fields__)
-        return cls(**spec)
 
 
 def parse_tasks(specs: Iterable[Mapping | TaskSpec]) -> list[TaskSpec]:

@@ -68,7 +68,7 @@ def test_softmax_gate_is_masked_softmax_of_affine_map():
     assert output.aux_loss is None
     probs = output.probs
     for g in range(2):
-        logits = x @ gate.weight[g] + gate.bias[g]
+        logits = x @ gate.weight[g].T + gate.bias[g]
         logits[:, ~gate.mask[g]] = float("-inf")
         torch.testing.assert_close(probs[:, g], torch.softmax(logits, -1))
     assert torch.all(probs[:, 0, 2] == 0) and torch.all(probs[:, 1, [0, 3]] == 0)

@@ -6,17 +6,17 @@ LeNet-style CNN: per block ``Conv(kernel) -> ReLU -> MaxPool(2)``, then a linear
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from ..specs import reject_unknown_fields
+from ..specs import DictSpec
 
 
 @dataclass
-class ImageEncoderSpec:
+class ImageEncoderSpec(DictSpec):
     """Shape of `ConvImageEncoder`, stored in a model config as a dict.
 
     Attributes:
@@ -32,6 +32,8 @@ class ImageEncoderSpec:
     conv_channels: list[int] = field(default_factory=lambda: [10, 20])
     kernel_size: int = 5
     output_size: int = 50
+
+    spec_name: ClassVar[str] = "image encoder"
 
     def __post_init__(self) -> None:
         if not self.conv_channels or any(c < 1 for c in self.conv_channels):
@@ -52,15 +54,6 @@ class ImageEncoderSpec:
             size = (size - self.kernel_size + 1) // 2
         return size
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, spec: Mapping | ImageEncoderSpec) -> ImageEncoderSpec:
-        if isinstance(spec, cls):
-            return spec
-        reject_unknown_fields("image encoder", spec, cls.__dataclass_fields__)
-        return cls(**spec)
 
 
 class ConvImageEncoder(nn.Module):

@@ -16,9 +16,9 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
 from ..routing import ExpertBank
-from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 from ..tabular import FeatureSchema, TabularEmbedding
 from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
+from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 
 
 def _default_tasks() -> list[dict]:

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from ..constants import register_constant
-from .gates import GateOutput, validate_availability_mask
+from .experts import batched_linear
+from .gates import GateOutput, check_gate_inputs, validate_availability_mask
 
 
 def smooth_step(inputs: torch.Tensor, gamma: float = 1.0) -> torch.Tensor:
@@ -87,11 +88,7 @@ class DSelectKGate(nn.Module):
         unused_code_weight: float = 1.0,
     ) -> None:
         super().__init__()
-        if num_experts < 1 or num_gates < 1:
-            raise ValueError(f"DSelectKGate needs num_experts >= 1 and num_gates >= 1, got {num_experts}, {num_gates}.")
-        if mask is None:
-            mask = torch.ones(num_gates, num_experts, dtype=torch.bool, device="cpu")
-        mask = validate_availability_mask(mask, num_gates, num_experts)
+        mask = validate_availability_mask(mask, num_gates, num_experts, "DSelectKGate")
         choices = mask.sum(dim=1)
         if num_selectors < 1:
             raise ValueError(f"DSelect-k needs at least one selector, got num_selectors (k) = {num_selectors}.")
@@ -132,9 +129,10 @@ class DSelectKGate(nn.Module):
         register_constant(self, "codes", binary_codes(self.num_bits))
 
         if per_example:
-            self.switch_weight = nn.Parameter(torch.empty(num_gates, input_size, num_selectors * self.num_bits))
+            # Weights [G, out, d], laid out for `batched_linear`.
+            self.switch_weight = nn.Parameter(torch.empty(num_gates, num_selectors * self.num_bits, input_size))
             self.switch_bias = nn.Parameter(torch.empty(num_gates, num_selectors * self.num_bits))
-            self.selector_weight = nn.Parameter(torch.empty(num_gates, input_size, num_selectors))
+            self.selector_weight = nn.Parameter(torch.empty(num_gates, num_selectors, input_size))
             self.selector_bias = nn.Parameter(torch.empty(num_gates, num_selectors))
         else:
             self.switch_logits = nn.Parameter(torch.empty(num_gates, num_selectors, self.num_bits))
@@ -155,23 +153,12 @@ class DSelectKGate(nn.Module):
 
     def selector_logits_and_switches(self, inputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``alpha`` ``[B or 1, G, k]`` and ``z`` ``[B or 1, G, k, m]`` (batch 1 for the static gate)."""
-        if inputs.dim() not in (2, 3) or inputs.shape[-1] != self.input_size:
-            raise ValueError(
-                f"DSelectKGate expects [batch, {self.input_size}] or [batch, {self.num_gates}, {self.input_size}] "
-                f"inputs, got shape {list(inputs.shape)}."
-            )
-        if inputs.dim() == 3 and inputs.shape[1] != self.num_gates:
-            raise ValueError(f"Per-gate inputs must have {self.num_gates} gates on dim 1, got {list(inputs.shape)}.")
+        check_gate_inputs(self, inputs)
         if not self.per_example:
             return self.selector_logits.unsqueeze(0), self.switch_logits.unsqueeze(0)
-        if inputs.dim() == 2:
-            per_gate_inputs = inputs.unsqueeze(0).expand(self.num_gates, -1, -1)  # [G, B, d]
-        else:
-            per_gate_inputs = inputs.transpose(0, 1)
-        switches = torch.baddbmm(self.switch_bias.unsqueeze(1), per_gate_inputs, self.switch_weight)
-        alpha = torch.baddbmm(self.selector_bias.unsqueeze(1), per_gate_inputs, self.selector_weight)
-        batch = inputs.shape[0]
-        return alpha.transpose(0, 1), switches.transpose(0, 1).reshape(batch, self.num_gates, self.num_selectors, -1)
+        alpha = batched_linear(inputs, self.selector_weight, self.selector_bias)  # [B, G, k]
+        switches = batched_linear(inputs, self.switch_weight, self.switch_bias)  # [B, G, k*m]
+        return alpha, switches.reshape(inputs.shape[0], self.num_gates, self.num_selectors, self.num_bits)
 
     def forward(self, inputs: torch.Tensor) -> GateOutput:
         alpha, switches = self.selector_logits_and_switches(inputs)

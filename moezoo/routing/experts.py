@@ -22,16 +22,26 @@ from transformers.activations import ACT2FN
 EXPERT_NORMALIZATIONS = ("batch_norm",)
 
 
+def batched_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``E`` affine maps at once: ``weight`` ``[E, out, in]``, ``bias`` ``[E, out]``.
+
+    ``inputs`` ``[B, in]`` (every map reads the same rows: one GEMM on a free ``[E*out, in]`` view of
+    the weight) or ``[B, E, in]`` (map ``e`` reads ``inputs[:, e]``: one batched matmul) -> ``[B, E, out]``.
+    """
+    num_maps, out_features, in_features = weight.shape
+    if inputs.dim() == 2:
+        hidden = F.linear(inputs, weight.view(num_maps * out_features, in_features), bias.view(-1))
+        return hidden.view(inputs.shape[0], num_maps, out_features)
+    return torch.baddbmm(bias.unsqueeze(1), inputs.transpose(0, 1), weight.transpose(1, 2)).transpose(0, 1)
+
+
 class BatchedLinear(nn.Module):
     """``num_experts`` independent linear maps ``in_features -> out_features``, applied together.
 
     ``weight`` is ``[E, out, in]`` and ``bias`` ``[E, out]``: slice ``e`` holds exactly the parameters
     of the `torch.nn.Linear` it replaces.
 
-    Shapes:
-        - input ``[B, in]``: every map reads the same rows, one GEMM on a free ``[E*out, in]`` view;
-        - input ``[B, E, in]``: map ``e`` reads ``inputs[:, e]``, one batched matmul;
-        - output ``[B, E, out]``.
+    Shapes: see `batched_linear`.
     """
 
     def __init__(self, num_experts: int, in_features: int, out_features: int) -> None:
@@ -50,13 +60,7 @@ class BatchedLinear(nn.Module):
         nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        num_experts, out_features = self.num_experts, self.out_features
-        if inputs.dim() == 2:
-            flat_weight = self.weight.view(num_experts * out_features, self.in_features)
-            hidden = F.linear(inputs, flat_weight, self.bias.view(-1))
-            return hidden.view(inputs.shape[0], num_experts, out_features)
-        hidden = torch.baddbmm(self.bias.unsqueeze(1), inputs.transpose(0, 1), self.weight.transpose(1, 2))
-        return hidden.transpose(0, 1)
+        return batched_linear(inputs, self.weight, self.bias)
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, in_features={self.in_features}, out_features={self.out_features}"

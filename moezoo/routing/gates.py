@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..constants import register_constant
+from .experts import batched_linear
 
 
 @dataclass
@@ -25,12 +26,19 @@ class GateOutput:
     aux_loss: torch.Tensor | None = None
 
 
-def validate_availability_mask(mask: torch.Tensor, num_gates: int, num_experts: int) -> torch.Tensor:
-    """Check a ``[num_gates, num_experts]`` availability mask and return it as a bool tensor.
+def validate_availability_mask(
+    mask: torch.Tensor | None, num_gates: int, num_experts: int, gate_name: str = "A gate"
+) -> torch.Tensor:
+    """Check a ``[num_gates, num_experts]`` availability mask and return it as a bool CPU tensor;
+    ``None`` makes every expert available to every gate.
 
     Raises:
-        ValueError: if the shape is wrong or a gate has no expert available.
+        ValueError: if there are no gates or experts, the shape is wrong, or a gate has no expert available.
     """
+    if num_experts < 1 or num_gates < 1:
+        raise ValueError(f"{gate_name} needs num_experts >= 1 and num_gates >= 1, got {num_experts}, {num_gates}.")
+    if mask is None:
+        return torch.ones(num_gates, num_experts, dtype=torch.bool, device="cpu")
     mask = torch.as_tensor(mask, dtype=torch.bool, device="cpu")
     if mask.shape != (num_gates, num_experts):
         raise ValueError(
@@ -41,6 +49,18 @@ def validate_availability_mask(mask: torch.Tensor, num_gates: int, num_experts: 
     if empty_rows:
         raise ValueError(f"Availability mask rows {empty_rows} are empty: every gate needs at least one expert.")
     return mask
+
+
+def check_gate_inputs(gate: nn.Module, inputs: torch.Tensor) -> None:
+    """A gate reads ``[B, d]`` (every gate the same rows) or ``[B, G, d]`` (gate ``g`` reads ``inputs[:, g]``)."""
+    size, num_gates = gate.input_size, gate.num_gates
+    if inputs.dim() not in (2, 3) or inputs.shape[-1] != size:
+        raise ValueError(
+            f"{type(gate).__name__} expects [batch, {size}] or [batch, {num_gates}, {size}] inputs, "
+            f"got shape {list(inputs.shape)}."
+        )
+    if inputs.dim() == 3 and inputs.shape[1] != num_gates:
+        raise ValueError(f"Per-gate inputs must have {num_gates} gates on dim 1, got {list(inputs.shape)}.")
 
 
 class SoftmaxGate(nn.Module):
@@ -65,11 +85,7 @@ class SoftmaxGate(nn.Module):
         self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None
     ) -> None:
         super().__init__()
-        if num_experts < 1 or num_gates < 1:
-            raise ValueError(f"SoftmaxGate needs num_experts >= 1 and num_gates >= 1, got {num_experts}, {num_gates}.")
-        if mask is None:
-            mask = torch.ones(num_gates, num_experts, dtype=torch.bool, device="cpu")
-        mask = validate_availability_mask(mask, num_gates, num_experts)
+        mask = validate_availability_mask(mask, num_gates, num_experts, "SoftmaxGate")
         self.input_size = input_size
         self.num_experts = num_experts
         self.num_gates = num_gates
@@ -80,7 +96,8 @@ class SoftmaxGate(nn.Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
         else:
-            self.weight = nn.Parameter(torch.empty(num_gates, input_size, num_experts))
+            # [G, E, d], laid out as `BatchedLinear` weights, so that `batched_linear` computes all gates.
+            self.weight = nn.Parameter(torch.empty(num_gates, num_experts, input_size))
             self.bias = nn.Parameter(torch.empty(num_gates, num_experts))
         self.reset_parameters()
 
@@ -93,19 +110,8 @@ class SoftmaxGate(nn.Module):
 
     def logits(self, inputs: torch.Tensor) -> torch.Tensor:
         """Unmasked gate logits ``[B, G, E]``."""
-        if inputs.shape[-1] != self.input_size or inputs.dim() not in (2, 3):
-            raise ValueError(
-                f"SoftmaxGate expects [batch, {self.input_size}] or [batch, {self.num_gates}, {self.input_size}] "
-                f"inputs, got shape {list(inputs.shape)}."
-            )
-        if inputs.dim() == 2:
-            flat_weight = self.weight.transpose(0, 1).reshape(self.input_size, -1)
-            logits = torch.addmm(self.bias.reshape(-1), inputs, flat_weight)
-            return logits.view(inputs.shape[0], self.num_gates, self.num_experts)
-        if inputs.shape[1] != self.num_gates:
-            raise ValueError(f"Per-gate inputs must have {self.num_gates} gates on dim 1, got {list(inputs.shape)}.")
-        logits = torch.baddbmm(self.bias.unsqueeze(1), inputs.transpose(0, 1), self.weight)
-        return logits.transpose(0, 1)
+        check_gate_inputs(self, inputs)
+        return batched_linear(inputs, self.weight, self.bias)
 
     def forward(self, inputs: torch.Tensor) -> GateOutput:
         if self.is_constant:

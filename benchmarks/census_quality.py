@@ -12,19 +12,14 @@ earlier results for them, so models can be measured separately.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
 import sys
-import tempfile
-import time
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from recipe_runs import REPO, RESULTS, merge_runs, mean_std_table, run_recipe
+
 sys.path.insert(0, str(REPO / "recipes"))
 from train_tabular import main as train_tabular  # noqa: E402
 
 CONFIG = REPO / "recipes" / "configs" / "census_income_mmoe.yaml"
-RESULTS = REPO / "benchmarks" / "results"
 MODEL_ORDER = ["shared_bottom", "omoe", "mmoe", "cgc", "ple"]
 
 
@@ -38,22 +33,15 @@ def main() -> None:
     runs = []
     for name in args.models:
         for seed in args.seeds:
-            with tempfile.TemporaryDirectory() as output_dir:
-                argv = [
-                    str(CONFIG), "--model_name", name, "--model_config", "{}", "--seed", str(seed),
-                    "--output_dir", output_dir,
-                ]
-                if args.data_dir:
-                    argv += ["--data_dir", args.data_dir]
-                start = time.perf_counter()
-                result = train_tabular(argv)
-                seconds = time.perf_counter() - start
-                summary = json.loads((Path(output_dir) / "results.json").read_text())
+            argv = [str(CONFIG), "--model_name", name, "--model_config", "{}", "--seed", str(seed)]
+            if args.data_dir:
+                argv += ["--data_dir", args.data_dir]
+            summary, seconds = run_recipe(train_tabular, argv)
             runs.append(
                 {
                     "model": name,
                     "seed": seed,
-                    "parameters": sum(p.numel() for p in result.model.parameters()),
+                    "parameters": summary["num_parameters"],
                     "best_epoch": summary["best_epoch"],
                     "test_income_auc": summary["test"]["income/auc"],
                     "test_marital_auc": summary["test"]["marital/auc"],
@@ -62,36 +50,16 @@ def main() -> None:
             )
             print(runs[-1], flush=True)
 
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    results_file = RESULTS / "census_income_group1.json"
-    measured = {(run["model"], run["seed"]) for run in runs}
-    earlier = json.loads(results_file.read_text()) if results_file.exists() else []
-    runs = [run for run in earlier if (run["model"], run["seed"]) not in measured] + runs
-    results_file.write_text(json.dumps(runs, indent=2) + "\n")
-    models = [name for name in MODEL_ORDER if any(run["model"] == name for run in runs)]
-    seeds = sorted({run["seed"] for run in runs})
-    lines = [
-        "| model | parameters | test AUC income | test AUC marital |",
-        "|---|---|---|---|",
-    ]
-    for name in models:
-        rows = [run for run in runs if run["model"] == name]
-
-        def mean_std(key: str) -> str:
-            values = [run[key] for run in rows]
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{statistics.mean(values):.4f} ± {spread:.4f}"
-
-        lines.append(
-            f"| {name} | {rows[0]['parameters']:,} | {mean_std('test_income_auc')} | {mean_std('test_marital_auc')} |"
-        )
-    table = "\n".join(lines) + "\n"
-    header = (
-        f"Census-Income group 1, seeds {seeds}, 10 epochs, batch 1024, AdamW 1e-3, each architecture's "
-        "default config; test AUC of the best validation epoch, mean ± std.\n\n"
+    runs = merge_runs(RESULTS / "census_income_group1.json", runs, key=("model", "seed"))
+    table = mean_std_table(
+        runs, "model", MODEL_ORDER, {"test AUC income": "test_income_auc", "test AUC marital": "test_marital_auc"}
     )
-    (RESULTS / "census_income_group1.md").write_text(header + table)
-    print(table)
+    header = (
+        "Census-Income group 1, 10 epochs, batch 1024, AdamW 1e-3, each architecture's default config; "
+        "test AUC of the best validation epoch, mean ± std over seeds.\n"
+    )
+    (RESULTS / "census_income_group1.md").write_text(header + "\n" + "\n".join(table) + "\n")
+    print("\n".join(table))
 
 
 if __name__ == "__main__":

@@ -39,11 +39,14 @@ def short_run_args(output_dir, data_dir, **extra):
 
 def test_short_recipe_run_learns_saves_and_scores_raw_rows(tmp_path, data_dir):
     result = train_tabular(short_run_args(tmp_path, data_dir))
-    losses = [record["train_loss"] for record in result.history]
+    losses = [record["train_loss"] for record in result.training.history]
     assert losses[-1] < 0.8 * losses[0]
-    assert result.num_processes == 1
+    assert result.training.num_processes == 1
 
     summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary == result.summary
+    assert summary["model_type"] == "mmoe" and summary["arguments"]["model_name"] == "mmoe"
+    assert summary["num_parameters"] == sum(p.numel() for p in result.training.model.parameters())
     assert summary["test"]["income/auc"] > 0.85 and summary["test"]["marital/auc"] > 0.95
 
     model = AutoModel.from_pretrained(tmp_path / "best")
@@ -59,7 +62,7 @@ def test_recipe_is_deterministic_on_cpu(tmp_path, data_dir):
     runs = []
     for name in ("a", "b"):
         result = train_tabular(short_run_args(tmp_path / name, data_dir, max_train_samples=2000, num_train_epochs=1))
-        runs.append(result.model.state_dict())
+        runs.append(result.training.model.state_dict())
     for key in runs[0]:
         assert torch.equal(runs[0][key], runs[1][key]), key
 

@@ -17,6 +17,8 @@ from ..tasks import IGNORE_INDEX, TaskSpec, task_predictions, weighted_task_loss
 
 # Metrics where a lower value is better; every other metric is better when higher.
 LOWER_IS_BETTER = ("loss", "mse", "mae")
+# Metrics also reported as their mean over the tasks that have them, as "mean_{metric}".
+AVERAGED_METRICS = ("auc", "accuracy")
 
 
 def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -60,23 +62,24 @@ def multitask_metrics(
     tasks: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
 ) -> dict[str, float]:
     """Every task's loss and metrics as ``"{task}/{metric}"``, the weighted total ``"loss"``, and
-    ``"mean_auc"`` over the tasks that report an AUC."""
+    ``"mean_auc"`` / ``"mean_accuracy"`` over the tasks that report an AUC / an accuracy."""
     results: dict[str, float] = {}
     logits = {name: value.float() for name, value in logits.items()}
     labels = {name: value.float() for name, value in labels.items()}
     total, losses = weighted_task_losses(tasks, logits, labels)
-    aucs = []
+    averaged: dict[str, list[float]] = {name: [] for name in AVERAGED_METRICS}
     for task in tasks:
         if task.name not in losses:
             continue
         results[f"{task.name}/loss"] = losses[task.name].item()
         for name, value in task_metrics(task, logits[task.name], labels[task.name]).items():
             results[f"{task.name}/{name}"] = value
-            if name == "auc":
-                aucs.append(value)
+            if name in averaged:
+                averaged[name].append(value)
     results["loss"] = total.item() if total is not None else 0.0
-    if aucs:
-        results["mean_auc"] = sum(aucs) / len(aucs)
+    for name, values in averaged.items():
+        if values:
+            results[f"mean_{name}"] = sum(values) / len(values)
     return results
 
 

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "recipes"))
 from train_tabular import main  # noqa: E402
 
 if __name__ == "__main__":
-    result = main(sys.argv[1:])
+    result = main(sys.argv[1:]).training
     rank = dist.get_rank() if dist.is_initialized() else 0
     world_size = dist.get_world_size() if dist.is_initialized() else 1
     output_dir = Path(result.best_checkpoint).parent

@@ -1,0 +1,64 @@
+"""Helpers shared by the benchmarks that run a recipe over models and seeds: one run in a throwaway
+output folder, results merged into a JSON file, mean ± std tables."""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def run_recipe(main: Callable[[list[str]], Any], argv: Sequence[str]) -> tuple[dict[str, Any], float]:
+    """Run a recipe's ``main`` with its output in a temporary folder; its summary and wall seconds."""
+    with tempfile.TemporaryDirectory() as output_dir:
+        start = time.perf_counter()
+        summary = main([*argv, "--output_dir", output_dir]).summary
+        return summary, time.perf_counter() - start
+
+
+def merge_runs(results_file: Path, runs: list[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
+    """Write ``runs`` to ``results_file``, replacing earlier runs with the same ``key`` fields and keeping
+    the others, so that parts of a benchmark can be measured separately. Returns all runs."""
+    measured = {tuple(run[name] for name in key) for run in runs}
+    earlier = json.loads(results_file.read_text()) if results_file.exists() else []
+    merged = [run for run in earlier if tuple(run[name] for name in key) not in measured] + runs
+    results_file.parent.mkdir(parents=True, exist_ok=True)
+    results_file.write_text(json.dumps(merged, indent=2) + "\n")
+    return merged
+
+
+def mean_std(values: Sequence[float], digits: int = 4) -> str:
+    """``"mean ± std"`` (sample standard deviation; 0 for a single value)."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+
+
+def mean_std_table(
+    runs: Sequence[dict[str, Any]],
+    row_key: str,
+    row_order: Sequence[str],
+    columns: Mapping[str, str],
+    scale: float = 1.0,
+    digits: int = 4,
+) -> list[str]:
+    """Markdown table lines: one row per ``row_key`` value (in ``row_order``), its parameter count, the
+    seeds measured and, per column title, the mean ± std of that run field times ``scale``."""
+    lines = [
+        "| " + " | ".join([row_key, "parameters", "seeds", *columns]) + " |",
+        "|" + "---|" * (3 + len(columns)),
+    ]
+    for name in row_order:
+        rows = [run for run in runs if run[row_key] == name]
+        if not rows:
+            continue
+        cells = [mean_std([run[field] * scale for run in rows], digits) for field in columns.values()]
+        seeds = ", ".join(str(run["seed"]) for run in sorted(rows, key=lambda run: run["seed"]))
+        lines.append("| " + " | ".join([name, f"{rows[0]['parameters']:,}", seeds, *cells]) + " |")
+    return lines

@@ -1,0 +1,103 @@
+"""What every recipe does after building its data and model: train, score the best checkpoint on the
+test split, and write ``results.json``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+from datasets import DatasetDict
+
+from .. import registry
+from ..models.modeling_utils import MultiTaskPreTrainedModel
+from .loop import TrainingConfig, TrainingResult, config_to_dict, evaluate, make_dataloader, train
+
+
+@dataclass
+class ModelArguments:
+    """Which architecture a recipe builds, and config fields that override the recipe's."""
+
+    model_name: str = field(default="mmoe", metadata={"help": "A name from moezoo.list_models()."})
+    model_config: str | None = field(
+        default=None, metadata={"help": 'Config overrides as JSON, e.g. \'{"num_shared_experts": 4}\'.'}
+    )
+
+    def config_overrides(self) -> dict[str, Any]:
+        """``model_config`` parsed into a dict (empty when unset)."""
+        if not self.model_config:
+            return {}
+        overrides = json.loads(self.model_config)
+        if not isinstance(overrides, dict):
+            raise ValueError(f"model_config must be a JSON object, got {self.model_config!r}.")
+        return overrides
+
+
+@dataclass
+class RecipeResult:
+    """What `train_and_test` returns: the training run and the summary written to ``results.json``."""
+
+    training: TrainingResult
+    summary: dict[str, Any]
+
+
+def subsample_splits(
+    splits: DatasetDict, max_train_samples: int | None, max_eval_samples: int | None, seed: int
+) -> DatasetDict:
+    """A random ``max_train_samples`` of ``train`` and the first ``max_eval_samples`` of the other splits
+    (``None``: all of them)."""
+    splits = DatasetDict(splits)
+    if max_train_samples is not None:
+        train_split = splits["train"].shuffle(seed=seed)
+        splits["train"] = train_split.select(range(min(max_train_samples, len(train_split))))
+    if max_eval_samples is not None:
+        for name in splits:
+            if name != "train":
+                splits[name] = splits[name].select(range(min(max_eval_samples, len(splits[name]))))
+    return splits
+
+
+def train_and_test(
+    model: MultiTaskPreTrainedModel,
+    splits: DatasetDict,
+    config: TrainingConfig,
+    accelerator: Accelerator,
+    processor: Any | None = None,
+    arguments: Mapping[str, Any] | None = None,
+) -> RecipeResult:
+    """Train on ``splits["train"]``, keep the best checkpoint by validation, and score it on ``splits["test"]``.
+
+    The best checkpoint is scored as a user would load it (``from_pretrained``). The validation and test
+    metrics, the best epoch and ``arguments`` (the recipe's settings) are written to
+    ``{output_dir}/results.json`` and their metrics other than losses are printed.
+    """
+    for name in ("train", "validation", "test"):
+        if name not in splits:
+            raise KeyError(f"train_and_test needs a {name!r} split; got {sorted(splits)}.")
+    result = train(model, splits["train"], splits["validation"], config, accelerator, processor=processor)
+
+    best_model = type(result.model).from_pretrained(result.best_checkpoint)
+    test_loader = accelerator.prepare(
+        make_dataloader(splits["test"], config.per_device_eval_batch_size, shuffle=False, seed=0)
+    )
+    test_metrics = evaluate(best_model.to(accelerator.device), test_loader, accelerator)
+    summary = {
+        "model_type": best_model.config.model_type,
+        "num_parameters": best_model.num_parameters(),
+        "num_processes": result.num_processes,
+        "best_epoch": result.best_epoch,
+        "validation": result.best_metrics,
+        "test": test_metrics,
+        "arguments": {**(arguments or {}), **config_to_dict(config)},
+    }
+    if accelerator.is_main_process:
+        Path(config.output_dir, "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    accelerator.print(f"best epoch {result.best_epoch}; checkpoint: {result.best_checkpoint}")
+    for split in ("validation", "test"):
+        scores = summary[split]
+        shown = [name for name in sorted(scores) if "/" in name and not name.endswith("/loss")]
+        accelerator.print(f"{split}: " + "  ".join(f"{name}={scores[name]:.4f}" for name in shown))
+    return RecipeResult(training=result, summary=summary)

@@ -12,6 +12,8 @@ from .models import (
     DSelectKModel,
     DSelectKStaticConfig,
     DSelectKStaticModel,
+    HoMEConfig,
+    HoMEModel,
     MMoEConfig,
     MMoEModel,
     MultiTaskConfig,
@@ -39,6 +41,7 @@ for _config_class, _model_class in (
     (PLEConfig, PLEModel),
     (DSelectKConfig, DSelectKModel),
     (DSelectKStaticConfig, DSelectKStaticModel),
+    (HoMEConfig, HoMEModel),
 ):
     register_model(_config_class, _model_class)
 
@@ -50,6 +53,8 @@ __all__ = [
     "DSelectKStaticConfig",
     "DSelectKStaticModel",
     "FeatureSchema",
+    "HoMEConfig",
+    "HoMEModel",
     "MMoEConfig",
     "MMoEModel",
     "MultiTaskConfig",

@@ -7,7 +7,7 @@ from transformers import AutoConfig, AutoModel
 
 import moezoo
 
-ARCHITECTURES = ["shared_bottom", "omoe", "mmoe", "cgc", "ple", "dselect_k", "dselect_k_static"]
+ARCHITECTURES = ["shared_bottom", "omoe", "mmoe", "cgc", "ple", "dselect_k", "dselect_k_static", "home"]
 
 
 def test_registry_lists_the_family():

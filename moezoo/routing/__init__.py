@@ -3,8 +3,9 @@
 from .diagnostics import RoutingStatistics
 from .dselect_k import DSelectKGate, binary_codes, selector_distribution, smooth_step
 from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank
-from .gates import GateOutput, SoftmaxGate, validate_availability_mask
-from .plans import RoutingLevel, progressive_layered_plan
+from .feature_gate import FeatureGate
+from .gates import GateOutput, LinearGate, SelfGate, SoftmaxGate, validate_availability_mask
+from .plans import RoutingLevel, hierarchical_plan, progressive_layered_plan
 from .router import GATE_TYPES, RouterOutput, StackedTaskRouter, TaskRouter, build_gate
 
 __all__ = [
@@ -13,15 +14,19 @@ __all__ = [
     "BatchedLinear",
     "DSelectKGate",
     "ExpertBank",
+    "FeatureGate",
     "GateOutput",
+    "LinearGate",
     "RouterOutput",
     "RoutingLevel",
     "RoutingStatistics",
+    "SelfGate",
     "SoftmaxGate",
     "StackedTaskRouter",
     "TaskRouter",
     "binary_codes",
     "build_gate",
+    "hierarchical_plan",
     "progressive_layered_plan",
     "selector_distribution",
     "smooth_step",

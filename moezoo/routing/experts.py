@@ -22,17 +22,21 @@ from transformers.activations import ACT2FN
 EXPERT_NORMALIZATIONS = ("batch_norm",)
 
 
-def batched_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
-    """``E`` affine maps at once: ``weight`` ``[E, out, in]``, ``bias`` ``[E, out]``.
+def batched_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``E`` affine maps at once: ``weight`` ``[E, out, in]``, ``bias`` ``[E, out]`` or ``None``.
 
     ``inputs`` ``[B, in]`` (every map reads the same rows: one GEMM on a free ``[E*out, in]`` view of
     the weight) or ``[B, E, in]`` (map ``e`` reads ``inputs[:, e]``: one batched matmul) -> ``[B, E, out]``.
     """
     num_maps, out_features, in_features = weight.shape
     if inputs.dim() == 2:
-        hidden = F.linear(inputs, weight.view(num_maps * out_features, in_features), bias.view(-1))
+        flat_bias = bias.view(-1) if bias is not None else None
+        hidden = F.linear(inputs, weight.view(num_maps * out_features, in_features), flat_bias)
         return hidden.view(inputs.shape[0], num_maps, out_features)
-    return torch.baddbmm(bias.unsqueeze(1), inputs.transpose(0, 1), weight.transpose(1, 2)).transpose(0, 1)
+    per_map_inputs, transposed_weight = inputs.transpose(0, 1), weight.transpose(1, 2)
+    if bias is None:
+        return torch.bmm(per_map_inputs, transposed_weight).transpose(0, 1)
+    return torch.baddbmm(bias.unsqueeze(1), per_map_inputs, transposed_weight).transpose(0, 1)
 
 
 class BatchedLinear(nn.Module):

@@ -27,13 +27,18 @@ class GateOutput:
 
 
 def validate_availability_mask(
-    mask: torch.Tensor | None, num_gates: int, num_experts: int, gate_name: str = "A gate"
+    mask: torch.Tensor | None,
+    num_gates: int,
+    num_experts: int,
+    gate_name: str = "A gate",
+    allow_empty_rows: bool = False,
 ) -> torch.Tensor:
     """Check a ``[num_gates, num_experts]`` availability mask and return it as a bool CPU tensor;
     ``None`` makes every expert available to every gate.
 
     Raises:
-        ValueError: if there are no gates or experts, the shape is wrong, or a gate has no expert available.
+        ValueError: if there are no gates or experts, the shape is wrong, or (unless
+            ``allow_empty_rows``) a gate has no expert available.
     """
     if num_experts < 1 or num_gates < 1:
         raise ValueError(f"{gate_name} needs num_experts >= 1 and num_gates >= 1, got {num_experts}, {num_gates}.")
@@ -46,7 +51,7 @@ def validate_availability_mask(
             f"got {list(mask.shape)}."
         )
     empty_rows = (~mask.any(dim=1)).nonzero().flatten().tolist()
-    if empty_rows:
+    if empty_rows and not allow_empty_rows:
         raise ValueError(f"Availability mask rows {empty_rows} are empty: every gate needs at least one expert.")
     return mask
 
@@ -63,7 +68,55 @@ def check_gate_inputs(gate: nn.Module, inputs: torch.Tensor) -> None:
         raise ValueError(f"Per-gate inputs must have {num_gates} gates on dim 1, got {list(inputs.shape)}.")
 
 
-class SoftmaxGate(nn.Module):
+class LinearGate(nn.Module):
+    """Base of gates whose logits are affine maps of the routing input: ``W_g x + b_g`` per gate.
+
+    Holds the weights ``[G, E, d]`` (laid out as `BatchedLinear` weights, so that `batched_linear`
+    computes all gates in one matmul) and the availability mask. A subclass turns logits into weights
+    and may hold no parameters when its weights cannot depend on the input (`has_parameters`).
+    """
+
+    allow_empty_rows = False
+
+    def __init__(
+        self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None
+    ) -> None:
+        super().__init__()
+        mask = validate_availability_mask(mask, num_gates, num_experts, type(self).__name__, self.allow_empty_rows)
+        self.input_size = input_size
+        self.num_experts = num_experts
+        self.num_gates = num_gates
+        register_constant(self, "mask", mask)
+        self.is_masked = not bool(mask.all())
+        if self.has_parameters(mask):
+            self.weight = nn.Parameter(torch.empty(num_gates, num_experts, input_size))
+            self.bias = nn.Parameter(torch.empty(num_gates, num_experts))
+        else:
+            self.register_parameter("weight", None)
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def has_parameters(self, mask: torch.Tensor) -> bool:
+        """Whether the gate's weights depend on the input under ``mask``."""
+        return True
+
+    def reset_parameters(self) -> None:
+        """Initialise each gate as `torch.nn.Linear` would."""
+        if self.weight is not None:
+            bound = 1.0 / math.sqrt(self.input_size)
+            nn.init.uniform_(self.weight, -bound, bound)
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
+        """Unmasked gate logits ``[B, G, E]``."""
+        check_gate_inputs(self, inputs)
+        return batched_linear(inputs, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return f"input_size={self.input_size}, num_experts={self.num_experts}, num_gates={self.num_gates}"
+
+
+class SoftmaxGate(LinearGate):
     """``num_gates`` softmax gates over ``num_experts`` experts, computed as one matmul.
 
     Gate ``g`` gives ``softmax(W_g x + b_g)`` over the experts that ``mask[g]`` allows; unavailable
@@ -81,45 +134,45 @@ class SoftmaxGate(nn.Module):
         - output `GateOutput` with probabilities ``[B, G, E]``, rows summing to 1, and no auxiliary loss.
     """
 
-    def __init__(
-        self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None
-    ) -> None:
-        super().__init__()
-        mask = validate_availability_mask(mask, num_gates, num_experts, "SoftmaxGate")
-        self.input_size = input_size
-        self.num_experts = num_experts
-        self.num_gates = num_gates
-        register_constant(self, "mask", mask)
-        self.is_constant = bool((mask.sum(dim=1) == 1).all())
-        self.is_masked = not bool(mask.all())
-        if self.is_constant:
-            self.register_parameter("weight", None)
-            self.register_parameter("bias", None)
-        else:
-            # [G, E, d], laid out as `BatchedLinear` weights, so that `batched_linear` computes all gates.
-            self.weight = nn.Parameter(torch.empty(num_gates, num_experts, input_size))
-            self.bias = nn.Parameter(torch.empty(num_gates, num_experts))
-        self.reset_parameters()
-
-    def reset_parameters(self) -> None:
-        """Initialise each gate as `torch.nn.Linear` would."""
-        if self.weight is not None:
-            bound = 1.0 / math.sqrt(self.input_size)
-            nn.init.uniform_(self.weight, -bound, bound)
-            nn.init.uniform_(self.bias, -bound, bound)
-
-    def logits(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Unmasked gate logits ``[B, G, E]``."""
-        check_gate_inputs(self, inputs)
-        return batched_linear(inputs, self.weight, self.bias)
+    def has_parameters(self, mask: torch.Tensor) -> bool:
+        return not bool((mask.sum(dim=1) == 1).all())
 
     def forward(self, inputs: torch.Tensor) -> GateOutput:
-        if self.is_constant:
+        if self.weight is None:
             return GateOutput(self.mask.to(inputs.dtype).expand(inputs.shape[0], -1, -1))
         logits = self.logits(inputs)
         if self.is_masked:
             logits = logits.masked_fill(~self.mask, float("-inf"))
         return GateOutput(torch.softmax(logits, dim=-1))
 
-    def extra_repr(self) -> str:
-        return f"input_size={self.input_size}, num_experts={self.num_experts}, num_gates={self.num_gates}"
+
+class SelfGate(LinearGate):
+    """HoME's self-gates: each gate weighs the experts it owns, for a residual path beside the mixture.
+
+    A gate owning one expert gives it ``sigmoid(w_g x + b_g)``; a gate owning several gives them
+    ``softmax(W_g x + b_g)`` over those experts; a gate owning none (an empty ``mask`` row) gives zeros.
+
+    Args and shapes: as for `SoftmaxGate`, with ``mask[g]`` the experts gate ``g`` owns; rows may be empty.
+    """
+
+    allow_empty_rows = True
+
+    def __init__(
+        self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(input_size, num_experts, num_gates, mask)
+        owned = self.mask.sum(dim=1, keepdim=True)
+        register_constant(self, "single_expert_rows", owned == 1)  # [G, 1]
+        # Rows owning no expert are softmaxed over all experts (to stay finite), then zeroed by the mask.
+        register_constant(self, "softmax_mask", self.mask | (owned == 0))
+
+    def has_parameters(self, mask: torch.Tensor) -> bool:
+        return bool(mask.any())
+
+    def forward(self, inputs: torch.Tensor) -> GateOutput:
+        if self.weight is None:
+            return GateOutput(inputs.new_zeros(inputs.shape[0], self.num_gates, self.num_experts))
+        logits = self.logits(inputs)
+        softmax = torch.softmax(logits.masked_fill(~self.softmax_mask, float("-inf")), dim=-1)
+        probs = torch.where(self.single_expert_rows, torch.sigmoid(logits), softmax)
+        return GateOutput(probs * self.mask)

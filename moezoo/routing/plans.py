@@ -7,6 +7,7 @@ device context, since models consume them as constants (see `moezoo.constants`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,11 +22,14 @@ class RoutingLevel:
         expert_sources: Long ``[E]`` or ``None``: for a level stacked on another, which of the previous
             level's gate outputs expert ``e`` reads; ``None`` when every expert reads the model input.
         gate_sources: Long ``[G]`` or ``None``: likewise for each gate.
+        self_gate_mask: Bool ``[G, E]`` or ``None``: the experts each gate owns, which HoME's self-gate
+            adds again through a residual path (rows may be empty); ``None``: no self-gates.
     """
 
     mask: torch.Tensor
     expert_sources: torch.Tensor | None = None
     gate_sources: torch.Tensor | None = None
+    self_gate_mask: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if (self.expert_sources is None) != (self.gate_sources is None):
@@ -37,6 +41,10 @@ class RoutingLevel:
             raise ValueError(
                 f"expert_sources must be [{num_experts}] and gate_sources [{num_gates}], got "
                 f"{list(self.expert_sources.shape)} and {list(self.gate_sources.shape)}."
+            )
+        if self.self_gate_mask is not None and self.self_gate_mask.shape != self.mask.shape:
+            raise ValueError(
+                f"self_gate_mask must have the mask's shape {list(self.mask.shape)}, got {list(self.self_gate_mask.shape)}."
             )
 
 
@@ -110,3 +118,82 @@ def progressive_layered_plan(
 
     task_to_gate = torch.arange(num_tasks, device="cpu") if gate_per_task else torch.zeros(num_tasks, dtype=torch.long, device="cpu")
     return levels, task_to_gate
+
+
+def hierarchical_plan(
+    task_groups: Sequence[int],
+    num_global_experts: int,
+    num_group_experts: int,
+    num_task_experts: int,
+    hierarchical: bool = True,
+    self_gates: bool = True,
+) -> tuple[list[RoutingLevel], torch.Tensor]:
+    """HoME's routing plan (Wang et al., Kuaishou 2024): global, group and task experts in two levels.
+
+    Args:
+        task_groups: ``task_groups[t]``, the group of task ``t`` (groups numbered ``0 .. K-1``, none empty).
+        num_global_experts: Experts shared by every task, per level.
+        num_group_experts: Experts per group, per level.
+        num_task_experts: Experts per task, in the task level.
+        hierarchical: ``False`` drops the meta level: the task level reads the model input.
+        self_gates: Give each gate a self-gate over the experts it owns.
+
+    The meta level has ``num_global_experts`` global experts and ``num_group_experts`` per group, with
+    one gate per group (over the global experts and the group's own) and a global gate (over all of
+    them). The task level has global, group and task experts: task ``t``'s gate mixes the global
+    experts, its group's and its own. Its global experts read the meta level's global gate; its group
+    and task experts, and its task gates, read their group's meta gate. The experts a gate owns (for
+    self-gates) are: a group's experts for its gate, the global experts for the global gate, a task's
+    experts for its gate.
+
+    Returns:
+        The levels, and ``task_to_gate`` (task ``t`` reads gate ``t`` of the task level).
+    """
+    groups = torch.as_tensor(list(task_groups), dtype=torch.long, device="cpu")
+    if groups.numel() == 0:
+        raise ValueError("A routing plan needs at least one task.")
+    num_groups = int(groups.max()) + 1
+    if int(groups.min()) < 0:
+        raise ValueError(f"Task groups must be numbered from 0, got {groups.tolist()}.")
+    empty = sorted(set(range(num_groups)) - set(groups.tolist()))
+    if empty:
+        raise ValueError(f"Groups {empty} have no task; every group needs at least one.")
+    counts = {"num_global_experts": num_global_experts, "num_group_experts": num_group_experts, "num_task_experts": num_task_experts}
+    negative = {name: value for name, value in counts.items() if value < 0}
+    if negative:
+        raise ValueError(f"Expert counts cannot be negative, got {negative}.")
+    if num_global_experts + num_group_experts == 0:
+        raise ValueError("Every gate needs an expert: num_global_experts + num_group_experts is 0.")
+    num_tasks = len(groups)
+    task_ids = torch.arange(num_tasks, device="cpu")
+    group_ids = torch.arange(num_groups, device="cpu")
+
+    # Expert ownership at each level: group -1 for global experts, task -1 for all but task experts.
+    meta_group = torch.cat(
+        [torch.full((num_global_experts,), -1, device="cpu"), group_ids.repeat_interleave(num_group_experts)]
+    )
+    task_group = torch.cat([meta_group, groups.repeat_interleave(num_task_experts)])
+    task_owner = torch.cat(
+        [torch.full((len(meta_group),), -1, device="cpu"), task_ids.repeat_interleave(num_task_experts)]
+    )
+
+    # Task level: global + the task's group + the task's own experts.
+    is_group_expert = (task_owner == -1) & (task_group == groups.unsqueeze(1))
+    task_mask = (task_group == -1) | is_group_expert | (task_owner == task_ids.unsqueeze(1))
+    task_self_mask = task_owner == task_ids.unsqueeze(1)
+    levels = []
+    if hierarchical:
+        # Meta level: K group gates, then the global gate (index K).
+        group_mask = (meta_group == -1) | (meta_group == group_ids.unsqueeze(1))
+        meta_mask = torch.cat([group_mask, torch.ones(1, len(meta_group), dtype=torch.bool, device="cpu")])
+        meta_self_mask = torch.cat([meta_group == group_ids.unsqueeze(1), (meta_group == -1).unsqueeze(0)])
+        levels.append(RoutingLevel(meta_mask, self_gate_mask=meta_self_mask if self_gates else None))
+        expert_sources = torch.where(task_group == -1, num_groups, task_group)
+        levels.append(
+            RoutingLevel(
+                task_mask, expert_sources, groups.clone(), self_gate_mask=task_self_mask if self_gates else None
+            )
+        )
+    else:
+        levels.append(RoutingLevel(task_mask, self_gate_mask=task_self_mask if self_gates else None))
+    return levels, task_ids

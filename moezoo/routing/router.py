@@ -13,7 +13,8 @@ from ..constants import register_constant
 
 from .dselect_k import DSelectKGate
 from .experts import ExpertBank
-from .gates import SoftmaxGate
+from .feature_gate import FeatureGate
+from .gates import SelfGate, SoftmaxGate
 from .plans import RoutingLevel
 
 #: Gate classes by name. Each takes ``(input_size, num_experts, num_gates, mask, **options)`` and
@@ -35,9 +36,10 @@ class RouterOutput:
     """What a router returns.
 
     Attributes:
-        mixtures: ``[B, G, h]``, gate ``g``'s weighted sum of expert outputs.
+        mixtures: ``[B, G, h]``, gate ``g``'s weighted sum of expert outputs (plus its self-gated own
+            experts, where the level has self-gates).
         router_probs: The gate weights ``[B, G, E]`` (`StackedTaskRouter`: one per level), or ``None``
-            unless requested.
+            unless requested. Self-gate weights are not included.
         aux_loss: The gates' auxiliary losses summed (a scalar), or ``None`` when no gate has one.
     """
 
@@ -54,6 +56,10 @@ class TaskRouter(nn.Module):
     or, for a level stacked on another, the previous level's ``[B, S, d]`` mixtures, from which
     ``expert_sources[e]`` and ``gate_sources[g]`` pick each expert's and gate's input.
 
+    HoME's two additions are optional: a `FeatureGate` in front of the experts (``feature_gate_rank``),
+    and, when the level has a ``self_gate_mask``, a `SelfGate` whose weighting of each gate's own
+    experts is added to that gate's mixture.
+
     Args:
         input_size: Size of the routing input.
         level: The level's mask and input sources (see `moezoo.routing.plans`).
@@ -61,6 +67,7 @@ class TaskRouter(nn.Module):
         activation, dropout, normalization: Passed to `ExpertBank`.
         gate_type: A name in `GATE_TYPES`.
         gate_options: Further keyword arguments of the gate (e.g. DSelect-k's ``num_selectors``).
+        feature_gate_rank: Rank of each expert's feature-gate; ``None`` for none.
     """
 
     def __init__(
@@ -73,14 +80,23 @@ class TaskRouter(nn.Module):
         normalization: str | None = None,
         gate_type: str = "softmax",
         gate_options: Mapping[str, Any] | None = None,
+        feature_gate_rank: int | None = None,
     ) -> None:
         super().__init__()
         num_gates, num_experts = level.mask.shape
+        self.feature_gate = (
+            FeatureGate(num_experts, input_size, feature_gate_rank) if feature_gate_rank is not None else None
+        )
         self.experts = ExpertBank(
             num_experts, input_size, expert_hidden_sizes, activation=activation, dropout=dropout,
             normalization=normalization,
         )
         self.gate = build_gate(gate_type, input_size, num_experts, num_gates, level.mask, **(gate_options or {}))
+        self.self_gate = (
+            SelfGate(input_size, num_experts, num_gates, level.self_gate_mask)
+            if level.self_gate_mask is not None
+            else None
+        )
         self.reads_stacked_inputs = level.expert_sources is not None
         if self.reads_stacked_inputs:
             register_constant(self, "expert_sources", level.expert_sources)
@@ -102,9 +118,13 @@ class TaskRouter(nn.Module):
             gate_inputs = inputs.index_select(1, self.gate_sources)
         else:
             expert_inputs = gate_inputs = inputs
+        if self.feature_gate is not None:
+            expert_inputs = self.feature_gate(expert_inputs)  # [B, E, d]
         expert_outputs = self.experts(expert_inputs)  # [B, E, h]
         gate_output = self.gate(gate_inputs)
         mixtures = torch.bmm(gate_output.probs, expert_outputs)  # [B, G, h]
+        if self.self_gate is not None:
+            mixtures = torch.baddbmm(mixtures, self.self_gate(gate_inputs).probs, expert_outputs)
         return RouterOutput(mixtures, gate_output.probs if output_router_probs else None, gate_output.aux_loss)
 
 
@@ -112,7 +132,9 @@ class StackedTaskRouter(nn.Module):
     """Task routers stacked in levels (PLE): level ``l`` reads the mixtures of level ``l - 1``.
 
     Returns a `RouterOutput` with the last level's mixtures, on request every level's gate weights,
-    and the auxiliary losses of all levels summed. Arguments as for `TaskRouter`, shared by every level.
+    and the auxiliary losses of all levels summed. Arguments as for `TaskRouter`, shared by every level
+    (each level's self-gates come from its `RoutingLevel`), except ``feature_gate_rank``: feature-gates
+    sit in front of the first level's experts only, the ones that read the model's input features.
     """
 
     def __init__(
@@ -125,15 +147,17 @@ class StackedTaskRouter(nn.Module):
         normalization: str | None = None,
         gate_type: str = "softmax",
         gate_options: Mapping[str, Any] | None = None,
+        feature_gate_rank: int | None = None,
     ) -> None:
         super().__init__()
         if not levels:
             raise ValueError("StackedTaskRouter needs at least one routing level.")
         self.levels = nn.ModuleList()
         level_input_size = input_size
-        for level in levels:
+        for index, level in enumerate(levels):
             router = TaskRouter(
-                level_input_size, level, expert_hidden_sizes, activation, dropout, normalization, gate_type, gate_options
+                level_input_size, level, expert_hidden_sizes, activation, dropout, normalization, gate_type,
+                gate_options, feature_gate_rank if index == 0 else None,
             )
             self.levels.append(router)
             level_input_size = router.output_size

@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
 
-from ...routing import DSelectKGate, progressive_layered_plan
+from ...routing import DSelectKGate
 from ..mmoe.configuration_mmoe import MMoEConfig
 
 
@@ -49,9 +49,7 @@ class DSelectKConfig(MMoEConfig):
 
     def validate_gate(self) -> None:
         """Part of `@strict` validation: every level's gate can be built (k <= n, gamma > 0, ...)."""
-        levels, _ = progressive_layered_plan(
-            len(self.tasks), self.num_shared_experts, self.num_task_experts, self.num_levels, self.gate_per_task
-        )
+        levels, _ = self.routing_plan()
         for level in levels:
             num_gates, num_experts = level.mask.shape
             # The gate's own checks, on a throwaway gate (input size 1), are the single source of truth.

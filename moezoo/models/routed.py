@@ -1,0 +1,124 @@
+"""The model body every tabular/image MoE architecture shares: input embedding -> stacked task router
+-> task towers. An architecture is a config that says how to route (`RoutedMultiTaskConfig.routing_plan`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import field
+from typing import Any, ClassVar
+
+import torch
+from huggingface_hub.dataclasses import strict
+
+from ..constants import register_constant
+from ..outputs import MultiTaskOutput
+from ..routing import EXPERT_NORMALIZATIONS, RoutingLevel, StackedTaskRouter
+from .modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel, TaskHeads
+
+
+@strict
+class RoutedMultiTaskConfig(MultiTaskConfig):
+    """Configuration of a model built on `moezoo.routing.StackedTaskRouter`: its experts and gates.
+
+    Args:
+        expert_hidden_sizes: Layer sizes of every expert.
+        expert_activation: Activation of the experts (any `transformers.activations.ACT2FN` name).
+        expert_dropout: Dropout in the experts.
+        expert_normalization: ``None`` or ``"batch_norm"`` (see `moezoo.routing.ExpertBank`).
+
+    Other arguments: see `moezoo.models.modeling_utils.MultiTaskConfig`. A subclass defines
+    `routing_plan` and may set `gate_type`, `gate_options` and `router_options`.
+    """
+
+    model_type = "moezoo_routed"
+    #: The gate every routing level uses (a name in `moezoo.routing.GATE_TYPES`); see `gate_options`.
+    gate_type: ClassVar[str] = "softmax"
+
+    expert_hidden_sizes: list[int] = field(default_factory=lambda: [16])
+    expert_activation: str = "relu"
+    expert_dropout: float = 0.0
+    expert_normalization: str | None = None
+
+    def routing_plan(self) -> tuple[list[RoutingLevel], torch.Tensor]:
+        """The routing levels and ``task_to_gate`` (which last-level gate each task reads)."""
+        raise NotImplementedError(f"{type(self).__name__} must define routing_plan().")
+
+    def gate_options(self) -> dict[str, Any]:
+        """Keyword arguments of the gate beyond its shape (none for the softmax gate)."""
+        return {}
+
+    def router_options(self) -> dict[str, Any]:
+        """Further keyword arguments of `StackedTaskRouter` (such as ``feature_gate_rank``)."""
+        return {}
+
+    def validate_experts(self) -> None:
+        """Part of `@strict` validation: the experts are sane."""
+        if not self.expert_hidden_sizes or any(size < 1 for size in self.expert_hidden_sizes):
+            raise ValueError(f"expert_hidden_sizes must be a non-empty list of positive sizes, got {self.expert_hidden_sizes}.")
+        if self.expert_normalization is not None and self.expert_normalization not in EXPERT_NORMALIZATIONS:
+            raise ValueError(
+                f"Unknown expert_normalization {self.expert_normalization!r}; choose None or one of {EXPERT_NORMALIZATIONS}."
+            )
+        if not 0.0 <= self.expert_dropout < 1.0:
+            raise ValueError(f"expert_dropout must be in [0, 1), got {self.expert_dropout}.")
+
+
+class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
+    """Input embedding -> the config's routing plan on a `StackedTaskRouter` -> task towers:
+    ``y_t = tower_t(mixture of the gate task t reads)``."""
+
+    config_class = RoutedMultiTaskConfig
+
+    def __init__(self, config: RoutedMultiTaskConfig) -> None:
+        super().__init__(config)
+        levels, task_to_gate = config.routing_plan()
+        self.router = StackedTaskRouter(
+            config.input_size,
+            levels,
+            config.expert_hidden_sizes,
+            activation=config.expert_activation,
+            dropout=config.expert_dropout,
+            normalization=config.expert_normalization,
+            gate_type=config.gate_type,
+            gate_options=config.gate_options(),
+            **config.router_options(),
+        )
+        register_constant(self, "task_to_gate", task_to_gate)
+        self.gates_are_tasks = task_to_gate.tolist() == list(range(self.router.num_gates))
+        self.heads = TaskHeads(
+            self.task_specs,
+            self.router.output_size,
+            config.tower_hidden_sizes,
+            activation=config.tower_activation,
+            dropout=config.tower_dropout,
+        )
+        self.post_init()
+
+    def forward(
+        self,
+        numeric_features: torch.Tensor | None = None,
+        categorical_features: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+        tasks: str | Sequence[str] | None = None,
+        output_router_probs: bool = False,
+    ) -> MultiTaskOutput:
+        r"""
+        Args:
+            numeric_features: ``[B, n_numeric]`` standardised numeric features (from `TabularProcessor`).
+            categorical_features: ``[B, n_categorical]`` vocabulary indices.
+            inputs_embeds: ``[B, input_size]`` dense inputs, instead of the two above.
+            pixel_values: ``[B, C, S, S]`` images, for a model with an ``image_encoder``.
+            labels: ``[B, W]`` labels of all tasks in config order, or a mapping task name -> labels;
+                NaN (or -100 for multiclass) marks a missing label.
+            tasks: Compute only these tasks' logits and losses.
+            output_router_probs: Also return every level's gate weights ``[B, G, E]``.
+        """
+        task_names = self.resolve_tasks(tasks)
+        hidden = self.embed_inputs(numeric_features, categorical_features, inputs_embeds, pixel_values)
+        routed = self.router(hidden, output_router_probs=output_router_probs)
+        mixtures = routed.mixtures
+        task_inputs = mixtures if self.gates_are_tasks else mixtures.index_select(1, self.task_to_gate)
+        logits = self.heads(task_inputs, task_names)
+        return self.multitask_output(logits, labels, aux_loss=routed.aux_loss, router_probs=routed.router_probs)

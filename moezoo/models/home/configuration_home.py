@@ -49,10 +49,14 @@ class HoMEConfig(RoutedMultiTaskConfig):
     expert_normalization: str | None = "batch_norm"
 
     def task_group_indices(self) -> list[int]:
-        """The group of each task, in task order (groups numbered in ``task_groups`` order)."""
+        """The group of each task, in task order, groups numbered by sorted name.
+
+        Sorted, not in ``task_groups`` order: a config's JSON sorts its keys, so insertion order does
+        not survive `save_pretrained`, and the groups must map to the same experts after loading.
+        """
         if self.task_groups is None:
             return [0] * len(self.tasks)
-        group_of = {task: index for index, tasks in enumerate(self.task_groups.values()) for task in tasks}
+        group_of = {task: index for index, group in enumerate(sorted(self.task_groups)) for task in self.task_groups[group]}
         return [group_of[name] for name in self.task_names]
 
     def routing_plan(self) -> tuple[list[RoutingLevel], torch.Tensor]:
@@ -69,8 +73,8 @@ class HoMEConfig(RoutedMultiTaskConfig):
     def router_options(self) -> dict[str, Any]:
         return {"feature_gate_rank": self.feature_gate_rank}
 
-    def validate_task_groups(self) -> None:
-        """Part of `@strict` validation: the groups partition the tasks."""
+    def check_task_groups(self) -> None:
+        """Raise a `ValueError` unless ``task_groups`` partitions the tasks."""
         if self.task_groups is None:
             return
         if not self.task_groups:
@@ -93,7 +97,9 @@ class HoMEConfig(RoutedMultiTaskConfig):
             )
 
     def validate_routing(self) -> None:
-        """Part of `@strict` validation: the plan can be built and the feature-gates are low-rank."""
+        """Part of `@strict` validation: the groups partition the tasks, the plan can be built and the
+        feature-gates are low-rank."""
+        self.check_task_groups()
         self.routing_plan()
         if self.feature_gate_rank is not None and not 1 <= self.feature_gate_rank <= self.input_size:
             raise ValueError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from recipe_runs import REPO, RESULTS, merge_runs, mean_std_table, run_recipe
 
@@ -30,27 +31,28 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args()
 
-    runs = []
     for name in args.models:
         for seed in args.seeds:
             argv = [str(CONFIG), "--model_name", name, "--model_config", "{}", "--seed", str(seed)]
             if args.data_dir:
                 argv += ["--data_dir", args.data_dir]
             summary, seconds = run_recipe(train_tabular, argv)
-            runs.append(
-                {
-                    "model": name,
-                    "seed": seed,
-                    "parameters": summary["num_parameters"],
-                    "best_epoch": summary["best_epoch"],
-                    "test_income_auc": summary["test"]["income/auc"],
-                    "test_marital_auc": summary["test"]["marital/auc"],
-                    "seconds": seconds,
-                }
-            )
-            print(runs[-1], flush=True)
+            run = {
+                "model": name,
+                "seed": seed,
+                "parameters": summary["num_parameters"],
+                "best_epoch": summary["best_epoch"],
+                "test_income_auc": summary["test"]["income/auc"],
+                "test_marital_auc": summary["test"]["marital/auc"],
+                "seconds": seconds,
+            }
+            print(run, flush=True)
+            # Saved after every run, so that an interrupted benchmark keeps what it measured.
+            write_report(merge_runs(RESULTS / "census_income_group1.json", [run], key=("model", "seed")))
 
-    runs = merge_runs(RESULTS / "census_income_group1.json", runs, key=("model", "seed"))
+
+def write_report(runs: list[dict[str, Any]]) -> None:
+    """benchmarks/results/census_income_group1.md from all runs measured so far."""
     table = mean_std_table(
         runs, "model", MODEL_ORDER, {"test AUC income": "test_income_auc", "test AUC marital": "test_marital_auc"}
     )
@@ -59,7 +61,7 @@ def main() -> None:
         "test AUC of the best validation epoch, mean ± std over seeds.\n"
     )
     (RESULTS / "census_income_group1.md").write_text(header + "\n" + "\n".join(table) + "\n")
-    print("\n".join(table))
+    print("\n".join(table), flush=True)
 
 
 if __name__ == "__main__":

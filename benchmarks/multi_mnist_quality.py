@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from typing import Any
 
 from recipe_runs import REPO, RESULTS, merge_runs, mean_std_table, run_recipe
 
@@ -42,7 +43,6 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args()
 
-    runs = []
     for dataset in args.datasets:
         for name in args.models:
             for seed in args.seeds:
@@ -54,22 +54,24 @@ def main() -> None:
                 if args.data_dir:
                     argv += ["--data_dir", args.data_dir]
                 summary, seconds = run_recipe(train_image, argv)
-                runs.append(
-                    {
-                        "dataset": dataset,
-                        "model": name,
-                        "seed": seed,
-                        "parameters": summary["num_parameters"],
-                        "epochs": args.num_train_epochs,
-                        "best_epoch": summary["best_epoch"],
-                        "test_top_left_accuracy": summary["test"]["top_left/accuracy"],
-                        "test_bottom_right_accuracy": summary["test"]["bottom_right/accuracy"],
-                        "seconds": seconds,
-                    }
-                )
-                print(runs[-1], flush=True)
+                run = {
+                    "dataset": dataset,
+                    "model": name,
+                    "seed": seed,
+                    "parameters": summary["num_parameters"],
+                    "epochs": args.num_train_epochs,
+                    "best_epoch": summary["best_epoch"],
+                    "test_top_left_accuracy": summary["test"]["top_left/accuracy"],
+                    "test_bottom_right_accuracy": summary["test"]["bottom_right/accuracy"],
+                    "seconds": seconds,
+                }
+                print(run, flush=True)
+                # Saved after every run, so that an interrupted benchmark keeps what it measured.
+                write_report(merge_runs(RESULTS / "multi_mnist.json", [run], key=("dataset", "model", "seed")))
 
-    runs = merge_runs(RESULTS / "multi_mnist.json", runs, key=("dataset", "model", "seed"))
+
+def write_report(runs: list[dict[str, Any]]) -> None:
+    """benchmarks/results/multi_mnist.md from all runs measured so far."""
     lines = []
     for dataset, title in DATASET_NAMES.items():
         dataset_runs = [run for run in runs if run["dataset"] == dataset]
@@ -92,7 +94,7 @@ def main() -> None:
             "",
         ]
     (RESULTS / "multi_mnist.md").write_text("\n".join(lines))
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

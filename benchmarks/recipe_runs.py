@@ -15,12 +15,23 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
 
-def run_recipe(main: Callable[[list[str]], Any], argv: Sequence[str]) -> tuple[dict[str, Any], float]:
-    """Run a recipe's ``main`` with its output in a temporary folder; its summary and wall seconds."""
+def run_recipe(
+    main: Callable[[list[str]], Any],
+    argv: Sequence[str],
+    inspect_checkpoint: Callable[[Path], dict[str, Any]] | None = None,
+) -> tuple[dict[str, Any], float]:
+    """Run a recipe's ``main`` with its output in a temporary folder; its summary and wall seconds.
+
+    ``inspect_checkpoint``, given the best checkpoint's folder before it is deleted, returns more
+    fields for the summary.
+    """
     with tempfile.TemporaryDirectory() as output_dir:
         start = time.perf_counter()
         summary = main([*argv, "--output_dir", output_dir]).summary
-        return summary, time.perf_counter() - start
+        seconds = time.perf_counter() - start
+        if inspect_checkpoint is not None:
+            summary = {**summary, **inspect_checkpoint(Path(output_dir) / "best")}
+        return summary, seconds
 
 
 def merge_runs(results_file: Path, runs: list[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:

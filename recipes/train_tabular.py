@@ -18,6 +18,7 @@ import torch
 import transformers
 from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
+from datasets import DatasetDict
 
 import moezoo
 from moezoo.data import census_feature_columns, load_census_income
@@ -42,6 +43,18 @@ class DataArguments:
     embedding_dim: int = field(default=8, metadata={"help": "Embedding size of each categorical feature."})
 
 
+def load_and_fit_processor(data_args: DataArguments, seed: int) -> tuple[DatasetDict, moezoo.TabularProcessor]:
+    """The raw splits (subsampled as asked) and a `TabularProcessor` fitted on the training split."""
+    raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
+    raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
+    numeric, categorical = census_feature_columns(data_args.tasks)
+    processor = moezoo.TabularProcessor.fit(
+        raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,
+        embedding_dim=data_args.embedding_dim,
+    )
+    return raw, processor
+
+
 def main(argv: list[str] | None = None) -> RecipeResult:
     data_args, model_args, training_config = parse_config_and_args(
         (DataArguments, ModelArguments, TrainingConfig), argv
@@ -52,13 +65,7 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     set_seed(training_config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
-    raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=training_config.seed)
-    raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, training_config.seed)
-    numeric, categorical = census_feature_columns(data_args.tasks)
-    processor = moezoo.TabularProcessor.fit(
-        raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,
-        embedding_dim=data_args.embedding_dim,
-    )
+    raw, processor = load_and_fit_processor(data_args, training_config.seed)
     encoded = raw.map(
         lambda batch: dict(processor(batch, return_tensors=None, require_labels=True)),
         batched=True,

@@ -51,3 +51,19 @@ def test_statistics_reset_and_reject_models_without_routing():
     stats.remove()
     with pytest.raises(ValueError, match="no ExpertBank or TaskRouter"):
         RoutingStatistics(torch.nn.Linear(2, 2))
+
+
+def test_effective_parameters_leave_out_masked_gate_weights():
+    # CGC, 2 tasks, 1 shared + 1 per task expert: each task gate masks the other task's expert.
+    model = moezoo.create_model("cgc", input_size=6, num_shared_experts=1, num_task_experts=1)
+    gate = model.router.levels[0].gate
+    assert gate.weight.shape == (2, 3, 6)
+    masked_pairs = 2  # (task 0, expert of task 1) and (task 1, expert of task 0)
+    total = sum(p.numel() for p in model.parameters())
+    assert moezoo.routing.effective_num_parameters(model) == total - masked_pairs * (6 + 1)
+    # A masked weight really is unused: it gets no gradient.
+    model(inputs_embeds=torch.randn(4, 6), labels=torch.ones(4, 2)).loss.backward()
+    assert gate.weight.grad[0, 2].abs().sum() == 0 and gate.weight.grad[1, 1].abs().sum() == 0
+    assert gate.weight.grad[0, 1].abs().sum() > 0
+    mmoe = moezoo.create_model("mmoe", input_size=6)
+    assert moezoo.routing.effective_num_parameters(mmoe) == sum(p.numel() for p in mmoe.parameters())

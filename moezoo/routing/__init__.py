@@ -1,6 +1,6 @@
 """The task-routing layer every moezoo architecture is built from: expert banks, gates, routers."""
 
-from .diagnostics import RoutingStatistics
+from .diagnostics import RoutingStatistics, effective_num_parameters
 from .dselect_k import DSelectKGate, binary_codes, selector_distribution, smooth_step
 from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank
 from .feature_gate import FeatureGate
@@ -26,6 +26,7 @@ __all__ = [
     "TaskRouter",
     "binary_codes",
     "build_gate",
+    "effective_num_parameters",
     "hierarchical_plan",
     "progressive_layered_plan",
     "selector_distribution",

@@ -100,6 +100,13 @@ class LinearGate(nn.Module):
         """Whether the gate's weights depend on the input under ``mask``."""
         return True
 
+    def num_unused_parameters(self) -> int:
+        """Weights and biases of masked-out (gate, expert) pairs: stored so that one matmul computes every
+        gate, but they never affect the output and get no gradient."""
+        if self.weight is None:
+            return 0
+        return int((~self.mask).sum()) * (self.input_size + 1)
+
     def reset_parameters(self) -> None:
         """Initialise each gate as `torch.nn.Linear` would."""
         if self.weight is not None:

@@ -115,3 +115,38 @@ def test_transformers_trainer_trains_an_mmoe(tmp_path, toy_rows, toy_processor, 
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     assert len(losses) == 6 and losses[-1] < 0.5 * losses[0]
+
+
+def test_image_recipe_trains_saves_and_scores_accuracy(tmp_path, data_dir):
+    from train_image import main as train_image
+
+    args = [
+        str(REPO / "recipes" / "configs" / "multi_mnist_dselect_k.yaml"), "--dataset", "fashion-mnist",
+        "--data_dir", str(data_dir), "--output_dir", str(tmp_path), "--max_train_samples", "3000",
+        "--max_eval_samples", "1000", "--num_train_epochs", "3",
+    ]
+    result = train_image(args)
+    summary = json.loads((tmp_path / "results.json").read_text())
+    assert summary == result.summary and summary["model_type"] == "dselect_k"
+    assert summary["arguments"]["dataset"] == "fashion-mnist"
+    # Ten classes: chance is 10%; three short epochs on 3000 canvases already do well above it.
+    assert summary["test"]["top_left/accuracy"] > 0.25 and summary["test"]["bottom_right/accuracy"] > 0.25
+    assert summary["test"]["mean_accuracy"] == pytest.approx(
+        (summary["test"]["top_left/accuracy"] + summary["test"]["bottom_right/accuracy"]) / 2
+    )
+    model = AutoModel.from_pretrained(tmp_path / "best")
+    assert isinstance(model, moezoo.DSelectKModel) and model.image_encoder is not None
+
+
+def test_subsample_splits_and_missing_splits(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from moezoo.training import TrainingConfig, subsample_splits, train_and_test
+
+    splits = DatasetDict({name: Dataset.from_dict({"x": list(range(100))}) for name in ("train", "validation", "test")})
+    small = subsample_splits(splits, max_train_samples=10, max_eval_samples=5, seed=0)
+    assert len(small["train"]) == 10 and len(set(small["train"]["x"])) == 10
+    assert small["validation"]["x"] == small["test"]["x"] == [0, 1, 2, 3, 4]
+    assert len(splits["train"]) == 100  # the input is left as it was
+    with pytest.raises(KeyError, match="needs a 'test' split"):
+        train_and_test(None, DatasetDict(train=splits["train"], validation=splits["validation"]), TrainingConfig(), None)

@@ -219,3 +219,10 @@ def test_task_groups_map_to_the_same_experts_after_save_and_load(tmp_path):
     for task in expected:
         assert torch.equal(actual[task], expected[task]), task
     assert torch.equal(loaded.router.levels[1].gate_sources, model.router.levels[1].gate_sources)
+
+
+def test_home_without_task_experts_has_no_task_level_self_gate():
+    model = make_home(num_task_experts=0)
+    assert model.router.levels[0].self_gate is not None and model.router.levels[1].self_gate is None
+    output = model(inputs_embeds=torch.randn(4, 10), labels=torch.randint(0, 2, (4, 3)).float())
+    assert torch.isfinite(output.loss)

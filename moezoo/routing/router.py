@@ -92,9 +92,10 @@ class TaskRouter(nn.Module):
             normalization=normalization,
         )
         self.gate = build_gate(gate_type, input_size, num_experts, num_gates, level.mask, **(gate_options or {}))
+        # A level whose gates own no experts (e.g. HoME without task experts) has nothing to self-gate.
         self.self_gate = (
             SelfGate(input_size, num_experts, num_gates, level.self_gate_mask)
-            if level.self_gate_mask is not None
+            if level.self_gate_mask is not None and bool(level.self_gate_mask.any())
             else None
         )
         self.reads_stacked_inputs = level.expert_sources is not None

@@ -46,9 +46,10 @@ def merge_runs(results_file: Path, runs: list[dict[str, Any]], key: Sequence[str
 
 
 def mean_std(values: Sequence[float], digits: int = 4) -> str:
-    """``"mean ± std"`` (sample standard deviation; 0 for a single value)."""
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+    """``"mean ± std"`` (sample standard deviation), or the value alone when there is one."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
 
 
 def mean_std_table(

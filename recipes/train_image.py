@@ -16,10 +16,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import torch
-import transformers
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 
 import moezoo
 from moezoo.data import MULTI_MNIST_TASKS, load_multi_mnist
@@ -29,6 +25,7 @@ from moezoo.training import (
     TrainingConfig,
     config_to_dict,
     parse_config_and_args,
+    start_run,
     subsample_splits,
     train_and_test,
 )
@@ -51,10 +48,7 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     data_args, model_args, training_config = parse_config_and_args(
         (DataArguments, ModelArguments, TrainingConfig), argv
     )
-    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
-    transformers.utils.logging.disable_progress_bar()
-    set_seed(training_config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    accelerator = start_run(training_config)
 
     splits = load_multi_mnist(
         data_args.data_dir, dataset=data_args.dataset, validation_size=data_args.validation_size,

@@ -14,10 +14,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-import torch
-import transformers
-from accelerate import Accelerator
-from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import DatasetDict
 
 import moezoo
@@ -28,6 +24,7 @@ from moezoo.training import (
     TrainingConfig,
     config_to_dict,
     parse_config_and_args,
+    start_run,
     subsample_splits,
     train_and_test,
 )
@@ -59,11 +56,7 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     data_args, model_args, training_config = parse_config_and_args(
         (DataArguments, ModelArguments, TrainingConfig), argv
     )
-    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
-    # Checkpoints are saved every time validation improves; one progress bar (ours) is enough.
-    transformers.utils.logging.disable_progress_bar()
-    set_seed(training_config.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    accelerator = start_run(training_config)
 
     raw, processor = load_and_fit_processor(data_args, training_config.seed)
     encoded = raw.map(

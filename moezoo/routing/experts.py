@@ -39,6 +39,19 @@ def batched_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return torch.baddbmm(bias.unsqueeze(1), per_map_inputs, transposed_weight).transpose(0, 1)
 
 
+def check_expert_inputs(module: nn.Module, inputs: torch.Tensor) -> None:
+    """Experts read ``[B, d]`` (all the same rows) or ``[B, E, d]`` (expert ``e`` reads ``inputs[:, e]``);
+    ``module`` has ``num_experts`` and ``input_size``."""
+    num_experts, size = module.num_experts, module.input_size
+    if inputs.dim() not in (2, 3) or inputs.shape[-1] != size:
+        raise ValueError(
+            f"{type(module).__name__} expects [batch, {size}] or [batch, {num_experts}, {size}] inputs, "
+            f"got shape {list(inputs.shape)}."
+        )
+    if inputs.dim() == 3 and inputs.shape[1] != num_experts:
+        raise ValueError(f"Per-expert inputs must be [batch, {num_experts}, {size}], got {list(inputs.shape)}.")
+
+
 class BatchedLinear(nn.Module):
     """``num_experts`` independent linear maps ``in_features -> out_features``, applied together.
 
@@ -147,15 +160,7 @@ class ExpertBank(nn.Module):
                 norm.reset_parameters()
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.dim() not in (2, 3) or inputs.shape[-1] != self.input_size:
-            raise ValueError(
-                f"ExpertBank expects [batch, {self.input_size}] or [batch, {self.num_experts}, {self.input_size}] "
-                f"inputs, got shape {list(inputs.shape)}."
-            )
-        if inputs.dim() == 3 and inputs.shape[1] != self.num_experts:
-            raise ValueError(
-                f"Per-expert inputs must be [batch, {self.num_experts}, {self.input_size}], got {list(inputs.shape)}."
-            )
+        check_expert_inputs(self, inputs)
         # Iterating the ModuleLists (not indexing them) keeps the Python work between matmuls small,
         # which shows at the small sizes experts usually have.
         hidden = inputs

@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from .experts import batched_linear
+from .experts import batched_linear, check_expert_inputs
 
 
 class FeatureGate(nn.Module):
@@ -55,13 +55,7 @@ class FeatureGate(nn.Module):
 
     def gates(self, inputs: torch.Tensor) -> torch.Tensor:
         """``2 * sigmoid(x B_k A_k)`` for every expert, ``[B, E, d]``."""
-        if inputs.dim() not in (2, 3) or inputs.shape[-1] != self.input_size:
-            raise ValueError(
-                f"FeatureGate expects [batch, {self.input_size}] or [batch, {self.num_experts}, {self.input_size}] "
-                f"inputs, got shape {list(inputs.shape)}."
-            )
-        if inputs.dim() == 3 and inputs.shape[1] != self.num_experts:
-            raise ValueError(f"Per-expert inputs must have {self.num_experts} experts on dim 1, got {list(inputs.shape)}.")
+        check_expert_inputs(self, inputs)
         low_rank = batched_linear(inputs, self.down_weight)  # [B, E, r]
         return 2.0 * torch.sigmoid(batched_linear(low_rank, self.up_weight))
 

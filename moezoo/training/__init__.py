@@ -12,7 +12,7 @@ from .loop import (
     train,
 )
 from .metrics import is_better, multitask_metrics, task_metrics
-from .recipe import ModelArguments, RecipeResult, subsample_splits, train_and_test
+from .recipe import ModelArguments, RecipeResult, start_run, subsample_splits, train_and_test
 
 __all__ = [
     "ModelArguments",
@@ -27,6 +27,7 @@ __all__ = [
     "parse_config_and_args",
     "predict",
     "save_checkpoint",
+    "start_run",
     "subsample_splits",
     "task_metrics",
     "train",

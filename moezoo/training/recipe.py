@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
+import transformers
 from accelerate import Accelerator
+from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import DatasetDict
 
 from .. import registry
@@ -42,6 +45,17 @@ class RecipeResult:
 
     training: TrainingResult
     summary: dict[str, Any]
+
+
+def start_run(config: TrainingConfig) -> Accelerator:
+    """What every recipe sets up first: an `Accelerator` with a seedable sampler, the seed, deterministic
+    algorithms, and no transformers progress bars (checkpoints are saved each time validation improves;
+    the training bar is enough)."""
+    accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    transformers.utils.logging.disable_progress_bar()
+    set_seed(config.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    return accelerator
 
 
 def subsample_splits(

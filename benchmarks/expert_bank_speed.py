@@ -6,7 +6,8 @@
 1. `ExpertBank` against a loop of `nn.Linear` experts (E in 4, 8, 16, 32; batch 1024; input 500;
    hidden 16 and 64), and the bank's achieved FLOP rate against one dense `nn.Linear` of the same FLOPs.
 2. One MMoE training step on Census-Income (8 experts x 16 units, towers of 8, batch 1024, AdamW):
-   moezoo's `MMoEModel` against a minimal hand-written batched MMoE defined here.
+   moezoo's `MMoEModel` against a minimal hand-written batched MMoE defined here, on the recipe's
+   tabular inputs (embeddings of the census features) and on dense `inputs_embeds`.
 
 Results go to benchmarks/results/expert_bank_speed.{json,md}. Run it on an otherwise idle machine.
 """
@@ -105,24 +106,29 @@ def bench_expert_bank(repeats: int) -> list[dict]:
 
 
 class HandWrittenMMoE(nn.Module):
-    """A minimal batched MMoE on the same inputs: one embedding table, experts as one GEMM,
-    gates as one GEMM, towers and heads per task."""
+    """A minimal batched MMoE with no input or label checks: experts as one GEMM, gates as one GEMM,
+    towers and heads per task; with a ``schema``, one embedding table for the categorical features."""
 
-    def __init__(self, schema: moezoo.FeatureSchema, num_tasks: int, experts: int, expert_size: int, tower: int) -> None:
+    def __init__(
+        self, input_size: int, num_tasks: int, experts: int, expert_size: int, tower: int,
+        schema: moezoo.FeatureSchema | None = None,
+    ) -> None:
         super().__init__()
-        dim = schema.categorical[0].embedding_dim
-        sizes = [feature.vocab_size for feature in schema.categorical]
-        self.register_buffer("offsets", torch.tensor([sum(sizes[:i]) for i in range(len(sizes))]))
-        self.embedding = nn.Embedding(sum(sizes), dim)
-        input_size = schema.output_size
+        if schema is not None:
+            dim = schema.categorical[0].embedding_dim
+            sizes = [feature.vocab_size for feature in schema.categorical]
+            self.register_buffer("offsets", torch.tensor([sum(sizes[:i]) for i in range(len(sizes))]))
+            self.embedding = nn.Embedding(sum(sizes), dim)
         self.experts = nn.Linear(input_size, experts * expert_size)
         self.gates = nn.Linear(input_size, num_tasks * experts)
         self.towers = nn.ModuleList(nn.Sequential(nn.Linear(expert_size, tower), nn.ReLU(), nn.Linear(tower, 1)) for _ in range(num_tasks))
         self.shape = (num_tasks, experts, expert_size)
 
-    def forward(self, numeric, categorical, labels):
+    def forward(self, labels, inputs_embeds=None, numeric_features=None, categorical_features=None):
         num_tasks, experts, expert_size = self.shape
-        x = torch.cat([numeric, self.embedding(categorical + self.offsets).flatten(1)], dim=1)
+        x = inputs_embeds
+        if x is None:
+            x = torch.cat([numeric_features, self.embedding(categorical_features + self.offsets).flatten(1)], dim=1)
         expert_out = F.relu(self.experts(x)).view(-1, experts, expert_size)
         gates = torch.softmax(self.gates(x).view(-1, num_tasks, experts), dim=-1)
         mixtures = torch.bmm(gates, expert_out)
@@ -132,45 +138,64 @@ class HandWrittenMMoE(nn.Module):
         return loss
 
 
+def training_step(module: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> Callable[[], None]:
+    optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
+
+    def step() -> None:
+        loss = loss_fn()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    return step
+
+
 def bench_mmoe_step(repeats: int) -> dict:
+    """One training step of moezoo's MMoEModel and of `HandWrittenMMoE`, on the recipe's own tabular
+    inputs (numeric features and categorical embeddings) and on dense ``inputs_embeds`` of the same size.
+
+    moezoo is timed as the training loop runs it on data it checked once (`skip_input_value_checks`),
+    and also with the per-batch value checks that direct calls of `forward` get.
+    """
     tasks = ["income", "marital"]
     raw = load_census_income(tasks=tasks)["train"].select(range(20_000)).to_pandas()
     numeric, categorical = census_feature_columns(tasks)
     processor = moezoo.TabularProcessor.fit(raw, numeric, categorical, label_columns=tasks)
-    batch = dict(processor(raw.head(1024)))
-    model = moezoo.create_model(
-        "mmoe", tasks=[{"name": t} for t in tasks], features=processor.feature_schema.to_dict(),
-        num_shared_experts=8, expert_hidden_sizes=[16], tower_hidden_sizes=[8],
-    )
-    reference = HandWrittenMMoE(processor.feature_schema, len(tasks), 8, 16, 8)
-    assert abs(sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in reference.parameters())) < 100
+    schema = processor.feature_schema
+    tabular_batch = dict(processor(raw.head(1024)))
+    dense_batch = {"inputs_embeds": torch.randn(1024, schema.output_size), "labels": tabular_batch["labels"]}
+    shape = {"num_shared_experts": 8, "expert_hidden_sizes": [16], "tower_hidden_sizes": [8]}
+    task_specs = [{"name": t} for t in tasks]
+    tabular_model = moezoo.create_model("mmoe", tasks=task_specs, features=schema.to_dict(), **shape)
+    dense_model = moezoo.create_model("mmoe", tasks=task_specs, input_size=schema.output_size, **shape)
+    tabular_reference = HandWrittenMMoE(schema.output_size, len(tasks), 8, 16, 8, schema=schema)
+    dense_reference = HandWrittenMMoE(schema.output_size, len(tasks), 8, 16, 8)
+    for model, reference in ((tabular_model, tabular_reference), (dense_model, dense_reference)):
+        assert abs(sum(p.numel() for p in model.parameters()) - sum(p.numel() for p in reference.parameters())) < 100
 
-    def training_step(module, loss_fn):
-        optimizer = torch.optim.AdamW(module.parameters(), lr=1e-3)
-
-        def step() -> None:
-            loss = loss_fn()
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
-
-        return step
+    def checked_step(model, batch):
+        with model.skip_input_value_checks():
+            return model(**batch).loss
 
     timings = median_ms(
         {
-            "moezoo": training_step(model, lambda: model(**batch).loss),
-            "hand_written": training_step(
-                reference,
-                lambda: reference(batch["numeric_features"], batch["categorical_features"], batch["labels"]),
-            ),
+            "tabular_moezoo": training_step(tabular_model, lambda: checked_step(tabular_model, tabular_batch)),
+            "tabular_moezoo_value_checks": training_step(tabular_model, lambda: tabular_model(**tabular_batch).loss),
+            "tabular_hand_written": training_step(tabular_reference, lambda: tabular_reference(**tabular_batch)),
+            "dense_moezoo": training_step(dense_model, lambda: checked_step(dense_model, dense_batch)),
+            "dense_moezoo_value_checks": training_step(dense_model, lambda: dense_model(**dense_batch).loss),
+            "dense_hand_written": training_step(dense_reference, lambda: dense_reference(**dense_batch)),
         },
         repeats,
     )
-    row = {
-        "moezoo_ms": timings["moezoo"],
-        "hand_written_ms": timings["hand_written"],
-        "ratio": timings["moezoo"] / timings["hand_written"],
-    }
+    row = {}
+    for case in ("tabular", "dense"):
+        hand_written = timings[f"{case}_hand_written"]
+        row[f"{case}_hand_written_ms"] = hand_written
+        row[f"{case}_moezoo_ms"] = timings[f"{case}_moezoo"]
+        row[f"{case}_ratio"] = timings[f"{case}_moezoo"] / hand_written
+        row[f"{case}_moezoo_value_checks_ms"] = timings[f"{case}_moezoo_value_checks"]
+        row[f"{case}_ratio_value_checks"] = timings[f"{case}_moezoo_value_checks"] / hand_written
     print(row, flush=True)
     return row
 
@@ -184,7 +209,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=100, help="timed runs per measurement")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of every measurement; medians are reported")
+    parser.add_argument("--step_only", action="store_true", help="measure the MMoE step only (results not saved)")
     args = parser.parse_args()
+    if args.step_only:
+        median_row([bench_mmoe_step(args.repeats) for _ in range(args.rounds)])
+        return
     torch.manual_seed(0)
     # Each benchmark runs in several rounds and reports the per-entry median, which steadies the
     # ratios against the slow drift of a shared 2-core machine.
@@ -215,11 +244,18 @@ def main() -> None:
         )
     lines += [
         "",
-        f"One MMoE training step on Census-Income (8 experts x 16, towers of 8, batch 1024, AdamW), median of {args.rounds} rounds:",
+        "One MMoE training step on Census-Income (8 experts x 16, towers of 8, batch 1024, AdamW), median of "
+        f"{args.rounds} rounds. 'moezoo' is the step as the training loop runs it on data it checked once; "
+        "'with value checks' adds the per-batch NaN / range checks that direct calls of forward get:",
         "",
-        "| moezoo MMoEModel ms | hand-written batched MMoE ms | ratio |",
-        "|---|---|---|",
-        f"| {step['moezoo_ms']:.2f} | {step['hand_written_ms']:.2f} | {step['ratio']:.2f} |",
+        "| input | hand-written batched MMoE ms | moezoo MMoEModel ms | ratio | with value checks ms | ratio |",
+        "|---|---|---|---|---|---|",
+        *(
+            f"| {label} | {step[f'{case}_hand_written_ms']:.2f} | {step[f'{case}_moezoo_ms']:.2f} | "
+            f"{step[f'{case}_ratio']:.2f} | {step[f'{case}_moezoo_value_checks_ms']:.2f} | "
+            f"{step[f'{case}_ratio_value_checks']:.2f} |"
+            for case, label in (("tabular", "tabular (census embeddings)"), ("dense", "dense inputs_embeds"))
+        ),
     ]
     (RESULTS / "expert_bank_speed.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -70,6 +70,7 @@ __all__ = [
     "TaskSpec",
     "create_model",
     "get_model_classes",
+    "inference",
     "list_models",
     "register_model",
     "routing",

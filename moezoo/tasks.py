@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -75,9 +75,12 @@ def parse_tasks(specs: Iterable[Mapping | TaskSpec]) -> list[TaskSpec]:
 
 
 def split_labels(
-    tasks: Sequence[TaskSpec], labels: torch.Tensor | Mapping[str, torch.Tensor]
+    tasks: Sequence[TaskSpec], labels: torch.Tensor | Mapping[str, torch.Tensor], check_values: bool = True
 ) -> dict[str, torch.Tensor]:
     """Validate a batch's labels and return them per task, as float tensors ``[B, label_width]``.
+
+    Shapes and dtypes are always checked; the values (in range for their task's kind) only with
+    ``check_values``, a cost that grows with the batch and is skipped for labels checked once before.
 
     Raises:
         KeyError: a mapping names a task the model does not have.
@@ -97,9 +100,10 @@ def split_labels(
     batch_sizes = {value.shape[0] for value in per_task.values()}
     if len(batch_sizes) > 1:
         raise ValueError(f"Task labels disagree on the batch size: {sorted(batch_sizes)}.")
-    for task in tasks:
-        if task.name in per_task:
-            _check_label_values(task, per_task[task.name])
+    if check_values:
+        for task in tasks:
+            if task.name in per_task:
+                _check_label_values(task, per_task[task.name])
     return per_task
 
 
@@ -135,38 +139,76 @@ def _check_label_values(task: TaskSpec, labels: torch.Tensor) -> None:
             )
 
 
+#: The elementwise loss of every task kind but multiclass (which takes a cross-entropy over its classes).
+ELEMENTWISE_LOSSES = {
+    "binary": F.binary_cross_entropy_with_logits,
+    "multilabel": F.binary_cross_entropy_with_logits,
+    "regression": F.mse_loss,
+}
+
+
 def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The task's loss averaged over its present labels (0, still attached to the graph, if none).
 
     Missing labels are masked out of an elementwise loss rather than indexed away, which keeps the
     batch shape static and avoids a boolean-index gather in forward and backward.
     """
-    if task.kind == "multiclass":
-        classes = labels.squeeze(1)
-        present = ~torch.isnan(classes) & (classes != IGNORE_INDEX)
-        targets = torch.where(present, classes, 0.0).long()
-        per_label = F.cross_entropy(logits, targets, reduction="none")
-    else:
-        present = ~torch.isnan(labels)
-        targets = torch.where(present, labels, 0.0)
-        elementwise_loss = F.mse_loss if task.kind == "regression" else F.binary_cross_entropy_with_logits
-        per_label = elementwise_loss(logits, targets, reduction="none")
-    # `where`, not a multiplication by the mask: a non-finite loss on a missing label must not leak in.
+    if task.kind != "multiclass":
+        return elementwise_task_losses([task], [logits], [labels])[0]
+    classes = labels.squeeze(1)
+    present = ~torch.isnan(classes) & (classes != IGNORE_INDEX)
+    targets = torch.where(present, classes, 0.0).long()
+    per_label = F.cross_entropy(logits, targets, reduction="none")
     return per_label.where(present, 0.0).sum() / present.sum().clamp_min(1)
+
+
+def elementwise_task_losses(
+    tasks: Sequence[TaskSpec], logits: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
+) -> list[torch.Tensor]:
+    """The losses of tasks that share one elementwise loss (see `ELEMENTWISE_LOSSES`), each averaged
+    over its present (non-NaN) labels, computed together: one loss over the tasks' stacked columns
+    and one sum per task, whatever the number of tasks."""
+    loss_function = ELEMENTWISE_LOSSES[tasks[0].kind]
+    if any(ELEMENTWISE_LOSSES[task.kind] is not loss_function for task in tasks):
+        raise ValueError(f"Tasks {[task.name for task in tasks]} do not share one elementwise loss.")
+    stacked_logits = torch.cat(list(logits), dim=1) if len(tasks) > 1 else logits[0]
+    stacked_labels = torch.cat(list(labels), dim=1) if len(tasks) > 1 else labels[0]
+    present = stacked_labels == stacked_labels  # NaN marks a missing label
+    targets = stacked_labels.where(present, 0.0).to(stacked_logits.dtype)
+    # `where`, not a multiplication by the mask: a non-finite loss on a missing label must not leak in.
+    per_label = loss_function(stacked_logits, targets, reduction="none").where(present, 0.0)
+    sums, counts = per_label.sum(dim=0), present.sum(dim=0)
+    widths = [task.label_width for task in tasks]
+    if any(width != 1 for width in widths):
+        column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor(widths)).to(sums.device)
+        sums = sums.new_zeros(len(tasks)).index_add(0, column_task, sums)
+        counts = counts.new_zeros(len(tasks)).index_add(0, column_task, counts)
+    return list((sums / counts.clamp_min(1)).unbind())
 
 
 def weighted_task_losses(
     tasks: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Each task's loss, for the tasks with both logits and labels, and their weighted sum
-    (``None`` when no task has both)."""
+    (``None`` when no task has both). Tasks that share an elementwise loss are computed together."""
+    scored = [task for task in tasks if task.name in logits and task.name in labels]
+    groups: dict[Any, list[TaskSpec]] = {}
+    for task in scored:
+        groups.setdefault(ELEMENTWISE_LOSSES.get(task.kind, task.name), []).append(task)
     losses: dict[str, torch.Tensor] = {}
+    for group in groups.values():
+        if group[0].kind == "multiclass":
+            losses[group[0].name] = task_loss(group[0], logits[group[0].name], labels[group[0].name])
+            continue
+        group_losses = elementwise_task_losses(
+            group, [logits[task.name] for task in group], [labels[task.name] for task in group]
+        )
+        losses.update(zip((task.name for task in group), group_losses))
     total = None
-    for task in tasks:
-        if task.name in logits and task.name in labels:
-            losses[task.name] = task_loss(task, logits[task.name], labels[task.name])
-            weighted = task.weight * losses[task.name]
-            total = weighted if total is None else total + weighted
+    for task in scored:
+        weighted = losses[task.name] if task.weight == 1.0 else task.weight * losses[task.name]
+        total = weighted if total is None else total + weighted
+    losses = {task.name: losses[task.name] for task in scored}
     return total, losses
 
 

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import moezoo
-from moezoo.routing import ExpertBank, FeatureGate, RoutingLevel, SelfGate, TaskRouter, hierarchical_plan
+from moezoo.routing import FeatureGate, RoutingLevel, SelfGate, TaskRouter, hierarchical_plan
 
 THREE_TASKS = [{"name": "a", "kind": "binary"}, {"name": "b", "kind": "binary"}, {"name": "c", "kind": "binary"}]
 

@@ -1,24 +1,68 @@
 """What every moezoo model shares: the task/input config, input embedding, task heads, losses, outputs."""
 
-from __future__ import annotations
-
 import os
-from collections.abc import Mapping, Sequence
-from dataclasses import field
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import field, fields
 from typing import Any
 
 import torch
 from huggingface_hub.dataclasses import strict
 from safetensors import SafetensorError
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
 
 from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
+from ..suggestions import closest_names
 from ..routing import ExpertBank
 from ..tabular import FeatureSchema, TabularEmbedding
 from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
 from .image_encoder import ConvImageEncoder, ImageEncoderSpec
+
+
+#: Keyword arguments that transformers itself gives a config beyond its fields (when loading, or for
+#: its own features); any other unknown keyword is a mistake.
+TRANSFORMERS_CONFIG_KWARGS = frozenset(
+    {
+        "name_or_path", "_name_or_path", "_commit_hash", "torch_dtype", "num_labels", "output_attentions",
+        "attn_implementation", "experts_implementation", "per_layer_config", "rope_scaling", "rope_theta",
+        "_attn_implementation_internal", "_experts_implementation_internal",
+        *GenerationConfig._get_default_generation_params(),
+    }
+)
+
+
+def reject_unknown_config_fields(config_class: type, given: Mapping[str, Any]) -> None:
+    """Raise a `ValueError` for keyword arguments that are no field of ``config_class`` (nor ones
+    transformers passes itself), naming the closest fields and the other architectures that have them."""
+    unknown = sorted(set(given) - TRANSFORMERS_CONFIG_KWARGS)
+    if not unknown:
+        return
+    known = [config_field.name for config_field in fields(config_class)]
+    problems = []
+    for name in unknown:
+        owners = sorted(
+            other.model_type
+            for other in _config_classes()
+            if other is not config_class and name in other.__dataclass_fields__ and other.model_type
+        )
+        hint = f" (a field of {', '.join(owners)})" if owners else closest_names(name, known)
+        problems.append(f"{name!r}{hint}")
+    raise ValueError(
+        f"{config_class.__name__} ({config_class.model_type!r}) has no field {', '.join(problems)}. "
+        f"Its fields: {sorted(name for name in known if name not in PreTrainedConfig.__dataclass_fields__)}."
+    )
+
+
+def _config_classes() -> list[type]:
+    """Every `MultiTaskConfig` subclass defined so far."""
+    found, pending = [], [MultiTaskConfig]
+    while pending:
+        cls = pending.pop()
+        found.append(cls)
+        pending.extend(cls.__subclasses__())
+    return found
 
 
 def _default_tasks() -> list[dict]:
@@ -50,9 +94,21 @@ class MultiTaskConfig(PreTrainedConfig):
     input_size: int | None = None
     tower_hidden_sizes: list[int] = field(default_factory=lambda: [8])
     tower_activation: str = "relu"
-    tower_dropout: float = 0.0
+    tower_dropout: float | int = 0.0
 
     def __post_init__(self, **kwargs) -> None:
+        foreign_type = kwargs.pop("model_type", self.model_type)
+        if foreign_type != self.model_type:
+            raise ValueError(
+                f"This config describes a {foreign_type!r} model, not a {self.model_type!r} one: load it with "
+                f"the {foreign_type!r} classes (or transformers.AutoModel / AutoConfig after `import moezoo`)."
+            )
+        reject_unknown_config_fields(type(self), kwargs)
+        for config_field in fields(self):
+            # Fields typed `float | int` accept the ints YAML and JSON write for whole numbers, stored as floats.
+            value = getattr(self, config_field.name)
+            if config_field.type == float | int and isinstance(value, int) and not isinstance(value, bool):
+                setattr(self, config_field.name, float(value))
         self.tasks = [TaskSpec.from_dict(task).to_dict() for task in self.tasks]
         if self.features is not None and self.image_encoder is not None:
             raise ValueError("Set features (tabular inputs) or image_encoder (image inputs), not both.")
@@ -100,6 +156,20 @@ class MultiTaskConfig(PreTrainedConfig):
         return FeatureSchema.from_dict(self.features) if self.features is not None else None
 
 
+def cast_floating(name: str, tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` in ``dtype``; a `TypeError` naming the input when it is not a floating tensor."""
+    if not tensor.is_floating_point():
+        raise TypeError(f"{name} must be a float tensor, got {tensor.dtype}.")
+    return tensor.to(dtype)
+
+
+def check_finite(name: str, tensor: torch.Tensor) -> None:
+    """A `ValueError` naming the input and counting its NaN / inf values, if it holds any."""
+    finite = torch.isfinite(tensor)
+    if not bool(finite.all()):
+        raise ValueError(f"{name} contains {int((~finite).sum())} NaN or inf value(s).")
+
+
 class TaskHeads(nn.Module):
     """Each task's tower and output layer.
 
@@ -140,6 +210,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     config_class = MultiTaskConfig
     main_input_name = "numeric_features"
     _no_split_modules: list[str] = []
+    # Cleared by `skip_input_value_checks` for inputs that were checked once, where they were prepared.
+    _check_input_values: bool = True
 
     def __init__(self, config: MultiTaskConfig) -> None:
         super().__init__(config)
@@ -191,6 +263,41 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         if callable(reset):
             reset()
 
+    @contextmanager
+    def skip_input_value_checks(self) -> Iterator[None]:
+        """Within this block, `forward` skips the checks whose cost grows with the data: NaN / inf in
+        float inputs, categorical indices outside their vocabularies, label values. For inputs that
+        already passed `check_input_values` once, as the training loop's materialised datasets do.
+        Shape and dtype checks still run."""
+        previous = self._check_input_values
+        self._check_input_values = False
+        try:
+            yield
+        finally:
+            self._check_input_values = previous
+
+    def check_input_values(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Run every check of `forward` on a batch (or a whole materialised dataset) without computing
+        anything: shapes, dtypes, and the values that `skip_input_value_checks` then trusts.
+
+        Raises:
+            ValueError / TypeError / KeyError: naming the input, feature or task at fault.
+        """
+        known = {"numeric_features", "categorical_features", "inputs_embeds", "pixel_values", "labels"}
+        unknown = sorted(set(inputs) - known)
+        if unknown:
+            raise KeyError(f"Unknown input(s) {unknown}; {type(self).__name__} reads {sorted(known)}.")
+        sizes = {name: len(value) for name, value in inputs.items() if isinstance(value, torch.Tensor)}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"Inputs disagree on the batch size: {sizes}.")
+        if self.embeddings is not None and inputs.get("inputs_embeds") is None:
+            self.embeddings.checked_inputs(inputs.get("numeric_features"), inputs.get("categorical_features"))
+        for name in ("inputs_embeds", "pixel_values"):
+            if inputs.get(name) is not None:
+                check_finite(name, inputs[name])
+        if inputs.get("labels") is not None:
+            split_labels(self.task_specs, inputs["labels"], check_values=True)
+
     def embed_inputs(
         self,
         numeric_features: torch.Tensor | None = None,
@@ -198,22 +305,33 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         pixel_values: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The dense ``[B, input_size]`` vector the body reads."""
+        """The dense ``[B, input_size]`` vector the body reads, in the model's dtype.
+
+        Floating inputs are cast to the model's dtype (float64 rows into a float32 model, say).
+        """
+        check_values = self._check_input_values
         if inputs_embeds is not None:
             if inputs_embeds.dim() != 2 or inputs_embeds.shape[1] != self.config.input_size:
                 raise ValueError(
                     f"inputs_embeds must be [batch, {self.config.input_size}], got {list(inputs_embeds.shape)}."
                 )
-            return inputs_embeds
+            if check_values:
+                check_finite("inputs_embeds", inputs_embeds)
+            return cast_floating("inputs_embeds", inputs_embeds, self.dtype)
         if self.image_encoder is not None:
             if pixel_values is None:
                 raise ValueError("This model reads images (config.image_encoder is set): pass pixel_values.")
+            pixel_values = cast_floating("pixel_values", pixel_values, self.dtype)
+            if check_values:
+                check_finite("pixel_values", pixel_values)
             return self.image_encoder(pixel_values)
         if pixel_values is not None:
             raise ValueError("This model has no image encoder (config.image_encoder is None): it cannot read pixel_values.")
         if self.embeddings is None:
             raise ValueError("This model has no feature schema (config.features is None): pass inputs_embeds.")
-        return self.embeddings(numeric_features, categorical_features)
+        if numeric_features is not None and numeric_features.is_floating_point():
+            numeric_features = numeric_features.to(self.dtype)
+        return self.embeddings(numeric_features, categorical_features, check_values=check_values)
 
     def resolve_tasks(self, tasks: str | Sequence[str] | None) -> list[str]:
         """Validate a task selection; ``None`` selects every task."""
@@ -234,16 +352,20 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     ) -> MultiTaskOutput:
         """Compute the task losses (when labels are given) and pack the output."""
         reference = next(iter(logits.values()))
-        if aux_loss is None:
-            aux_loss = reference.new_zeros(())
         loss = task_losses = None
         if labels is not None:
-            per_task_labels = split_labels(self.task_specs, labels)
+            per_task_labels = split_labels(self.task_specs, labels, check_values=self._check_input_values)
             label_batch = next(iter(per_task_labels.values())).shape[0]
             if label_batch != reference.shape[0]:
                 raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
             weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels)
-            loss = aux_loss if weighted is None else weighted + aux_loss
+            # A model without auxiliary losses adds nothing (not a zero) to the graph.
+            if weighted is None:
+                loss = aux_loss if aux_loss is not None else reference.new_zeros(())
+            else:
+                loss = weighted if aux_loss is None else weighted + aux_loss
+        if aux_loss is None:
+            aux_loss = reference.new_zeros(())
         return MultiTaskOutput(
             loss=loss, task_losses=task_losses, logits=logits, aux_loss=aux_loss, router_probs=router_probs
         )

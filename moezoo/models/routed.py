@@ -1,8 +1,6 @@
 """The model body every tabular/image MoE architecture shares: input embedding -> stacked task router
 -> task towers. An architecture is a config that says how to route (`RoutedMultiTaskConfig.routing_plan`)."""
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 from typing import Any, ClassVar
@@ -36,7 +34,7 @@ class RoutedMultiTaskConfig(MultiTaskConfig):
 
     expert_hidden_sizes: list[int] = field(default_factory=lambda: [16])
     expert_activation: str = "relu"
-    expert_dropout: float = 0.0
+    expert_dropout: float | int = 0.0
     expert_normalization: str | None = None
 
     def routing_plan(self) -> tuple[list[RoutingLevel], torch.Tensor]:

@@ -1,32 +1,44 @@
 """Training and evaluation shared by the recipes."""
 
 from .arguments import parse_config_and_args
+from .checkpoints import TrainingState, list_checkpoints, prepare_output_dir, resolve_checkpoint
+from .data import TensorDataset, make_dataloader, materialize
 from .loop import (
     TrainingConfig,
     TrainingResult,
     config_to_dict,
     evaluate,
-    make_dataloader,
     predict,
+    prepare_eval_loader,
     save_checkpoint,
+    save_training_checkpoint,
     train,
 )
-from .metrics import is_better, multitask_metrics, task_metrics
+from .metrics import is_better, metric_names, multitask_metrics, task_metrics
 from .recipe import ModelArguments, RecipeResult, start_run, subsample_splits, train_and_test
 
 __all__ = [
     "ModelArguments",
     "RecipeResult",
+    "TensorDataset",
     "TrainingConfig",
     "TrainingResult",
+    "TrainingState",
     "config_to_dict",
     "evaluate",
     "is_better",
+    "list_checkpoints",
     "make_dataloader",
+    "materialize",
+    "metric_names",
     "multitask_metrics",
     "parse_config_and_args",
     "predict",
+    "prepare_eval_loader",
+    "prepare_output_dir",
+    "resolve_checkpoint",
     "save_checkpoint",
+    "save_training_checkpoint",
     "start_run",
     "subsample_splits",
     "task_metrics",

@@ -1,31 +1,52 @@
-"""The Accelerate training loop shared by moezoo's recipes."""
+"""The Accelerate training loop shared by moezoo's recipes: resumable, and strict about its settings."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from accelerate import Accelerator
-from datasets import Dataset
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
-from transformers import get_scheduler
+from transformers import SchedulerType, get_scheduler
 
 from ..models.modeling_utils import MultiTaskPreTrainedModel
+from ..suggestions import closest_names
 from ..tasks import split_labels
-from .metrics import is_better, multitask_metrics
+from .checkpoints import (
+    CHECKPOINTS_DIR,
+    TrainingState,
+    checkpoint_name,
+    prune_checkpoints,
+    replace_folder,
+    resolve_checkpoint,
+    write_json_atomic,
+)
+from .data import TensorDataset, make_dataloader
+from .metrics import is_better, metric_names, multitask_metrics
+
+HISTORY_FILE = "training_history.json"
 
 
 @dataclass
 class TrainingConfig:
-    """Optimisation and evaluation settings of `train` (parsed by `transformers.HfArgumentParser`)."""
+    """Optimisation, evaluation and checkpointing settings of `train` (parsed by `transformers.HfArgumentParser`).
+
+    Every value is checked when the config is built, before any data is read.
+    """
 
     output_dir: str = field(default="outputs/run", metadata={"help": "Where checkpoints and results go."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Replace the run already in output_dir (its results, best/ and checkpoints/)."}
+    )
     seed: int = field(default=42, metadata={"help": "Seed of initialisation, shuffling and dropout."})
     num_train_epochs: int = field(default=10, metadata={"help": "Epochs over the training split."})
     max_train_steps: int | None = field(
@@ -42,6 +63,68 @@ class TrainingConfig:
         default="loss", metadata={"help": "Validation metric that picks the best checkpoint, e.g. mean_auc."}
     )
     eval_every_epochs: int = field(default=1, metadata={"help": "Evaluate every this many epochs."})
+    checkpointing_steps: str | None = field(
+        default=None,
+        metadata={"help": "Save the full training state every N optimiser steps, or 'epoch' after every epoch."},
+    )
+    checkpoints_total_limit: int = field(default=2, metadata={"help": "Keep only the newest this many checkpoints."})
+    resume_from_checkpoint: str | None = field(
+        default=None, metadata={"help": "Continue from a checkpoint folder, or 'latest' in output_dir/checkpoints."}
+    )
+    dataloader_drop_last: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Drop the incomplete last training batch. Default: only for models with BatchNorm, which "
+            "cannot normalise a batch of one row."
+        },
+    )
+    dataloader_in_memory: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Hold the data as tensors and batch by index (fast). Default: whenever it fits in memory; "
+            "False reads batches through datasets."
+        },
+    )
+
+    def __post_init__(self) -> None:
+        positive = {
+            "num_train_epochs": self.num_train_epochs,
+            "per_device_train_batch_size": self.per_device_train_batch_size,
+            "per_device_eval_batch_size": self.per_device_eval_batch_size,
+            "eval_every_epochs": self.eval_every_epochs,
+            "checkpoints_total_limit": self.checkpoints_total_limit,
+        }
+        if self.max_train_steps is not None:
+            positive["max_train_steps"] = self.max_train_steps
+        for name, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{name} must be at least 1, got {value}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay cannot be negative, got {self.weight_decay}.")
+        if self.max_grad_norm is not None and not self.max_grad_norm > 0:
+            raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm}.")
+        if not 0.0 <= self.warmup_ratio < 1.0:
+            raise ValueError(f"warmup_ratio must be in [0, 1), got {self.warmup_ratio}.")
+        schedulers = [scheduler.value for scheduler in SchedulerType]
+        if self.lr_scheduler_type not in schedulers:
+            raise ValueError(
+                f"Unknown lr_scheduler_type {self.lr_scheduler_type!r}"
+                f"{closest_names(self.lr_scheduler_type, schedulers)}; choose one of {schedulers}."
+            )
+        self.checkpoint_every_steps()  # validates checkpointing_steps
+        if Path(self.output_dir).is_file():
+            raise NotADirectoryError(f"output_dir {self.output_dir} is a file; give a folder for the run's results.")
+
+    def checkpoint_every_steps(self) -> int | str | None:
+        """``checkpointing_steps`` parsed: a positive step count, ``"epoch"``, or ``None``."""
+        value = self.checkpointing_steps
+        if value is None or value == "epoch":
+            return value
+        if isinstance(value, str) and value.isdigit() and int(value) > 0:
+            return int(value)
+        raise ValueError(f"checkpointing_steps must be a positive number of steps or 'epoch', got {value!r}.")
 
 
 @dataclass
@@ -57,12 +140,6 @@ class TrainingResult:
     global_step: int
 
 
-def make_dataloader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
-    """A DataLoader over a processed dataset (columns already in torch format)."""
-    generator = torch.Generator().manual_seed(seed)
-    return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator)
-
-
 @torch.no_grad()
 def predict(
     model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator
@@ -73,15 +150,20 @@ def predict(
     task_specs = accelerator.unwrap_model(model).task_specs
     logits_parts: list[dict[str, torch.Tensor]] = []
     label_parts: list[dict[str, torch.Tensor]] = []
-    for batch in dataloader:
-        labels = batch.pop("labels", None)
-        outputs = model(**batch)
-        gathered = accelerator.gather_for_metrics(
-            (outputs.logits, split_labels(task_specs, labels)) if labels is not None else (outputs.logits,)
-        )
-        logits_parts.append({name: value.cpu() for name, value in gathered[0].items()})
-        if labels is not None:
-            label_parts.append({name: value.cpu() for name, value in gathered[1].items()})
+    with _value_checks_skipped_for(model, dataloader, accelerator):
+        for batch in dataloader:
+            labels = batch.pop("labels", None)
+            outputs = model(**batch)
+            gathered = accelerator.gather_for_metrics(
+                (outputs.logits, split_labels(task_specs, labels, check_values=False))
+                if labels is not None
+                else (outputs.logits,)
+            )
+            logits_parts.append({name: value.cpu() for name, value in gathered[0].items()})
+            if labels is not None:
+                label_parts.append({name: value.cpu() for name, value in gathered[1].items()})
+    if not logits_parts:
+        raise ValueError("Nothing to predict: the dataset is empty.")
     logits = {name: torch.cat([part[name] for part in logits_parts]) for name in logits_parts[0]}
     labels = {name: torch.cat([part[name] for part in label_parts]) for name in label_parts[0]} if label_parts else None
     return logits, labels
@@ -95,116 +177,210 @@ def evaluate(model: torch.nn.Module, dataloader: DataLoader, accelerator: Accele
     return multitask_metrics(accelerator.unwrap_model(model).task_specs, logits, labels)
 
 
+def prepare_eval_loader(
+    model: MultiTaskPreTrainedModel, dataset: Any, config: TrainingConfig, accelerator: Accelerator
+) -> DataLoader:
+    """An evaluation loader (in order, no example dropped), its data checked once when it is in memory."""
+    loader = make_dataloader(
+        dataset, config.per_device_eval_batch_size, shuffle=False, seed=config.seed, in_memory=config.dataloader_in_memory
+    )
+    _check_materialized(model, loader)
+    return accelerator.prepare(loader)
+
+
 def train(
     model: MultiTaskPreTrainedModel,
-    train_dataset: Dataset,
-    eval_dataset: Dataset | None,
+    train_dataset: Any,
+    eval_dataset: Any | None,
     config: TrainingConfig,
     accelerator: Accelerator,
     processor: Any | None = None,
 ) -> TrainingResult:
-    """Train with AdamW, evaluate every epoch, and keep the best checkpoint by
+    """Train with AdamW, evaluate every ``eval_every_epochs`` epochs, and keep the best model by
     ``config.metric_for_best_model`` in ``{output_dir}/best`` (with ``processor`` saved beside it).
 
-    Datasets must hold the model's input columns and ``labels``, in torch format.
+    Datasets hold the model's input columns and ``labels``: a `datasets.Dataset` (materialised as
+    tensors when it fits in memory, see `moezoo.training.data`), a streaming `datasets.IterableDataset`,
+    or a `TensorDataset`. Materialised data is checked once, here, and `forward` then skips its
+    per-batch value checks. The history is written after every epoch; with ``checkpointing_steps`` the
+    full state is saved under ``{output_dir}/checkpoints``, and ``resume_from_checkpoint`` continues
+    from one so that the result is the same as an uninterrupted run's.
     """
     output_dir = Path(config.output_dir)
-    train_loader = make_dataloader(train_dataset, config.per_device_train_batch_size, shuffle=True, seed=config.seed)
-    eval_loader = (
-        make_dataloader(eval_dataset, config.per_device_eval_batch_size, shuffle=False, seed=config.seed)
-        if eval_dataset is not None
-        else None
+    unwrapped = model
+    if eval_dataset is not None:
+        _check_metric_name(unwrapped, config.metric_for_best_model)
+    drop_last = config.dataloader_drop_last
+    if drop_last is None:
+        drop_last = any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
+    train_loader = make_dataloader(
+        train_dataset, config.per_device_train_batch_size, shuffle=True, seed=config.seed, drop_last=drop_last,
+        in_memory=config.dataloader_in_memory,
     )
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    _check_materialized(unwrapped, train_loader)
+    eval_loader = prepare_eval_loader(unwrapped, eval_dataset, config, accelerator) if eval_dataset is not None else None
+    optimizer = torch.optim.AdamW(
+        [parameter for parameter in model.parameters() if parameter.requires_grad],
+        lr=config.learning_rate, weight_decay=config.weight_decay,
+    )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
-    if eval_loader is not None:
-        eval_loader = accelerator.prepare(eval_loader)
 
     steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"The training data gives no full batch: {len(train_dataset)} examples, batches of "
+            f"{config.per_device_train_batch_size} x {accelerator.num_processes} process(es)"
+            f"{' with the incomplete last batch dropped' if drop_last else ''}. Lower per_device_train_batch_size."
+        )
     total_steps = config.max_train_steps or config.num_train_epochs * steps_per_epoch
     num_epochs = math.ceil(total_steps / steps_per_epoch)
-    scheduler = get_scheduler(
-        config.lr_scheduler_type,
-        optimizer,
-        num_warmup_steps=int(config.warmup_ratio * total_steps),
-        num_training_steps=total_steps,
+    scheduler = accelerator.prepare(
+        get_scheduler(
+            config.lr_scheduler_type,
+            optimizer,
+            num_warmup_steps=int(config.warmup_ratio * total_steps),
+            num_training_steps=total_steps,
+        )
     )
-    scheduler = accelerator.prepare(scheduler)
+
+    state = TrainingState()
+    if config.resume_from_checkpoint is not None:
+        checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
+        accelerator.load_state(str(checkpoint))
+        state = TrainingState.load(checkpoint)
+        accelerator.print(f"Resuming from {checkpoint} (step {state.global_step}, epoch {state.epoch + 1}).")
+    checkpoint_every = config.checkpoint_every_steps()
 
     accelerator.print(
         f"Training {type(accelerator.unwrap_model(model)).__name__} on {len(train_dataset)} examples, "
         f"{accelerator.num_processes} process(es), {num_epochs} epoch(s), {total_steps} steps."
     )
-    progress = tqdm(total=total_steps, disable=not accelerator.is_local_main_process, desc="training")
-    history: list[dict[str, Any]] = []
-    best_value = best_epoch = best_checkpoint = None
-    best_metrics: dict[str, float] = {}
-    step = 0
-    for epoch in range(num_epochs):
-        model.train()
-        running_loss = torch.zeros((), device=accelerator.device)
-        epoch_steps = 0
-        for batch in train_loader:
-            outputs = model(**batch)
-            accelerator.backward(outputs.loss)
-            if config.max_grad_norm is not None:
-                accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            running_loss += outputs.loss.detach()
-            epoch_steps += 1
-            step += 1
-            progress.update(1)
-            if step >= total_steps:
-                break
-        train_loss = accelerator.reduce(running_loss, reduction="mean").item() / max(epoch_steps, 1)
-        record: dict[str, Any] = {"epoch": epoch + 1, "step": step, "train_loss": train_loss}
-        is_last = step >= total_steps or epoch == num_epochs - 1
-        if eval_loader is not None and ((epoch + 1) % config.eval_every_epochs == 0 or is_last):
-            metrics = evaluate(model, eval_loader, accelerator)
-            record.update({f"eval/{name}": value for name, value in metrics.items()})
-            if config.metric_for_best_model not in metrics:
-                raise KeyError(
-                    f"metric_for_best_model={config.metric_for_best_model!r} is not among the metrics "
-                    f"{sorted(metrics)}."
-                )
-            value = metrics[config.metric_for_best_model]
-            if is_better(config.metric_for_best_model, value, best_value):
-                best_value, best_epoch, best_metrics = value, epoch + 1, metrics
-                best_checkpoint = output_dir / "best"
-                save_checkpoint(accelerator, model, best_checkpoint, processor)
-            progress.write(_format_record(record))
-        history.append(record)
-        if step >= total_steps:
-            break
-    progress.close()
+    progress = tqdm(
+        total=total_steps, initial=state.global_step, disable=not accelerator.is_local_main_process, desc="training"
+    )
+    best_checkpoint = output_dir / "best" if state.best_epoch is not None else None
+    with _value_checks_skipped_for(model, train_loader, accelerator):
+        while state.global_step < total_steps:
+            model.train()
+            train_loader.set_epoch(state.epoch)
+            batches = (
+                accelerator.skip_first_batches(train_loader, state.step_in_epoch) if state.step_in_epoch else train_loader
+            )
+            running_loss = torch.tensor(state.epoch_loss_sum, device=accelerator.device)
+            for batch in batches:
+                outputs = model(**batch)
+                accelerator.backward(outputs.loss)
+                if config.max_grad_norm is not None:
+                    accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                running_loss += outputs.loss.detach()
+                state.step_in_epoch += 1
+                state.global_step += 1
+                progress.update(1)
+                if isinstance(checkpoint_every, int) and state.global_step % checkpoint_every == 0:
+                    state.epoch_loss_sum = running_loss.item()
+                    save_training_checkpoint(accelerator, state, output_dir, config.checkpoints_total_limit)
+                if state.global_step >= total_steps:
+                    break
 
-    if accelerator.is_main_process:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        (output_dir / "training_history.json").write_text(json.dumps(history, indent=2) + "\n")
+            train_loss = accelerator.reduce(running_loss, reduction="mean").item() / max(state.step_in_epoch, 1)
+            record: dict[str, Any] = {"epoch": state.epoch + 1, "step": state.global_step, "train_loss": train_loss}
+            is_last = state.global_step >= total_steps
+            if eval_loader is not None and ((state.epoch + 1) % config.eval_every_epochs == 0 or is_last):
+                metrics = evaluate(model, eval_loader, accelerator)
+                record.update({f"eval/{name}": value for name, value in metrics.items()})
+                value = metrics[config.metric_for_best_model]
+                if is_better(config.metric_for_best_model, value, state.best_value):
+                    state.best_value, state.best_epoch, state.best_metrics = value, state.epoch + 1, metrics
+                    best_checkpoint = output_dir / "best"
+                    save_checkpoint(accelerator, model, best_checkpoint, processor)
+                progress.write(_format_record(record))
+            state.history.append(record)
+            state.epoch += 1
+            state.step_in_epoch = 0
+            state.epoch_loss_sum = 0.0
+            if accelerator.is_main_process:
+                output_dir.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(output_dir / HISTORY_FILE, state.history)
+            if checkpoint_every == "epoch" or (
+                isinstance(checkpoint_every, int) and is_last and state.global_step % checkpoint_every
+            ):
+                save_training_checkpoint(accelerator, state, output_dir, config.checkpoints_total_limit)
+    progress.close()
     accelerator.wait_for_everyone()
     return TrainingResult(
         model=accelerator.unwrap_model(model),
         best_checkpoint=best_checkpoint,
-        best_metrics=best_metrics,
-        best_epoch=best_epoch,
-        history=history,
+        best_metrics=state.best_metrics,
+        best_epoch=state.best_epoch,
+        history=state.history,
         num_processes=accelerator.num_processes,
-        global_step=step,
+        global_step=state.global_step,
     )
+
+
+def save_training_checkpoint(accelerator: Accelerator, state: TrainingState, output_dir: Path, keep: int) -> Path:
+    """Save the full training state (`accelerate.Accelerator.save_state` plus the loop's `TrainingState`)
+    to ``{output_dir}/checkpoints/step_N``, written under a temporary name and renamed when complete;
+    keep the newest ``keep`` checkpoints."""
+    folder = output_dir / CHECKPOINTS_DIR
+    target = folder / checkpoint_name(state.global_step)
+    temporary = folder / f".{target.name}.tmp"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        if temporary.exists():
+            shutil.rmtree(temporary)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(temporary), safe_serialization=True)
+    if accelerator.is_main_process:
+        state.save(temporary)
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(temporary, target)
+        prune_checkpoints(output_dir, keep)
+    accelerator.wait_for_everyone()
+    return target
 
 
 def save_checkpoint(
     accelerator: Accelerator, model: torch.nn.Module, directory: str | os.PathLike, processor: Any | None = None
 ) -> None:
-    """`save_pretrained` the model (and its processor) from the main process."""
+    """`save_pretrained` the model (and its processor) from the main process, replacing ``directory``
+    only once the new checkpoint is complete."""
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        accelerator.unwrap_model(model).save_pretrained(directory, save_function=accelerator.save)
-        if processor is not None:
-            processor.save_pretrained(directory)
+
+        def write(folder: Path) -> None:
+            accelerator.unwrap_model(model).save_pretrained(folder, save_function=accelerator.save)
+            if processor is not None:
+                processor.save_pretrained(folder)
+
+        replace_folder(Path(directory), write)
     accelerator.wait_for_everyone()
+
+
+def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> None:
+    """Check a materialised dataset's values once (see `MultiTaskPreTrainedModel.check_input_values`)."""
+    if isinstance(loader.dataset, TensorDataset):
+        model.check_input_values(loader.dataset.columns)
+
+
+def _value_checks_skipped_for(model: nn.Module, loader: DataLoader, accelerator: Accelerator):
+    """Skip the per-batch value checks of `forward` when the loader's data was checked once."""
+    if isinstance(loader.dataset, TensorDataset):
+        return accelerator.unwrap_model(model).skip_input_value_checks()
+    return contextlib.nullcontext()
+
+
+def _check_metric_name(model: MultiTaskPreTrainedModel, name: str) -> None:
+    known = metric_names(model.task_specs)
+    if name not in known:
+        raise ValueError(
+            f"metric_for_best_model={name!r} is not a metric of this model{closest_names(name, known)}; "
+            f"its metrics: {known}."
+        )
 
 
 def _format_record(record: dict[str, Any]) -> str:

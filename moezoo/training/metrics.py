@@ -19,6 +19,24 @@ from ..tasks import IGNORE_INDEX, TaskSpec, task_predictions, weighted_task_loss
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 # Metrics also reported as their mean over the tasks that have them, as "mean_{metric}".
 AVERAGED_METRICS = ("auc", "accuracy")
+#: The metrics `task_metrics` reports for each task kind.
+KIND_METRICS = {
+    "binary": ("auc", "accuracy"),
+    "multiclass": ("accuracy",),
+    "multilabel": ("auc",),
+    "regression": ("mse", "mae"),
+}
+
+
+def metric_names(tasks: Sequence[TaskSpec]) -> list[str]:
+    """Every name `multitask_metrics` can report for these tasks: ``loss``, ``{task}/loss``,
+    ``{task}/{metric}`` and the ``mean_{metric}`` averages."""
+    names = ["loss"]
+    reported: set[str] = set()
+    for task in tasks:
+        names += [f"{task.name}/loss", *(f"{task.name}/{metric}" for metric in KIND_METRICS[task.kind])]
+        reported.update(KIND_METRICS[task.kind])
+    return names + [f"mean_{metric}" for metric in AVERAGED_METRICS if metric in reported]
 
 
 def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:

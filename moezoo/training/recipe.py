@@ -15,9 +15,9 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import DatasetDict
 
-from .. import registry
 from ..models.modeling_utils import MultiTaskPreTrainedModel
-from .loop import TrainingConfig, TrainingResult, config_to_dict, evaluate, make_dataloader, train
+from .checkpoints import prepare_output_dir, write_json_atomic
+from .loop import TrainingConfig, TrainingResult, config_to_dict, evaluate, prepare_eval_loader, train
 
 
 @dataclass
@@ -48,10 +48,16 @@ class RecipeResult:
 
 
 def start_run(config: TrainingConfig) -> Accelerator:
-    """What every recipe sets up first: an `Accelerator` with a seedable sampler, the seed, deterministic
-    algorithms, and no transformers progress bars (checkpoints are saved each time validation improves;
-    the training bar is enough)."""
+    """What every recipe sets up first: a check that ``output_dir`` may be written (see
+    `moezoo.training.checkpoints.prepare_output_dir`), an `Accelerator` with a seedable sampler, the
+    seed, deterministic algorithms, and no transformers progress bars (checkpoints are saved each time
+    validation improves; the training bar is enough)."""
     accelerator = Accelerator(dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
+    if accelerator.is_main_process:
+        prepare_output_dir(
+            config.output_dir, overwrite=config.overwrite_output_dir, resuming=config.resume_from_checkpoint is not None
+        )
+    accelerator.wait_for_everyone()
     transformers.utils.logging.disable_progress_bar()
     set_seed(config.seed)
     torch.use_deterministic_algorithms(True, warn_only=True)
@@ -91,24 +97,27 @@ def train_and_test(
     for name in ("train", "validation", "test"):
         if name not in splits:
             raise KeyError(f"train_and_test needs a {name!r} split; got {sorted(splits)}.")
+    results_path = Path(config.output_dir, "results.json")
+    settings = {**(arguments or {}), **config_to_dict(config)}
+    if accelerator.is_main_process:
+        results_path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(results_path, {"completed": False, "arguments": settings})
     result = train(model, splits["train"], splits["validation"], config, accelerator, processor=processor)
 
-    best_model = type(result.model).from_pretrained(result.best_checkpoint)
-    test_loader = accelerator.prepare(
-        make_dataloader(splits["test"], config.per_device_eval_batch_size, shuffle=False, seed=0)
-    )
-    test_metrics = evaluate(best_model.to(accelerator.device), test_loader, accelerator)
+    best_model = type(result.model).from_pretrained(result.best_checkpoint).to(accelerator.device)
+    test_metrics = evaluate(best_model, prepare_eval_loader(best_model, splits["test"], config, accelerator), accelerator)
     summary = {
+        "completed": True,
         "model_type": best_model.config.model_type,
         "num_parameters": best_model.num_parameters(),
         "num_processes": result.num_processes,
         "best_epoch": result.best_epoch,
         "validation": result.best_metrics,
         "test": test_metrics,
-        "arguments": {**(arguments or {}), **config_to_dict(config)},
+        "arguments": settings,
     }
     if accelerator.is_main_process:
-        Path(config.output_dir, "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        write_json_atomic(results_path, summary)
     accelerator.print(f"best epoch {result.best_epoch}; checkpoint: {result.best_checkpoint}")
     for split in ("validation", "test"):
         scores = summary[split]

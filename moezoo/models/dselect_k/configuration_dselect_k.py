@@ -1,7 +1,5 @@
 """Configurations of MMoE with DSelect-k gates (Hazimeh et al., NeurIPS 2021), static and per-example."""
 
-from __future__ import annotations
-
 from typing import Any, ClassVar
 
 from huggingface_hub.dataclasses import strict
@@ -33,10 +31,10 @@ class DSelectKConfig(MMoEConfig):
     gate_type: ClassVar[str] = "dselect_k"
 
     num_selectors: int = 2
-    smooth_step_gamma: float = 1.0
+    smooth_step_gamma: float | int = 1.0
     per_example_gate: bool = True
-    gate_entropy_weight: float = 1e-6
-    gate_unused_code_weight: float = 1.0
+    gate_entropy_weight: float | int = 1e-6
+    gate_unused_code_weight: float | int = 1.0
 
     def gate_options(self) -> dict[str, Any]:
         return {

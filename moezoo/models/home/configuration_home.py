@@ -1,8 +1,5 @@
 """Configuration of HoME, the Hierarchy of Multi-Gate Experts (Wang et al., Kuaishou 2024)."""
 
-from __future__ import annotations
-
-from dataclasses import field
 from typing import Any
 
 import torch

@@ -4,8 +4,6 @@ They are one architecture (`moezoo.routing.progressive_layered_plan`) with diffe
 has its own ``model_type`` so that a checkpoint names what it is.
 """
 
-from __future__ import annotations
-
 from dataclasses import field
 
 import torch

@@ -1,0 +1,167 @@
+"""Batches at the speed of the model.
+
+A dataset that fits in memory is turned into tensors once (`materialize`) and batched by indexing
+those tensors (`TensorDataset.__getitems__`): a 1,024-row batch costs one ``index_select`` per
+column instead of 1,024 row reads through Arrow. Batches are drawn by a standard seeded
+`torch.utils.data.RandomSampler` inside a `torch.utils.data.BatchSampler`, which Accelerate replaces
+by its seedable sampler and shards across processes, and which `accelerate.skip_first_batches`
+restarts mid-epoch. A dataset too large for memory, or a streaming one, keeps the `datasets` path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+from datasets import Dataset
+from datasets import IterableDataset as HFIterableDataset
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+
+#: Arrow tables up to this size (bytes) are materialised as tensors by default.
+DEFAULT_IN_MEMORY_LIMIT = 4 * 2**30
+
+
+class TensorDataset(torch.utils.data.Dataset):
+    """Columns of equal length held as tensors; a batch of indices is one ``index_select`` per column.
+
+    `torch.utils.data.DataLoader` calls `__getitems__` with a whole batch of indices, and the result
+    is already the batch (use `collate_batch` as the loader's ``collate_fn``).
+
+    Args:
+        columns: Column name -> tensor ``[N, ...]``, every tensor with the same ``N``.
+    """
+
+    def __init__(self, columns: Mapping[str, torch.Tensor]) -> None:
+        if not columns:
+            raise ValueError("A TensorDataset needs at least one column.")
+        lengths = {name: len(value) for name, value in columns.items()}
+        if len(set(lengths.values())) != 1:
+            raise ValueError(f"Columns must have the same number of rows, got {lengths}.")
+        self.columns = dict(columns)
+        self.num_rows = next(iter(lengths.values()))
+        self.column_names = list(self.columns)
+
+    def __len__(self) -> int:
+        return self.num_rows
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {name: value[index] for name, value in self.columns.items()}
+
+    def __getitems__(self, indices: Sequence[int]) -> dict[str, torch.Tensor]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return {name: value.index_select(0, index) for name, value in self.columns.items()}
+
+
+def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The ``collate_fn`` of a `TensorDataset` loader: `TensorDataset.__getitems__` already returns the batch."""
+    return batch
+
+
+def materialize(dataset: Dataset, columns: Iterable[str] | None = None) -> TensorDataset:
+    """Read a `datasets.Dataset` into memory as tensors.
+
+    One call reads the rows as an Arrow table (``with_format("arrow")[:]``, which also applies any
+    ``select`` / ``shuffle`` of the dataset); each column of numbers, or of equally long (nested) lists
+    of numbers, then becomes one tensor straight from its flat Arrow buffer. (datasets' own torch
+    formatter builds the same tensors row by row: 0.5 s for Census-Income, 17 s for MultiMNIST.)
+
+    Args:
+        dataset: A `datasets.Dataset` whose columns hold numbers or fixed-size arrays of numbers.
+        columns: The columns to keep (default: all).
+
+    Raises:
+        KeyError: a requested column does not exist.
+        ValueError: a column is not numeric, has missing rows, or its rows differ in shape (pad it
+            first, or read batches through datasets with ``in_memory=False``).
+    """
+    names = list(columns) if columns is not None else list(dataset.column_names)
+    missing = [name for name in names if name not in dataset.column_names]
+    if missing:
+        raise KeyError(f"Column(s) {missing} are not in the dataset; it has {dataset.column_names}.")
+    table = dataset.with_format("arrow", columns=names)[:]
+    return TensorDataset({name: _column_to_tensor(name, table.column(name)) for name in names})
+
+
+def _column_to_tensor(name: str, column: pa.ChunkedArray) -> torch.Tensor:
+    array = column.combine_chunks()
+    shape = [len(array)]
+    while pa.types.is_list(array.type) or pa.types.is_large_list(array.type) or pa.types.is_fixed_size_list(array.type):
+        if array.null_count:
+            raise ValueError(f"Column {name!r} has {array.null_count} missing row(s); fill them before training.")
+        lengths = np.diff(array.offsets.to_numpy()) if not pa.types.is_fixed_size_list(array.type) else None
+        width = array.type.list_size if lengths is None else (int(lengths[0]) if len(lengths) else 0)
+        if lengths is not None and (lengths != width).any():
+            raise ValueError(
+                f"Column {name!r} cannot be held as one tensor: its rows have different lengths "
+                f"({sorted(set(lengths.tolist()))[:5]}...). Pad it to a fixed size, or pass in_memory=False to "
+                "read batches through datasets."
+            )
+        shape.append(width)
+        array = array.flatten()
+    if not (pa.types.is_integer(array.type) or pa.types.is_floating(array.type) or pa.types.is_boolean(array.type)):
+        raise ValueError(
+            f"Column {name!r} holds {array.type} values, not numbers: encode it (e.g. with the processor) before training."
+        )
+    if array.null_count:
+        raise ValueError(f"Column {name!r} has {array.null_count} missing value(s); fill them before training.")
+    # A copy: the tensors must not share (read-only) Arrow memory.
+    return torch.from_numpy(array.to_numpy(zero_copy_only=False, writable=True).reshape(shape))
+
+
+def fits_in_memory(dataset: Any, limit: int = DEFAULT_IN_MEMORY_LIMIT) -> bool:
+    """Whether ``dataset`` should be materialised: a `TensorDataset` already is; a `datasets.Dataset`
+    is when its Arrow data is at most ``limit`` bytes; a streaming dataset never is."""
+    if isinstance(dataset, TensorDataset):
+        return True
+    if isinstance(dataset, HFIterableDataset) or not isinstance(dataset, Dataset):
+        return False
+    return dataset.data.nbytes <= limit
+
+
+def make_dataloader(
+    dataset: Dataset | HFIterableDataset | TensorDataset,
+    batch_size: int,
+    shuffle: bool,
+    seed: int,
+    drop_last: bool = False,
+    in_memory: bool | None = None,
+) -> DataLoader:
+    """A `DataLoader` over a processed dataset.
+
+    Args:
+        dataset: A `TensorDataset`, or a `datasets.Dataset` / streaming `datasets.IterableDataset`
+            whose columns are the model's inputs and ``labels``.
+        batch_size: Examples per batch (per process, once Accelerate prepares the loader).
+        shuffle: Draw batches in a random order, seeded by ``seed`` (re-drawn every epoch by
+            Accelerate's seedable sampler).
+        seed: Seed of the order.
+        drop_last: Drop the last batch when it is incomplete.
+        in_memory: ``True``: materialise the dataset as tensors (`materialize`); ``False``: read
+            batches through ``datasets``; ``None``: materialise whatever `fits_in_memory`.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if isinstance(dataset, HFIterableDataset):
+        if in_memory:
+            raise ValueError("A streaming dataset cannot be materialised in memory; pass in_memory=False or None.")
+        if shuffle:
+            dataset = dataset.shuffle(seed=seed)
+        return DataLoader(dataset.with_format("torch"), batch_size=batch_size, drop_last=drop_last)
+    if in_memory is None:
+        in_memory = fits_in_memory(dataset)
+    generator = torch.Generator().manual_seed(seed)
+    if in_memory:
+        if not isinstance(dataset, TensorDataset):
+            dataset = materialize(dataset)
+        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        return DataLoader(
+            dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last), collate_fn=collate_batch
+        )
+    if isinstance(dataset, TensorDataset):
+        raise ValueError("A TensorDataset is already in memory; in_memory=False does not apply to it.")
+    return DataLoader(
+        dataset.with_format("torch"), batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+    )

@@ -144,24 +144,34 @@ def make_dataloader(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    # Every iteration of a DataLoader draws a base seed from its generator, or from the global RNG when
+    # it has none: that draw would shift dropout after a resume, whose iteration starts mid-epoch.
+    loader_generator = torch.Generator().manual_seed(seed)
     if isinstance(dataset, HFIterableDataset):
         if in_memory:
             raise ValueError("A streaming dataset cannot be materialised in memory; pass in_memory=False or None.")
         if shuffle:
             dataset = dataset.shuffle(seed=seed)
-        return DataLoader(dataset.with_format("torch"), batch_size=batch_size, drop_last=drop_last)
+        return DataLoader(
+            dataset.with_format("torch"), batch_size=batch_size, drop_last=drop_last, generator=loader_generator
+        )
     if in_memory is None:
         in_memory = fits_in_memory(dataset)
-    generator = torch.Generator().manual_seed(seed)
+    sampler_generator = torch.Generator().manual_seed(seed)
     if in_memory:
         if not isinstance(dataset, TensorDataset):
             dataset = materialize(dataset)
-        sampler = RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)
+        sampler = RandomSampler(dataset, generator=sampler_generator) if shuffle else SequentialSampler(dataset)
         return DataLoader(
-            dataset, batch_sampler=BatchSampler(sampler, batch_size, drop_last), collate_fn=collate_batch
+            dataset,
+            batch_sampler=BatchSampler(sampler, batch_size, drop_last),
+            collate_fn=collate_batch,
+            generator=loader_generator,
         )
     if isinstance(dataset, TensorDataset):
         raise ValueError("A TensorDataset is already in memory; in_memory=False does not apply to it.")
+    sampler = RandomSampler(dataset, generator=sampler_generator) if shuffle else SequentialSampler(dataset)
     return DataLoader(
-        dataset.with_format("torch"), batch_size=batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last
+        dataset.with_format("torch"), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+        generator=loader_generator,
     )

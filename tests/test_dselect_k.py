@@ -244,3 +244,34 @@ def test_static_gates_select_the_ground_truth_experts():
     result = run_expert_selection(problem, num_selectors=2, num_steps=3000, seed=0)
     assert result.selected == problem.task_experts
     assert result.max_nonzeros <= 2
+
+
+@pytest.mark.parametrize("per_example", [False, True])
+def test_each_gate_addresses_its_experts_with_its_own_bit_width(per_example):
+    # Gates allowed 4, 2, 1 and 6 of 8 experts: 2, 1, 0 and 3 bits of their own.
+    mask = torch.zeros(4, 8, dtype=torch.bool)
+    mask[0, :4] = mask[1, 4:6] = mask[2, 7] = mask[3, 2:] = True
+    gate = DSelectKGate(5, 8, num_gates=4, mask=mask, num_selectors=1, per_example=per_example)
+    torch.nn.init.uniform_(gate.switch_weight if per_example else gate.switch_logits, -3, 3)
+    probs = gate(torch.randn(16, 5)).probs
+    sums = probs.sum(dim=-1)
+    # Power-of-two counts sum to exactly 1 whatever the switches; the 6-expert gate leaves mass on its
+    # two codes that name no expert (the regulariser's business).
+    torch.testing.assert_close(sums[:, :3], torch.ones(16, 3))
+    assert (sums[:, 3] <= 1 + 1e-6).all()
+    assert (probs[~mask.expand(16, -1, -1)] == 0).all()
+    # The surplus bits' switches never matter, and are not counted as effective parameters.
+    surplus = 1 * ((3 - 2) + (3 - 1) + (3 - 0))
+    assert gate.num_unused_parameters() == surplus * (5 + 1 if per_example else 1)
+
+
+def test_mixed_expert_counts_of_one_level_sum_to_one_at_initialisation():
+    # The issue's case: 3 shared experts + 1 per task, 2 levels, 3 tasks. Each task gate of level 0
+    # allows 4 experts (2 bits), the shared gate 6 (3 bits).
+    model = moezoo.create_model(
+        "dselect_k_static", tasks=[{"name": f"t{i}"} for i in range(3)], num_shared_experts=3,
+        num_task_experts=1, num_levels=2, input_size=8,
+    ).eval()
+    level_0, level_1 = model(inputs_embeds=torch.randn(4, 8), output_router_probs=True).router_probs
+    torch.testing.assert_close(level_0[:, :3].sum(-1), torch.ones(4, 3))
+    torch.testing.assert_close(level_1.sum(-1), torch.ones(4, 3))

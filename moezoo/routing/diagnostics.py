@@ -10,17 +10,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .dselect_k import DSelectKGate
 from .experts import ExpertBank
 from .gates import LinearGate
 from .router import TaskRouter
 
 
 def effective_num_parameters(model: nn.Module) -> int:
-    """Parameters that can affect the output: all of them, less the gate weights of masked-out
-    (gate, expert) pairs (see `LinearGate.num_unused_parameters`). The number to equalise when
-    architectures are compared at the same parameter budget."""
+    """Parameters that can affect the output: all of them, less those that gates store only so that one
+    computation serves all of them (`LinearGate.num_unused_parameters`: weights of masked-out
+    (gate, expert) pairs; `DSelectKGate.num_unused_parameters`: switches of surplus bits). The number to
+    equalise when architectures are compared at the same parameter budget."""
     total = sum(parameter.numel() for parameter in model.parameters())
-    return total - sum(module.num_unused_parameters() for module in model.modules() if isinstance(module, LinearGate))
+    return total - sum(
+        module.num_unused_parameters() for module in model.modules() if isinstance(module, (LinearGate, DSelectKGate))
+    )
 
 
 class RoutingStatistics:

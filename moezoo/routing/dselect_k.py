@@ -113,8 +113,15 @@ class DSelectKGate(nn.Module):
         self.per_example = per_example
         self.entropy_weight = entropy_weight
         self.unused_code_weight = unused_code_weight
-        self.num_bits = math.ceil(math.log2(int(choices.max())))
+        # Gate g addresses its own n_g allowed experts with its own m_g = ceil(log2 n_g) bits. The
+        # tensors hold the widest gate's m bits so that one computation serves every gate; a gate's
+        # surplus bits are held at 0, which keeps all its mass on its own 2**m_g codes.
+        gate_bits = [math.ceil(math.log2(int(count))) for count in choices]
+        self.num_bits = max(gate_bits)
         num_codes = 2**self.num_bits
+        bit_used = torch.arange(self.num_bits, device="cpu") < torch.tensor(gate_bits, device="cpu").unsqueeze(1)
+        register_constant(self, "bit_used", bit_used.view(1, num_gates, 1, self.num_bits))
+        self.has_surplus_bits = not bool(bit_used.all())
 
         # code_to_expert[g, c, e] = 1 when gate g's code c names expert e; codes past a gate's expert
         # count name none, and their rows are zero.
@@ -139,6 +146,12 @@ class DSelectKGate(nn.Module):
             self.selector_logits = nn.Parameter(torch.empty(num_gates, num_selectors))
         self.reset_parameters()
 
+    def num_unused_parameters(self) -> int:
+        """Switch parameters of the surplus bits of gates with fewer experts than the widest (stored so
+        that one computation serves every gate, but they never affect the output)."""
+        surplus_bits = int((~self.bit_used).sum()) * self.num_selectors
+        return surplus_bits * (self.input_size + 1) if self.per_example else surplus_bits
+
     def reset_parameters(self) -> None:
         """The paper's initialisation: ``z ~ U(-gamma/100, gamma/100)``, ``alpha ~ U(-0.05, 0.05)``; for the
         per-example gate these are the maps' weights, and their biases start at 0."""
@@ -162,7 +175,10 @@ class DSelectKGate(nn.Module):
 
     def forward(self, inputs: torch.Tensor) -> GateOutput:
         alpha, switches = self.selector_logits_and_switches(inputs)
-        selectors = selector_distribution(smooth_step(switches, self.gamma), self.codes)  # [B', G, k, 2**m]
+        smoothed = smooth_step(switches, self.gamma)
+        if self.has_surplus_bits:
+            smoothed = smoothed.where(self.bit_used, 0.0)
+        selectors = selector_distribution(smoothed, self.codes)  # [B', G, k, 2**m]
         code_probs = (torch.softmax(alpha, dim=-1).unsqueeze(-1) * selectors).sum(dim=-2)  # [B', G, 2**m]
         probs = torch.einsum("bgc,gce->bge", code_probs, self.code_to_expert)
         probs = probs.expand(inputs.shape[0], -1, -1)

@@ -25,6 +25,7 @@ from moezoo.training import (
     TrainingConfig,
     config_to_dict,
     parse_config_and_args,
+    require_positive,
     start_run,
     subsample_splits,
     train_and_test,
@@ -42,6 +43,12 @@ class DataArguments:
     data_seed: int = field(default=0, metadata={"help": "Seed of the validation hold-out and of the pairing."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first canvases only."})
+
+    def __post_init__(self) -> None:
+        require_positive(
+            validation_size=self.validation_size, max_train_samples=self.max_train_samples,
+            max_eval_samples=self.max_eval_samples,
+        )
 
 
 def main(argv: list[str] | None = None) -> RecipeResult:

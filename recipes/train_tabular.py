@@ -17,13 +17,14 @@ from dataclasses import dataclass, field
 from datasets import DatasetDict
 
 import moezoo
-from moezoo.data import census_feature_columns, load_census_income
+from moezoo.data import census_feature_columns, census_task_columns, load_census_income
 from moezoo.training import (
     ModelArguments,
     RecipeResult,
     TrainingConfig,
     config_to_dict,
     parse_config_and_args,
+    require_positive,
     start_run,
     subsample_splits,
     train_and_test,
@@ -38,6 +39,13 @@ class DataArguments:
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first rows only."})
     embedding_dim: int = field(default=8, metadata={"help": "Embedding size of each categorical feature."})
+
+    def __post_init__(self) -> None:
+        require_positive(
+            max_train_samples=self.max_train_samples, max_eval_samples=self.max_eval_samples,
+            embedding_dim=self.embedding_dim,
+        )
+        census_task_columns(self.tasks)  # unknown task names are reported before any work
 
 
 def load_and_fit_processor(data_args: DataArguments, seed: int) -> tuple[DatasetDict, moezoo.TabularProcessor]:

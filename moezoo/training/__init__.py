@@ -1,6 +1,6 @@
 """Training and evaluation shared by the recipes."""
 
-from .arguments import parse_config_and_args
+from .arguments import parse_config_and_args, require_positive
 from .checkpoints import TrainingState, list_checkpoints, prepare_output_dir, resolve_checkpoint
 from .data import TensorDataset, make_dataloader, materialize
 from .loop import (
@@ -36,6 +36,7 @@ __all__ = [
     "predict",
     "prepare_eval_loader",
     "prepare_output_dir",
+    "require_positive",
     "resolve_checkpoint",
     "save_checkpoint",
     "save_training_checkpoint",

@@ -12,16 +12,21 @@ from typing import Any
 import yaml
 from transformers import HfArgumentParser
 
+from ..suggestions import closest_names
+
 
 def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] | None = None) -> tuple[Any, ...]:
     """Fill ``dataclass_types`` from an optional YAML file, then from command-line flags.
 
     The YAML file is the first argument if it ends in ``.yaml`` / ``.yml`` (or follows ``--config``);
     its keys are the dataclasses' field names, and flags given after it override them. A mapping in
-    the YAML for a string field (such as ``model_config``) is passed on as JSON.
+    the YAML for a string field (such as ``model_config``) is passed on as JSON, and the same flag on
+    the command line overrides its keys one by one (``--model_config '{"num_shared_experts": 4}'``
+    keeps the YAML's other ``model_config`` keys).
 
     Raises:
-        ValueError: the YAML file names a field no dataclass has.
+        ValueError: the YAML file or the command line names an argument no dataclass has (the message
+            suggests the closest known names), or a dataclass rejects a value.
     """
     args = list(sys.argv[1:] if argv is None else argv)
     config_path = None
@@ -34,14 +39,47 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
     elif args and args[0].endswith((".yaml", ".yml")):
         config_path = args.pop(0)
 
-    parser = HfArgumentParser(dataclass_types)
+    # No abbreviations: a misspelt flag that happens to prefix a real one is an error, not that flag.
+    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
+    known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
+    yaml_mappings: dict[str, dict] = {}
     if config_path is not None:
         values = yaml.safe_load(Path(config_path).read_text()) or {}
         if not isinstance(values, dict):
             raise ValueError(f"{config_path} must hold a mapping of argument names to values.")
-        known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"{config_path} sets unknown argument(s) {unknown}.")
+            raise ValueError(
+                f"{config_path} sets unknown argument(s) "
+                + ", ".join(f"{name!r}{closest_names(name, known)}" for name in unknown)
+                + "."
+            )
+        yaml_mappings = {key: value for key, value in values.items() if isinstance(value, dict)}
         parser.set_defaults(**{key: json.dumps(value) if isinstance(value, dict) else value for key, value in values.items()})
-    return parser.parse_args_into_dataclasses(args=args, look_for_args_file=False)
+    *parsed, remaining = parser.parse_args_into_dataclasses(args=args, look_for_args_file=False, return_remaining_strings=True)
+    if remaining:
+        flags = [flag for flag in remaining if flag.startswith("--")] or remaining
+        options = [f"--{name}" for name in sorted(known)]
+        raise ValueError(
+            "Unknown argument(s) " + ", ".join(f"{flag!r}{closest_names(flag.split('=')[0], options)}" for flag in flags)
+            + "; --help lists the known ones."
+        )
+    # A mapping in the YAML (such as model_config) is overridden key by key by the same flag's JSON.
+    for name, yaml_value in yaml_mappings.items():
+        for arguments in parsed:
+            given = getattr(arguments, name, None)
+            flag = f"--{name}"
+            if given is None or not any(arg == flag or arg.startswith(f"{flag}=") for arg in args):
+                continue
+            override = json.loads(given)
+            if not isinstance(override, dict):
+                raise ValueError(f"--{name} must be a JSON object, got {given!r}.")
+            setattr(arguments, name, json.dumps({**yaml_value, **override}))
+    return tuple(parsed)
+
+
+def require_positive(**values: int | None) -> None:
+    """Raise a `ValueError` naming the first of ``values`` that is set (not ``None``) but below 1."""
+    for name, value in values.items():
+        if value is not None and value < 1:
+            raise ValueError(f"{name} must be at least 1, got {value}.")

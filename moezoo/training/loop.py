@@ -21,6 +21,7 @@ from transformers import SchedulerType, get_scheduler
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from ..tasks import split_labels
+from .arguments import require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
     TrainingState,
@@ -87,18 +88,14 @@ class TrainingConfig:
     )
 
     def __post_init__(self) -> None:
-        positive = {
-            "num_train_epochs": self.num_train_epochs,
-            "per_device_train_batch_size": self.per_device_train_batch_size,
-            "per_device_eval_batch_size": self.per_device_eval_batch_size,
-            "eval_every_epochs": self.eval_every_epochs,
-            "checkpoints_total_limit": self.checkpoints_total_limit,
-        }
-        if self.max_train_steps is not None:
-            positive["max_train_steps"] = self.max_train_steps
-        for name, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{name} must be at least 1, got {value}.")
+        require_positive(
+            num_train_epochs=self.num_train_epochs,
+            max_train_steps=self.max_train_steps,
+            per_device_train_batch_size=self.per_device_train_batch_size,
+            per_device_eval_batch_size=self.per_device_eval_batch_size,
+            eval_every_epochs=self.eval_every_epochs,
+            checkpoints_total_limit=self.checkpoints_total_limit,
+        )
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {self.learning_rate}.")
         if self.weight_decay < 0:
@@ -209,7 +206,7 @@ def train(
     output_dir = Path(config.output_dir)
     unwrapped = model
     if eval_dataset is not None:
-        _check_metric_name(unwrapped, config.metric_for_best_model)
+        check_metric_name(unwrapped, config.metric_for_best_model)
     drop_last = config.dataloader_drop_last
     if drop_last is None:
         drop_last = any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
@@ -374,7 +371,8 @@ def _value_checks_skipped_for(model: nn.Module, loader: DataLoader, accelerator:
     return contextlib.nullcontext()
 
 
-def _check_metric_name(model: MultiTaskPreTrainedModel, name: str) -> None:
+def check_metric_name(model: MultiTaskPreTrainedModel, name: str) -> None:
+    """Raise a `ValueError`, with the closest names, unless validation will report metric ``name``."""
     known = metric_names(model.task_specs)
     if name not in known:
         raise ValueError(

@@ -15,9 +15,19 @@ from accelerate import Accelerator
 from accelerate.utils import DataLoaderConfiguration, set_seed
 from datasets import DatasetDict
 
+from .. import registry
 from ..models.modeling_utils import MultiTaskPreTrainedModel
+from ..suggestions import closest_names
 from .checkpoints import prepare_output_dir, write_json_atomic
-from .loop import TrainingConfig, TrainingResult, config_to_dict, evaluate, prepare_eval_loader, train
+from .loop import (
+    TrainingConfig,
+    TrainingResult,
+    check_metric_name,
+    config_to_dict,
+    evaluate,
+    prepare_eval_loader,
+    train,
+)
 
 
 @dataclass
@@ -29,11 +39,22 @@ class ModelArguments:
         default=None, metadata={"help": 'Config overrides as JSON, e.g. \'{"num_shared_experts": 4}\'.'}
     )
 
+    def __post_init__(self) -> None:
+        known = registry.list_models()
+        if self.model_name not in known:
+            raise ValueError(
+                f"Unknown model_name {self.model_name!r}{closest_names(self.model_name, known)}; choose one of {known}."
+            )
+        self.config_overrides()  # a malformed model_config is reported before any work
+
     def config_overrides(self) -> dict[str, Any]:
         """``model_config`` parsed into a dict (empty when unset)."""
         if not self.model_config:
             return {}
-        overrides = json.loads(self.model_config)
+        try:
+            overrides = json.loads(self.model_config)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"model_config is not valid JSON ({error}): {self.model_config!r}.") from error
         if not isinstance(overrides, dict):
             raise ValueError(f"model_config must be a JSON object, got {self.model_config!r}.")
         return overrides
@@ -97,6 +118,7 @@ def train_and_test(
     for name in ("train", "validation", "test"):
         if name not in splits:
             raise KeyError(f"train_and_test needs a {name!r} split; got {sorted(splits)}.")
+    check_metric_name(model, config.metric_for_best_model)
     results_path = Path(config.output_dir, "results.json")
     settings = {**(arguments or {}), **config_to_dict(config)}
     if accelerator.is_main_process:

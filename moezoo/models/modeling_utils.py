@@ -1,24 +1,44 @@
 """What every moezoo model shares: the task/input config, input embedding, task heads, losses, outputs."""
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import field, fields
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from huggingface_hub.dataclasses import strict
 from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
+from transformers.utils import logging
 
 from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
 from ..suggestions import closest_names
 from ..routing import ExpertBank
-from ..tabular import FeatureSchema, TabularEmbedding
+from ..tabular import FeatureSchema, TabularEmbedding, TabularProcessor
 from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
 from .image_encoder import ConvImageEncoder, ImageEncoderSpec
+
+
+logger = logging.get_logger(__name__)
+
+PROCESSOR_FILE = "preprocessor_config.json"
+WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
+
+
+def processor_matches(folder: Path, config: "MultiTaskConfig") -> bool:
+    """Whether the tabular processor saved in ``folder`` produces the features ``config`` reads."""
+    if config.features is None:
+        return False
+    try:
+        processor = TabularProcessor.from_pretrained(folder)
+    except (OSError, ValueError, TypeError):
+        return False
+    return processor.feature_schema.to_dict() == FeatureSchema.from_dict(config.features).to_dict()
 
 
 #: Keyword arguments that transformers itself gives a config beyond its fields (when loading, or for
@@ -87,6 +107,8 @@ class MultiTaskConfig(PreTrainedConfig):
     """
 
     model_type = "moezoo_multitask"
+    # `transformers.Trainer.predict` returns what is left of the output: the logits alone.
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["task_losses", "aux_loss", "router_probs"]
 
     tasks: list[dict] = field(default_factory=_default_tasks)
     features: dict | None = None
@@ -233,21 +255,53 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         kwargs["use_safetensors"] = True
         want_info = kwargs.pop("output_loading_info", False)
         try:
-            model, info = super().from_pretrained(
-                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
-            )
+            try:
+                model, info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+                )
+            except RuntimeError as error:
+                if "ignore_mismatched_sizes" not in str(error) or kwargs.get("ignore_mismatched_sizes"):
+                    raise
+                # transformers only points at its log; load again, keeping the mismatches, to name them.
+                model, info = super().from_pretrained(
+                    pretrained_model_name_or_path, *args, output_loading_info=True,
+                    **{**kwargs, "ignore_mismatched_sizes": True},
+                )
         except SafetensorError as error:
             raise OSError(
                 f"The weights file in {pretrained_model_name_or_path} is corrupt or truncated ({error}); "
                 "re-save or re-download the checkpoint."
             ) from error
-        problems = {key: sorted(info[key]) for key in ("missing_keys", "unexpected_keys", "mismatched_keys") if info.get(key)}
+        problems = [
+            f"{description}: {sorted(info[key])}"
+            for key, description in (("missing_keys", "missing"), ("unexpected_keys", "not in the model"))
+            if info.get(key)
+        ]
+        problems += [
+            f"{name} has shape {list(checkpoint_shape)} in the checkpoint but {list(model_shape)} in the model"
+            for name, checkpoint_shape, model_shape in info.get("mismatched_keys") or []
+        ]
         if problems:
             raise OSError(
                 f"The checkpoint in {pretrained_model_name_or_path} does not match {cls.__name__} built from its "
-                f"config: {problems}."
+                f"config.json: {'; '.join(problems)}."
             )
         return (model, info) if want_info else model
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """`transformers.PreTrainedModel.save_pretrained`, leaving no file of another model behind: a
+        weight index of an earlier (sharded) save, and a processor that produces other features than
+        this model reads, are removed (with a warning that names them)."""
+        folder = Path(save_directory)
+        stale = [folder / WEIGHTS_INDEX_FILE]
+        if (folder / PROCESSOR_FILE).is_file() and not processor_matches(folder, self.config):
+            stale.append(folder / PROCESSOR_FILE)
+        removed = [path.name for path in stale if path.is_file()]
+        for name in removed:
+            (folder / name).unlink()
+        if removed:
+            logger.warning(f"Removed {removed}, left in {folder} by another model.")
+        super().save_pretrained(save_directory, *args, **kwargs)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -145,6 +148,20 @@ class TabularProcessor(FeatureExtractionMixin):
             _require_columns(frame, self.label_columns, "read the labels")
             data["labels"] = frame[self.label_columns].to_numpy(dtype=np.float32, na_value=np.nan)
         return BatchFeature(data=data, tensor_type=return_tensors)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
+        """`FeatureExtractionMixin.save_pretrained`, refusing a folder whose saved model reads other
+        features than this processor produces (the pair would load and silently mis-encode)."""
+        config_file = Path(save_directory) / "config.json"
+        if config_file.is_file():
+            model_features = json.loads(config_file.read_text()).get("features")
+            if model_features is not None and model_features != self.feature_schema.to_dict():
+                raise ValueError(
+                    f"The model saved in {save_directory} reads other features than this processor produces "
+                    f"(its config.json 'features' differ from this processor's feature_schema); save the processor "
+                    "beside the model it was fitted for, or save the model first."
+                )
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
         codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)

@@ -9,7 +9,7 @@ import torch
 
 from .models.modeling_utils import MultiTaskPreTrainedModel
 from .tabular import TabularProcessor
-from .tabular.processor import RawRows
+from .tabular.processor import RawRows, rows_to_frame
 from .tasks import task_predictions
 
 
@@ -31,8 +31,15 @@ def predict_rows(
     model.eval()
     task_names = model.resolve_tasks(tasks)
     specs = {task.name: task for task in model.task_specs}
-    encoded = processor(rows, return_tensors="pt")
-    encoded.pop("labels", None)
+    schema = model.config.feature_schema
+    if schema is None or schema.to_dict() != processor.feature_schema.to_dict():
+        raise ValueError(
+            "This processor does not produce the features the model reads (the model config's 'features' differ "
+            "from processor.feature_schema): load the processor saved beside this model."
+        )
+    # Label columns, when the rows hold them, play no part in a prediction.
+    frame = rows_to_frame(rows).drop(columns=processor.label_columns, errors="ignore")
+    encoded = processor(frame, return_tensors="pt")
     device = next(model.parameters()).device
     columns: dict[str, list[torch.Tensor]] = {name: [] for name in task_names}
     num_rows = len(encoded["numeric_features"])
@@ -41,6 +48,8 @@ def predict_rows(
         logits = model(**batch, tasks=task_names).logits
         for name in task_names:
             columns[name].append(task_predictions(specs[name], logits[name]).cpu())
+    if num_rows == 0:
+        return pd.DataFrame({name: [] for name in prediction_columns(model, task_names)})
     frame = {}
     for name in task_names:
         values = torch.cat(columns[name])
@@ -49,3 +58,14 @@ def predict_rows(
         else:
             frame.update({f"{name}_{i}": values[:, i].numpy() for i in range(values.shape[1])})
     return pd.DataFrame(frame)
+
+
+def prediction_columns(model: MultiTaskPreTrainedModel, task_names: Sequence[str]) -> list[str]:
+    """The columns `predict_rows` returns for these tasks."""
+    specs = {task.name: task for task in model.task_specs}
+    columns = []
+    for name in task_names:
+        task = specs[name]
+        single = task.kind == "binary" or (task.kind == "regression" and task.num_labels == 1)
+        columns += [name] if single else [f"{name}_{i}" for i in range(task.num_labels)]
+    return columns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -14,14 +15,20 @@ from transformers.feature_extraction_utils import BatchFeature, FeatureExtractio
 
 from .schema import OUT_OF_VOCABULARY_INDEX, CategoricalFeature, FeatureSchema
 
+#: Share of a batch's values of one categorical feature, above which unseen values draw a warning.
+OUT_OF_VOCABULARY_WARNING_RATE = 0.1
+
 RawRows = pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 
 
 def rows_to_frame(rows: RawRows) -> pd.DataFrame:
-    """Accept a DataFrame, a list of row dicts, or a dict of columns (a `datasets` batch)."""
+    """Accept a DataFrame, a list of row dicts, a dict of columns (a `datasets` batch), or one row as a
+    dict of single values."""
     if isinstance(rows, pd.DataFrame):
         return rows
     if isinstance(rows, Mapping):
+        if rows and all(np.ndim(value) == 0 for value in rows.values()):
+            return pd.DataFrame([dict(rows)])
         return pd.DataFrame(dict(rows))
     if isinstance(rows, Sequence) and all(isinstance(row, Mapping) for row in rows):
         return pd.DataFrame.from_records(list(rows))
@@ -56,6 +63,7 @@ class TabularProcessor(FeatureExtractionMixin):
         numeric_std: Sequence[float] | None = None,
         embedding_dims: Mapping[str, int] | None = None,
         label_columns: Sequence[str] = (),
+        value_kinds: Mapping[str, str] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -66,6 +74,13 @@ class TabularProcessor(FeatureExtractionMixin):
         self.numeric_std = list(numeric_std) if numeric_std is not None else [1.0] * len(self.numeric_features)
         self.embedding_dims = dict(embedding_dims or {})
         self.label_columns = list(label_columns)
+        self.value_kinds = dict(value_kinds or {})
+        leaks = sorted(set(self.label_columns) & {*self.numeric_features, *self.categorical_features})
+        if leaks:
+            raise ValueError(
+                f"Column(s) {leaks} are both labels and input features: the model would read its own labels. "
+                "Remove them from the features."
+            )
         missing_vocab = [name for name in self.categorical_features if name not in self.vocabularies]
         if missing_vocab:
             raise ValueError(f"No vocabulary for categorical feature(s) {missing_vocab}; fit the processor first.")
@@ -94,6 +109,8 @@ class TabularProcessor(FeatureExtractionMixin):
                 (features it omits get 8).
         """
         frame = rows_to_frame(rows)
+        if len(frame) == 0:
+            raise ValueError("Cannot fit a TabularProcessor on 0 rows: there are no values to learn vocabularies and means from.")
         _require_columns(frame, [*numeric_features, *categorical_features], "fit the processor")
         numeric = _numeric_matrix(frame, numeric_features)
         std = numeric.std(axis=0)
@@ -113,6 +130,7 @@ class TabularProcessor(FeatureExtractionMixin):
             numeric_std=np.where(std > 0, std, 1.0).tolist(),
             embedding_dims=dims,
             label_columns=label_columns,
+            value_kinds={name: value_kind(frame[name]) for name in categorical_features},
         )
 
     @property
@@ -146,7 +164,7 @@ class TabularProcessor(FeatureExtractionMixin):
         present_labels = [name for name in self.label_columns if name in frame.columns]
         if present_labels or require_labels:
             _require_columns(frame, self.label_columns, "read the labels")
-            data["labels"] = frame[self.label_columns].to_numpy(dtype=np.float32, na_value=np.nan)
+            data["labels"] = _label_matrix(frame, self.label_columns)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
@@ -164,9 +182,44 @@ class TabularProcessor(FeatureExtractionMixin):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
+        expected_kind = self.value_kinds.get(name)
+        if expected_kind is not None and len(column) and value_kind(column) not in (expected_kind, "empty"):
+            warnings.warn(
+                f"Categorical feature {name!r} holds {value_kind(column)} values, but its vocabulary was fitted on "
+                f"{expected_kind} values (e.g. {self.vocabularies[name][:3]}): values are compared as text, so "
+                "32.0 does not match '32'. Convert the column to the fitted type.",
+                UserWarning,
+                stacklevel=3,
+            )
         codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)
+        unseen = float((codes < 0).mean()) if len(codes) else 0.0
+        if unseen > OUT_OF_VOCABULARY_WARNING_RATE:
+            examples = column[codes < 0].astype(str).unique()[:3].tolist()
+            warnings.warn(
+                f"{unseen:.0%} of the values of categorical feature {name!r} are not in its vocabulary (e.g. "
+                f"{examples}; fitted values look like {self.vocabularies[name][:3]}). Check the column's type and "
+                "whitespace (a CSV read without skipinitialspace=True keeps leading spaces).",
+                UserWarning,
+                stacklevel=3,
+            )
         # get_indexer gives -1 for unseen values: shift so that 0 is the out-of-vocabulary index.
         return np.where(codes < 0, OUT_OF_VOCABULARY_INDEX, codes + 1)
+
+
+def value_kind(column: pd.Series) -> str:
+    """The kind of values a column holds, as pandas infers it: ``"string"``, ``"integer"``,
+    ``"floating"``, ``"boolean"``, ``"mixed"``, ... (``"empty"`` when all are missing)."""
+    return pd.api.types.infer_dtype(column, skipna=True)
+
+
+def _label_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
+    matrix = np.empty((len(frame), len(columns)), dtype=np.float32)
+    for i, name in enumerate(columns):
+        try:
+            matrix[:, i] = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float32, na_value=np.nan)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"Label column {name!r} holds a non-numeric value ({error}); labels must be numbers.") from error
+    return matrix
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], purpose: str) -> None:

@@ -107,6 +107,39 @@ def split_labels(
     return per_task
 
 
+def own_task_labels(
+    tasks: Sequence[TaskSpec], labels: Mapping[str, torch.Tensor], task_ids: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """Mixed-task data: each example counts for its own task only. Task ``t``'s labels are kept where
+    ``task_ids == t`` (its index in ``tasks``) and marked missing (NaN) elsewhere, so each task's loss
+    and metrics average over its own examples.
+
+    Args:
+        tasks: The model's tasks, in order (their indices are the task ids).
+        labels: Labels per task, as `split_labels` returns them.
+        task_ids: Long ``[B]``, each example's task.
+    """
+    own = {}
+    for index, task in enumerate(tasks):
+        if task.name in labels:
+            mine = (task_ids == index).unsqueeze(1)
+            own[task.name] = labels[task.name].where(mine, float("nan"))
+    return own
+
+
+def check_task_ids(task_ids: torch.Tensor, num_tasks: int, batch_size: int | None = None, check_values: bool = True) -> None:
+    """Raise naming the problem unless ``task_ids`` is an integer ``[B]`` tensor of task indices."""
+    if not isinstance(task_ids, torch.Tensor) or task_ids.dtype == torch.bool or task_ids.is_floating_point():
+        raise TypeError(f"task_ids must be an integer tensor [batch], got {getattr(task_ids, 'dtype', type(task_ids))}.")
+    if task_ids.dim() != 1:
+        raise ValueError(f"task_ids must be [batch], one task index per example, got shape {list(task_ids.shape)}.")
+    if batch_size is not None and len(task_ids) != batch_size:
+        raise ValueError(f"task_ids has {len(task_ids)} entries but the batch has {batch_size} examples.")
+    if check_values and len(task_ids) and (int(task_ids.min()) < 0 or int(task_ids.max()) >= num_tasks):
+        bad = sorted({int(value) for value in task_ids[(task_ids < 0) | (task_ids >= num_tasks)].tolist()})
+        raise ValueError(f"task_ids {bad} are out of range: this model has {num_tasks} tasks (ids 0 to {num_tasks - 1}).")
+
+
 def _as_label_matrix(name: str, labels: torch.Tensor, width: int) -> torch.Tensor:
     if not isinstance(labels, torch.Tensor):
         labels = torch.as_tensor(labels)

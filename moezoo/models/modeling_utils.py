@@ -20,7 +20,7 @@ from ..outputs import MultiTaskOutput
 from ..suggestions import closest_names
 from ..routing import ExpertBank
 from ..tabular import FeatureSchema, TabularEmbedding, TabularProcessor
-from ..tasks import TaskSpec, parse_tasks, split_labels, weighted_task_losses
+from ..tasks import TaskSpec, check_task_ids, own_task_labels, parse_tasks, split_labels, weighted_task_losses
 from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 
 
@@ -337,7 +337,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         Raises:
             ValueError / TypeError / KeyError: naming the input, feature or task at fault.
         """
-        known = {"numeric_features", "categorical_features", "inputs_embeds", "pixel_values", "labels"}
+        known = {"numeric_features", "categorical_features", "inputs_embeds", "pixel_values", "labels", "task_ids"}
         unknown = sorted(set(inputs) - known)
         if unknown:
             raise KeyError(f"Unknown input(s) {unknown}; {type(self).__name__} reads {sorted(known)}.")
@@ -351,6 +351,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                 check_finite(name, inputs[name])
         if inputs.get("labels") is not None:
             split_labels(self.task_specs, inputs["labels"], check_values=True)
+        if inputs.get("task_ids") is not None:
+            check_task_ids(inputs["task_ids"], len(self.task_specs))
 
     def embed_inputs(
         self,
@@ -403,15 +405,21 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
         aux_loss: torch.Tensor | None = None,
         router_probs: tuple[torch.Tensor, ...] | None = None,
+        task_ids: torch.Tensor | None = None,
     ) -> MultiTaskOutput:
-        """Compute the task losses (when labels are given) and pack the output."""
+        """Compute the task losses (when labels are given) and pack the output. With ``task_ids``
+        (mixed-task data), each example's labels count for its own task only (`own_task_labels`)."""
         reference = next(iter(logits.values()))
+        if task_ids is not None:
+            check_task_ids(task_ids, len(self.task_specs), reference.shape[0], check_values=self._check_input_values)
         loss = task_losses = None
         if labels is not None:
             per_task_labels = split_labels(self.task_specs, labels, check_values=self._check_input_values)
             label_batch = next(iter(per_task_labels.values())).shape[0]
             if label_batch != reference.shape[0]:
                 raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
+            if task_ids is not None:
+                per_task_labels = own_task_labels(self.task_specs, per_task_labels, task_ids)
             weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels)
             # A model without auxiliary losses adds nothing (not a zero) to the graph.
             if weighted is None:

@@ -101,6 +101,7 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
         labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
         tasks: str | Sequence[str] | None = None,
         output_router_probs: bool = False,
+        task_ids: torch.Tensor | None = None,
     ) -> MultiTaskOutput:
         r"""
         Args:
@@ -112,6 +113,8 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
                 NaN (or -100 for multiclass) marks a missing label.
             tasks: Compute only these tasks' logits and losses.
             output_router_probs: Also return every level's gate weights ``[B, G, E]``.
+            task_ids: Long ``[B]`` for mixed-task data, each example's task (its index in
+                ``config.tasks``): its labels count for that task only.
         """
         task_names = self.resolve_tasks(tasks)
         hidden = self.embed_inputs(numeric_features, categorical_features, inputs_embeds, pixel_values)
@@ -119,4 +122,6 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
         mixtures = routed.mixtures
         task_inputs = mixtures if self.gates_are_tasks else mixtures.index_select(1, self.task_to_gate)
         logits = self.heads(task_inputs, task_names)
-        return self.multitask_output(logits, labels, aux_loss=routed.aux_loss, router_probs=routed.router_probs)
+        return self.multitask_output(
+            logits, labels, aux_loss=routed.aux_loss, router_probs=routed.router_probs, task_ids=task_ids
+        )

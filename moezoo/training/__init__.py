@@ -15,15 +15,18 @@ from .loop import (
     train,
 )
 from .metrics import is_better, metric_names, multitask_metrics, task_metrics
+from .mixing import TaskMixingSampler, concatenate_tasks, task_sampling_probabilities
 from .recipe import ModelArguments, RecipeResult, start_run, subsample_splits, train_and_test
 
 __all__ = [
     "ModelArguments",
     "RecipeResult",
+    "TaskMixingSampler",
     "TensorDataset",
     "TrainingConfig",
     "TrainingResult",
     "TrainingState",
+    "concatenate_tasks",
     "config_to_dict",
     "evaluate",
     "is_better",
@@ -43,6 +46,7 @@ __all__ = [
     "start_run",
     "subsample_splits",
     "task_metrics",
+    "task_sampling_probabilities",
     "train",
     "train_and_test",
 ]

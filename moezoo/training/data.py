@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from datasets import Dataset
 from datasets import IterableDataset as HFIterableDataset
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
 
 #: Arrow tables up to this size (bytes) are materialised as tensors by default.
 DEFAULT_IN_MEMORY_LIMIT = 4 * 2**30
@@ -128,6 +128,7 @@ def make_dataloader(
     seed: int,
     drop_last: bool = False,
     in_memory: bool | None = None,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader:
     """A `DataLoader` over a processed dataset.
 
@@ -141,6 +142,8 @@ def make_dataloader(
         drop_last: Drop the last batch when it is incomplete.
         in_memory: ``True``: materialise the dataset as tensors (`materialize`); ``False``: read
             batches through ``datasets``; ``None``: materialise whatever `fits_in_memory`.
+        sampler: Draw example indices from this sampler (such as a
+            `moezoo.training.mixing.TaskMixingSampler`) instead of a plain random or sequential order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -148,6 +151,8 @@ def make_dataloader(
     # it has none: that draw would shift dropout after a resume, whose iteration starts mid-epoch.
     loader_generator = torch.Generator().manual_seed(seed)
     if isinstance(dataset, HFIterableDataset):
+        if sampler is not None:
+            raise ValueError("A streaming dataset is read in its own order; it takes no sampler.")
         if in_memory:
             raise ValueError("A streaming dataset cannot be materialised in memory; pass in_memory=False or None.")
         if shuffle:
@@ -161,7 +166,7 @@ def make_dataloader(
     if in_memory:
         if not isinstance(dataset, TensorDataset):
             dataset = materialize(dataset)
-        sampler = RandomSampler(dataset, generator=sampler_generator) if shuffle else SequentialSampler(dataset)
+        sampler = sampler or _default_sampler(dataset, shuffle, sampler_generator)
         return DataLoader(
             dataset,
             batch_sampler=BatchSampler(sampler, batch_size, drop_last),
@@ -170,8 +175,13 @@ def make_dataloader(
         )
     if isinstance(dataset, TensorDataset):
         raise ValueError("A TensorDataset is already in memory; in_memory=False does not apply to it.")
-    sampler = RandomSampler(dataset, generator=sampler_generator) if shuffle else SequentialSampler(dataset)
+    sampler = sampler or _default_sampler(dataset, shuffle, sampler_generator)
     return DataLoader(
         dataset.with_format("torch"), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
         generator=loader_generator,
     )
+
+
+def _default_sampler(dataset: Any, shuffle: bool, generator: torch.Generator) -> Sampler[int]:
+    # A plain RandomSampler: Accelerate swaps it for its seedable sampler, which reseeds every epoch.
+    return RandomSampler(dataset, generator=generator) if shuffle else SequentialSampler(dataset)

@@ -20,7 +20,7 @@ from transformers import SchedulerType, get_scheduler
 
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..suggestions import closest_names
-from ..tasks import split_labels
+from ..tasks import own_task_labels, split_labels
 from .arguments import require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
@@ -31,8 +31,9 @@ from .checkpoints import (
     resolve_checkpoint,
     write_json_atomic,
 )
-from .data import TensorDataset, make_dataloader
+from .data import TensorDataset, make_dataloader, materialize
 from .metrics import is_better, metric_names, multitask_metrics
+from .mixing import TaskMixingSampler, task_sampling_probabilities
 
 HISTORY_FILE = "training_history.json"
 
@@ -79,6 +80,14 @@ class TrainingConfig:
             "cannot normalise a batch of one row."
         },
     )
+    task_mixing: str | None = field(
+        default=None,
+        metadata={
+            "help": "Mixed-task data (a task_ids column): draw training examples proportional to each task's size, "
+            "'temperature'-scaled (size^(1/T)) or 'uniform' over tasks. Default: a plain shuffle.",
+        },
+    )
+    task_mixing_temperature: float = field(default=2.0, metadata={"help": "T of --task_mixing temperature."})
     dataloader_in_memory: bool | None = field(
         default=None,
         metadata={
@@ -110,6 +119,8 @@ class TrainingConfig:
                 f"Unknown lr_scheduler_type {self.lr_scheduler_type!r}"
                 f"{closest_names(self.lr_scheduler_type, schedulers)}; choose one of {schedulers}."
             )
+        if self.task_mixing is not None:
+            task_sampling_probabilities([1], self.task_mixing, self.task_mixing_temperature)  # validates both
         self.checkpoint_every_steps()  # validates checkpointing_steps
         if Path(self.output_dir).is_file():
             raise NotADirectoryError(f"output_dir {self.output_dir} is a file; give a folder for the run's results.")
@@ -142,7 +153,8 @@ def predict(
     model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """Logits (and labels, when the data has them) of every example, gathered from all processes
-    without the duplicates that even batches add."""
+    without the duplicates that even batches add. With a ``task_ids`` column, each example's labels
+    are kept for its own task only (NaN, missing, for the others)."""
     model.eval()
     task_specs = accelerator.unwrap_model(model).task_specs
     logits_parts: list[dict[str, torch.Tensor]] = []
@@ -151,11 +163,12 @@ def predict(
         for batch in dataloader:
             labels = batch.pop("labels", None)
             outputs = model(**batch)
-            gathered = accelerator.gather_for_metrics(
-                (outputs.logits, split_labels(task_specs, labels, check_values=False))
-                if labels is not None
-                else (outputs.logits,)
-            )
+            if labels is not None:
+                labels = split_labels(task_specs, labels, check_values=False)
+                if batch.get("task_ids") is not None:
+                    # Mixed-task data: each task is scored on its own examples only.
+                    labels = own_task_labels(task_specs, labels, batch["task_ids"])
+            gathered = accelerator.gather_for_metrics((outputs.logits, labels) if labels is not None else (outputs.logits,))
             logits_parts.append({name: value.cpu() for name, value in gathered[0].items()})
             if labels is not None:
                 label_parts.append({name: value.cpu() for name, value in gathered[1].items()})
@@ -212,7 +225,7 @@ def train(
         drop_last = any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
     train_loader = make_dataloader(
         train_dataset, config.per_device_train_batch_size, shuffle=True, seed=config.seed, drop_last=drop_last,
-        in_memory=config.dataloader_in_memory,
+        in_memory=config.dataloader_in_memory, sampler=_task_mixing_sampler(train_dataset, config),
     )
     _check_materialized(unwrapped, train_loader)
     eval_loader = prepare_eval_loader(unwrapped, eval_dataset, config, accelerator) if eval_dataset is not None else None
@@ -356,6 +369,20 @@ def save_checkpoint(
 
         replace_folder(Path(directory), write)
     accelerator.wait_for_everyone()
+
+
+def _task_mixing_sampler(dataset: Any, config: TrainingConfig) -> TaskMixingSampler | None:
+    """The sampler of ``config.task_mixing`` over the dataset's ``task_ids`` column, or ``None``."""
+    if config.task_mixing is None:
+        return None
+    columns = dataset.columns if isinstance(dataset, TensorDataset) else getattr(dataset, "column_names", [])
+    if "task_ids" not in columns:
+        raise ValueError(
+            f"task_mixing={config.task_mixing!r} needs mixed-task data: a 'task_ids' column (see "
+            "moezoo.training.mixing.concatenate_tasks)."
+        )
+    task_ids = (dataset if isinstance(dataset, TensorDataset) else materialize(dataset, ["task_ids"])).columns["task_ids"]
+    return TaskMixingSampler(task_ids, config.task_mixing, config.task_mixing_temperature, seed=config.seed)
 
 
 def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> None:

@@ -18,12 +18,13 @@ def test_fit_learns_statistics_and_vocabularies(toy_rows, toy_processor):
 
 def test_encoding_standardises_and_maps_unseen_to_oov(toy_processor):
     rows = [{"age": 50.0, "hours": 40.0, "sex": "M", "job": "zzz"}, {"age": 20.0, "hours": 30.0, "sex": "F", "job": "c"}]
-    batch = toy_processor(rows)
+    with pytest.warns(UserWarning, match="50% of the values of categorical feature 'job' are not in its vocabulary"):
+        batch = toy_processor(rows)
     expected_age = (np.array([50.0, 20.0]) - toy_processor.numeric_mean[0]) / toy_processor.numeric_std[0]
     torch.testing.assert_close(batch["numeric_features"][:, 0], torch.tensor(expected_age, dtype=torch.float32))
     assert batch["categorical_features"].tolist() == [[2, OUT_OF_VOCABULARY_INDEX], [1, 3]]
     assert "labels" not in batch
-    with pytest.raises(KeyError, match=r"\['y1', 'y2'\]"):
+    with pytest.raises(KeyError, match=r"\['y1', 'y2'\]"), pytest.warns(UserWarning, match="'job'"):
         toy_processor(rows, require_labels=True)
 
 

@@ -69,8 +69,8 @@ def test_recipe_is_deterministic_on_cpu(tmp_path, data_dir):
 
 def test_recipe_rejects_unknown_yaml_keys(tmp_path):
     config = tmp_path / "bad.yaml"
-    config.write_text("model_name: mmoe\nnum_experts: 8\n")
-    with pytest.raises(ValueError, match=r"unknown argument\(s\) \['num_experts'\]"):
+    config.write_text("model_name: mmoe\nnum_train_epoch: 8\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) 'num_train_epoch' \(did you mean 'num_train_epochs'"):
         train_tabular([str(config)])
 
 

@@ -61,6 +61,12 @@ class TaskSpec(DictSpec):
 
 
 
+def task_identity(task: TaskSpec) -> tuple[str, str, int]:
+    """What identifies a task across models: its name, kind and number of labels (a task of the same
+    name with another kind or size is another task). Its loss weight is not part of it."""
+    return (task.name, task.kind, task.num_labels)
+
+
 def parse_tasks(specs: Iterable[Mapping | TaskSpec]) -> list[TaskSpec]:
     """Build and validate a task list: at least one task, names unique."""
     tasks = [TaskSpec.from_dict(spec) for spec in specs]

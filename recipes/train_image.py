@@ -17,12 +17,12 @@ import sys
 from dataclasses import dataclass, field
 
 
-import moezoo
 from moezoo.data import MULTI_MNIST_TASKS, load_multi_mnist
 from moezoo.training import (
     ModelArguments,
     RecipeResult,
     TrainingConfig,
+    build_model,
     config_to_dict,
     parse_config_and_args,
     require_positive,
@@ -63,13 +63,10 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     )
     splits = subsample_splits(splits, data_args.max_train_samples, data_args.max_eval_samples, training_config.seed)
 
-    overrides = model_args.config_overrides()
-    # An image recipe always has a CNN bottom; the config may resize it.
-    overrides.setdefault("image_encoder", {})
-    model = moezoo.create_model(
-        model_args.model_name,
-        tasks=[{"name": name, "kind": "multiclass", "num_labels": 10} for name in MULTI_MNIST_TASKS],
-        **overrides,
+    # An image recipe always has a CNN bottom; --model_config may resize it.
+    model = build_model(
+        model_args, [{"name": name, "kind": "multiclass", "num_labels": 10} for name in MULTI_MNIST_TASKS],
+        image_encoder={},
     )
     return train_and_test(
         model, splits, training_config, accelerator,

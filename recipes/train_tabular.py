@@ -22,6 +22,7 @@ from moezoo.training import (
     ModelArguments,
     RecipeResult,
     TrainingConfig,
+    build_model,
     config_to_dict,
     parse_config_and_args,
     require_positive,
@@ -48,10 +49,15 @@ class DataArguments:
         census_task_columns(self.tasks)  # unknown task names are reported before any work
 
 
-def load_and_fit_processor(data_args: DataArguments, seed: int) -> tuple[DatasetDict, moezoo.TabularProcessor]:
-    """The raw splits (subsampled as asked) and a `TabularProcessor` fitted on the training split."""
+def load_and_fit_processor(
+    data_args: DataArguments, seed: int, checkpoint: str | None = None
+) -> tuple[DatasetDict, moezoo.TabularProcessor]:
+    """The raw splits (subsampled as asked) and a `TabularProcessor` fitted on the training split, or,
+    when fine-tuning, the ``checkpoint``'s processor reading the data's tasks as labels."""
     raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
     raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
+    if checkpoint is not None:
+        return raw, moezoo.TabularProcessor.from_pretrained(checkpoint).with_label_columns(data_args.tasks)
     numeric, categorical = census_feature_columns(data_args.tasks)
     processor = moezoo.TabularProcessor.fit(
         raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,
@@ -66,7 +72,7 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     )
     accelerator = start_run(training_config)
 
-    raw, processor = load_and_fit_processor(data_args, training_config.seed)
+    raw, processor = load_and_fit_processor(data_args, training_config.seed, model_args.model_name_or_path)
     encoded = raw.map(
         lambda batch: dict(processor(batch, return_tensors=None, require_labels=True)),
         batched=True,
@@ -75,11 +81,9 @@ def main(argv: list[str] | None = None) -> RecipeResult:
         desc="encoding",
     ).with_format("torch")
 
-    model = moezoo.create_model(
-        model_args.model_name,
-        tasks=[{"name": name, "kind": "binary"} for name in data_args.tasks],
+    model = build_model(
+        model_args, [{"name": name, "kind": "binary"} for name in data_args.tasks],
         features=processor.feature_schema.to_dict(),
-        **model_args.config_overrides(),
     )
     return train_and_test(
         model, encoded, training_config, accelerator, processor=processor,

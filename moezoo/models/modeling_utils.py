@@ -1,6 +1,5 @@
 """What every moezoo model shares: the task/input config, input embedding, task heads, losses, outputs."""
 
-import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager

@@ -11,6 +11,7 @@ from huggingface_hub.dataclasses import strict
 from ..constants import register_constant
 from ..outputs import MultiTaskOutput
 from ..routing import EXPERT_NORMALIZATIONS, RoutingLevel, StackedTaskRouter
+from ..tasks import task_identity
 from .modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel, TaskHeads
 
 
@@ -40,6 +41,17 @@ class RoutedMultiTaskConfig(MultiTaskConfig):
     def routing_plan(self) -> tuple[list[RoutingLevel], torch.Tensor]:
         """The routing levels and ``task_to_gate`` (which last-level gate each task reads)."""
         raise NotImplementedError(f"{type(self).__name__} must define routing_plan().")
+
+    def routing_unit_labels(self) -> list[tuple[list[tuple], list[tuple]]]:
+        """Per routing level, a label for each gate and each expert that says whom it serves, such as
+        ``("shared", 0)`` or ``("task", "ctr", 0)``. Labels identify the same unit across configs with
+        other tasks, so that `moezoo.models.transfer` moves a checkpoint into a model with other tasks;
+        a unit that belongs to a task includes the task's `task_key`."""
+        raise NotImplementedError(f"{type(self).__name__} does not label its routing units.")
+
+    def task_key(self, task_name: str) -> tuple:
+        """What identifies task ``task_name`` across configs (`moezoo.tasks.task_identity`)."""
+        return task_identity(next(task for task in self.task_specs if task.name == task_name))
 
     def gate_options(self) -> dict[str, Any]:
         """Keyword arguments of the gate beyond its shape (none for the softmax gate)."""

@@ -2,7 +2,7 @@
 
 from .diagnostics import RoutingStatistics, effective_num_parameters
 from .dselect_k import DSelectKGate, binary_codes, selector_distribution, smooth_step
-from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank
+from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank, ExpertBatchNorm
 from .feature_gate import FeatureGate
 from .gates import GateOutput, LinearGate, SelfGate, SoftmaxGate, validate_availability_mask
 from .plans import RoutingLevel, hierarchical_plan, progressive_layered_plan
@@ -14,6 +14,7 @@ __all__ = [
     "BatchedLinear",
     "DSelectKGate",
     "ExpertBank",
+    "ExpertBatchNorm",
     "FeatureGate",
     "GateOutput",
     "LinearGate",

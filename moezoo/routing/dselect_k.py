@@ -15,6 +15,7 @@ keeps the selectors on real experts.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -74,6 +75,12 @@ class DSelectKGate(nn.Module):
         - output probabilities ``[B, G, E]``; in training mode also ``aux_loss``, a scalar: the two
           regularisers summed over gates and selectors, averaged over examples.
     """
+
+    #: Which axes of each parameter index gates (see `moezoo.models.transfer`).
+    unit_axes: ClassVar[dict[str, tuple[str, ...]]] = {
+        name: ("gates",)
+        for name in ("switch_weight", "switch_bias", "selector_weight", "selector_bias", "switch_logits", "selector_logits")
+    }
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -61,6 +62,10 @@ class BatchedLinear(nn.Module):
     Shapes: see `batched_linear`.
     """
 
+    #: Which axes of each parameter index experts (read by `moezoo.models.transfer` to move a
+    #: checkpoint's experts into a model whose experts differ).
+    unit_axes: ClassVar[dict[str, tuple[str, ...]]] = {"weight": ("experts",), "bias": ("experts",)}
+
     def __init__(self, num_experts: int, in_features: int, out_features: int) -> None:
         super().__init__()
         self.num_experts = num_experts
@@ -81,6 +86,23 @@ class BatchedLinear(nn.Module):
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, in_features={self.in_features}, out_features={self.out_features}"
+
+
+class ExpertBatchNorm(nn.BatchNorm1d):
+    """Batch normalisation of the flattened ``[B, E*h]`` activations of ``E`` experts: exactly an
+    independent BatchNorm per expert and unit, computed in one call."""
+
+    unit_axes: ClassVar[dict[str, tuple[str, ...]]] = {
+        name: ("experts",) for name in ("weight", "bias", "running_mean", "running_var")
+    }
+
+    def __init__(self, num_experts: int, size: int) -> None:
+        super().__init__(num_experts * size)
+        self.num_experts = num_experts
+
+    def unit_view(self, tensor: torch.Tensor) -> torch.Tensor:
+        """A flat ``[E*h]`` statistic or parameter as ``[E, h]``, experts first."""
+        return tensor.view(self.num_experts, -1)
 
 
 class ExpertBank(nn.Module):
@@ -137,10 +159,8 @@ class ExpertBank(nn.Module):
         self.layers = nn.ModuleList(
             BatchedLinear(num_experts, fan_in, fan_out) for fan_in, fan_out in zip(layer_sizes[:-1], layer_sizes[1:])
         )
-        # BatchNorm over the flattened [B, E*h] activations is exactly an independent BatchNorm per
-        # expert and unit, computed in one call.
         self.norms = (
-            nn.ModuleList(nn.BatchNorm1d(num_experts * size) for size in hidden_sizes)
+            nn.ModuleList(ExpertBatchNorm(num_experts, size) for size in hidden_sizes)
             if normalization == "batch_norm"
             else None
         )

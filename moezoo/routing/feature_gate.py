@@ -9,6 +9,7 @@ expert sees exactly ``x`` at initialisation and learns which features to amplify
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -29,6 +30,9 @@ class FeatureGate(nn.Module):
           ``inputs[:, e]``);
         - output ``[B, E, d]``, expert ``e``'s gated features.
     """
+
+    #: Which axes of each parameter index experts (see `moezoo.models.transfer`).
+    unit_axes: ClassVar[dict[str, tuple[str, ...]]] = {"down_weight": ("experts",), "up_weight": ("experts",)}
 
     def __init__(self, num_experts: int, input_size: int, rank: int) -> None:
         super().__init__()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 from torch import nn
@@ -77,6 +78,8 @@ class LinearGate(nn.Module):
     """
 
     allow_empty_rows = False
+    #: Which axes of each parameter index gates and experts (see `moezoo.models.transfer`).
+    unit_axes: ClassVar[dict[str, tuple[str, ...]]] = {"weight": ("gates", "experts"), "bias": ("gates", "experts")}
 
     def __init__(
         self, input_size: int, num_experts: int, num_gates: int = 1, mask: torch.Tensor | None = None

@@ -167,6 +167,14 @@ class TabularProcessor(FeatureExtractionMixin):
             data["labels"] = _label_matrix(frame, self.label_columns)
         return BatchFeature(data=data, tensor_type=return_tensors)
 
+    def with_label_columns(self, label_columns: Sequence[str]) -> TabularProcessor:
+        """This processor, reading ``label_columns`` as labels (for a checkpoint fine-tuned on other tasks)."""
+        return type(self)(
+            numeric_features=self.numeric_features, categorical_features=self.categorical_features,
+            vocabularies=self.vocabularies, numeric_mean=self.numeric_mean, numeric_std=self.numeric_std,
+            embedding_dims=self.embedding_dims, label_columns=label_columns, value_kinds=self.value_kinds,
+        )
+
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> Any:
         """`FeatureExtractionMixin.save_pretrained`, refusing a folder whose saved model reads other
         features than this processor produces (the pair would load and silently mis-encode)."""

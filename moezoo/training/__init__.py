@@ -16,7 +16,7 @@ from .loop import (
 )
 from .metrics import is_better, metric_names, multitask_metrics, task_metrics
 from .mixing import TaskMixingSampler, concatenate_tasks, task_sampling_probabilities
-from .recipe import ModelArguments, RecipeResult, start_run, subsample_splits, train_and_test
+from .recipe import ModelArguments, RecipeResult, build_model, start_run, subsample_splits, train_and_test
 
 __all__ = [
     "ModelArguments",
@@ -27,6 +27,7 @@ __all__ = [
     "TrainingResult",
     "TrainingState",
     "concatenate_tasks",
+    "build_model",
     "config_to_dict",
     "evaluate",
     "is_better",

@@ -17,6 +17,7 @@ from datasets import DatasetDict
 
 from .. import registry
 from ..models.modeling_utils import MultiTaskPreTrainedModel
+from ..models.transfer import FREEZABLE_PARTS, freeze, load_for_tasks
 from ..suggestions import closest_names
 from .checkpoints import prepare_output_dir, write_json_atomic
 from .loop import (
@@ -38,6 +39,21 @@ class ModelArguments:
     model_config: str | None = field(
         default=None, metadata={"help": 'Config overrides as JSON, e.g. \'{"num_shared_experts": 4}\'.'}
     )
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Start from this checkpoint (a folder, or a Hub id when online) instead of a fresh model."},
+    )
+    allow_task_changes: bool = field(
+        default=False,
+        metadata={
+            "help": "With --model_name_or_path: give tasks the checkpoint lacks fresh gates, task experts and towers, "
+            "and drop its tasks the data lacks (otherwise a task mismatch is an error)."
+        },
+    )
+    freeze: list[str] = field(
+        default_factory=list,
+        metadata={"help": "Parts to keep fixed: embeddings, image_encoder, experts, gates, feature_gates, towers, outputs."},
+    )
 
     def __post_init__(self) -> None:
         known = registry.list_models()
@@ -46,6 +62,14 @@ class ModelArguments:
                 f"Unknown model_name {self.model_name!r}{closest_names(self.model_name, known)}; choose one of {known}."
             )
         self.config_overrides()  # a malformed model_config is reported before any work
+        unknown = [part for part in self.freeze if part not in FREEZABLE_PARTS]
+        if unknown:
+            raise ValueError(
+                f"Unknown part(s) to freeze {unknown}{closest_names(unknown[0], FREEZABLE_PARTS)}; "
+                f"choose from {sorted(FREEZABLE_PARTS)}."
+            )
+        if self.allow_task_changes and self.model_name_or_path is None:
+            raise ValueError("--allow_task_changes applies to a checkpoint: give --model_name_or_path too.")
 
     def config_overrides(self) -> dict[str, Any]:
         """``model_config`` parsed into a dict (empty when unset)."""
@@ -58,6 +82,24 @@ class ModelArguments:
         if not isinstance(overrides, dict):
             raise ValueError(f"model_config must be a JSON object, got {self.model_config!r}.")
         return overrides
+
+
+def build_model(model_args: ModelArguments, tasks: list[dict], **recipe_config: Any) -> MultiTaskPreTrainedModel:
+    """The model a recipe trains: a fresh ``model_args.model_name`` from the recipe's config
+    (``recipe_config``, such as the processor's features) with ``--model_config`` on top, or, with
+    ``--model_name_or_path``, that checkpoint loaded for ``tasks`` (`moezoo.models.transfer.load_for_tasks`;
+    the architecture and inputs come from the checkpoint). Then ``--freeze``."""
+    overrides = model_args.config_overrides()
+    if model_args.model_name_or_path is None:
+        model = registry.create_model(model_args.model_name, tasks=tasks, **{**recipe_config, **overrides})
+    else:
+        model = load_for_tasks(
+            model_args.model_name_or_path, tasks, model_args.allow_task_changes, config_overrides=overrides,
+            model_type=model_args.model_name,
+        )
+    if model_args.freeze:
+        freeze(model, model_args.freeze)
+    return model
 
 
 @dataclass

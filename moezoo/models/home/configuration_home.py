@@ -67,6 +67,19 @@ class HoMEConfig(RoutedMultiTaskConfig):
             self_gates=self.self_gate,
         )
 
+    def routing_unit_labels(self) -> list[tuple[list[tuple], list[tuple]]]:
+        """Labels of `hierarchical_plan`'s units: global experts, each group's (groups by name), then
+        each task's own; the meta level's group gates and global gate, the task level's task gates."""
+        groups = sorted(self.task_groups) if self.task_groups is not None else ["all"]
+        tasks = [self.task_key(name) for name in self.task_names]
+        meta_experts = [("global", i) for i in range(self.num_global_experts)]
+        meta_experts += [("group", group, i) for group in groups for i in range(self.num_group_experts)]
+        task_experts = meta_experts + [("task", task, i) for task in tasks for i in range(self.num_task_experts)]
+        task_level = ([("task", task) for task in tasks], task_experts)
+        if not self.hierarchical:
+            return [task_level]
+        return [([*(("group", group) for group in groups), ("global",)], meta_experts), task_level]
+
     def router_options(self) -> dict[str, Any]:
         return {"feature_gate_rank": self.feature_gate_rank}
 

@@ -40,6 +40,21 @@ class MMoEConfig(RoutedMultiTaskConfig):
             len(self.tasks), self.num_shared_experts, self.num_task_experts, self.num_levels, self.gate_per_task
         )
 
+    def routing_unit_labels(self) -> list[tuple[list[tuple], list[tuple]]]:
+        """Labels of `progressive_layered_plan`'s units: shared experts first, then each task's own;
+        the task gates in task order, then the shared gate of every level but the last (or OMoE's
+        single shared gate)."""
+        tasks = [self.task_key(name) for name in self.task_names]
+        experts = [("shared", i) for i in range(self.num_shared_experts)]
+        experts += [("task", task, i) for task in tasks for i in range(self.num_task_experts)]
+        labels = []
+        for level in range(self.num_levels):
+            gates = [("task", task) for task in tasks] if self.gate_per_task else [("shared",)]
+            if self.gate_per_task and level < self.num_levels - 1:
+                gates.append(("shared",))
+            labels.append((gates, experts))
+        return labels
+
     def validate_routing(self) -> None:
         """Part of `@strict` validation: the routing plan can be built."""
         self.routing_plan()

@@ -8,6 +8,7 @@ A missing label is NaN (or -100 for a multiclass task); each task's loss average
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -186,14 +187,26 @@ ELEMENTWISE_LOSSES = {
 }
 
 
-def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+def labels_complete(tasks: Sequence[TaskSpec], labels: torch.Tensor | Mapping[str, torch.Tensor]) -> bool:
+    """Whether no label is missing (no NaN, nor -100 for a multiclass task): a property of a dataset,
+    checked once where it is prepared, that lets the losses skip their masking (``labels_complete``)."""
+    for task, values in zip(tasks, split_labels(tasks, labels, check_values=False).values()):
+        if torch.isnan(values).any() or (task.kind == "multiclass" and (values == IGNORE_INDEX).any()):
+            return False
+    return True
+
+
+def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor, labels_complete: bool = False) -> torch.Tensor:
     """The task's loss averaged over its present labels (0, still attached to the graph, if none).
 
     Missing labels are masked out of an elementwise loss rather than indexed away, which keeps the
-    batch shape static and avoids a boolean-index gather in forward and backward.
+    batch shape static and avoids a boolean-index gather in forward and backward. With
+    ``labels_complete`` (the caller knows that no label is missing) the loss is a plain mean.
     """
     if task.kind != "multiclass":
-        return elementwise_task_losses([task], [logits], [labels])[0]
+        return elementwise_task_losses([task], [logits], [labels], labels_complete)[0]
+    if labels_complete:
+        return F.cross_entropy(logits, labels.squeeze(1).long())
     classes = labels.squeeze(1)
     present = ~torch.isnan(classes) & (classes != IGNORE_INDEX)
     targets = torch.where(present, classes, 0.0).long()
@@ -202,22 +215,32 @@ def task_loss(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> tor
 
 
 def elementwise_task_losses(
-    tasks: Sequence[TaskSpec], logits: Sequence[torch.Tensor], labels: Sequence[torch.Tensor]
+    tasks: Sequence[TaskSpec],
+    logits: Sequence[torch.Tensor],
+    labels: Sequence[torch.Tensor],
+    labels_complete: bool = False,
 ) -> list[torch.Tensor]:
     """The losses of tasks that share one elementwise loss (see `ELEMENTWISE_LOSSES`), each averaged
     over its present (non-NaN) labels, computed together: one loss over the tasks' stacked columns
-    and one sum per task, whatever the number of tasks."""
+    and one sum per task, whatever the number of tasks. ``labels_complete``: no label is missing,
+    and the masking is skipped."""
     loss_function = ELEMENTWISE_LOSSES[tasks[0].kind]
     if any(ELEMENTWISE_LOSSES[task.kind] is not loss_function for task in tasks):
         raise ValueError(f"Tasks {[task.name for task in tasks]} do not share one elementwise loss.")
     stacked_logits = torch.cat(list(logits), dim=1) if len(tasks) > 1 else logits[0]
     stacked_labels = torch.cat(list(labels), dim=1) if len(tasks) > 1 else labels[0]
-    present = stacked_labels == stacked_labels  # NaN marks a missing label
-    targets = stacked_labels.where(present, 0.0).to(stacked_logits.dtype)
-    # `where`, not a multiplication by the mask: a non-finite loss on a missing label must not leak in.
-    per_label = loss_function(stacked_logits, targets, reduction="none").where(present, 0.0)
-    sums, counts = per_label.sum(dim=0), present.sum(dim=0)
     widths = [task.label_width for task in tasks]
+    if labels_complete:
+        column_means = loss_function(stacked_logits, stacked_labels.to(stacked_logits.dtype), reduction="none").mean(0)
+        if all(width == 1 for width in widths):
+            return list(column_means.unbind())
+        sums, counts = column_means, torch.ones_like(column_means)
+    else:
+        present = stacked_labels == stacked_labels  # NaN marks a missing label
+        targets = stacked_labels.where(present, 0.0).to(stacked_logits.dtype)
+        # `where`, not a multiplication by the mask: a non-finite loss on a missing label must not leak in.
+        per_label = loss_function(stacked_logits, targets, reduction="none").where(present, 0.0)
+        sums, counts = per_label.sum(dim=0), present.sum(dim=0)
     if any(width != 1 for width in widths):
         column_task = torch.repeat_interleave(torch.arange(len(tasks)), torch.tensor(widths)).to(sums.device)
         sums = sums.new_zeros(len(tasks)).index_add(0, column_task, sums)
@@ -226,21 +249,22 @@ def elementwise_task_losses(
 
 
 def weighted_task_losses(
-    tasks: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
+    tasks: Sequence[TaskSpec],
+    logits: Mapping[str, torch.Tensor],
+    labels: Mapping[str, torch.Tensor],
+    labels_complete: bool = False,
 ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
     """Each task's loss, for the tasks with both logits and labels, and their weighted sum
-    (``None`` when no task has both). Tasks that share an elementwise loss are computed together."""
-    scored = [task for task in tasks if task.name in logits and task.name in labels]
-    groups: dict[Any, list[TaskSpec]] = {}
-    for task in scored:
-        groups.setdefault(ELEMENTWISE_LOSSES.get(task.kind, task.name), []).append(task)
+    (``None`` when no task has both). Tasks that share an elementwise loss are computed together;
+    ``labels_complete`` skips the masking of missing labels (see `labels_complete`)."""
+    scored = tuple(task for task in tasks if task.name in logits and task.name in labels)
     losses: dict[str, torch.Tensor] = {}
-    for group in groups.values():
+    for group in _loss_groups(scored):
         if group[0].kind == "multiclass":
-            losses[group[0].name] = task_loss(group[0], logits[group[0].name], labels[group[0].name])
+            losses[group[0].name] = task_loss(group[0], logits[group[0].name], labels[group[0].name], labels_complete)
             continue
         group_losses = elementwise_task_losses(
-            group, [logits[task.name] for task in group], [labels[task.name] for task in group]
+            group, [logits[task.name] for task in group], [labels[task.name] for task in group], labels_complete
         )
         losses.update(zip((task.name for task in group), group_losses))
     total = None
@@ -249,6 +273,16 @@ def weighted_task_losses(
         total = weighted if total is None else total + weighted
     losses = {task.name: losses[task.name] for task in scored}
     return total, losses
+
+
+@functools.lru_cache(maxsize=64)
+def _loss_groups(tasks: tuple[TaskSpec, ...]) -> list[list[TaskSpec]]:
+    """The tasks grouped by their elementwise loss (each multiclass task alone), in first-seen order;
+    cached, as a model asks for the same grouping at every step."""
+    groups: dict[Any, list[TaskSpec]] = {}
+    for task in tasks:
+        groups.setdefault(ELEMENTWISE_LOSSES.get(task.kind, task.name), []).append(task)
+    return list(groups.values())
 
 
 def task_predictions(task: TaskSpec, logits: torch.Tensor) -> torch.Tensor:

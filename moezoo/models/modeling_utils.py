@@ -231,8 +231,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     config_class = MultiTaskConfig
     main_input_name = "numeric_features"
     _no_split_modules: list[str] = []
-    # Cleared by `skip_input_value_checks` for inputs that were checked once, where they were prepared.
+    # Set by `skip_input_value_checks` for inputs that were checked once, where they were prepared.
     _check_input_values: bool = True
+    _labels_complete: bool = False
 
     def __init__(self, config: MultiTaskConfig) -> None:
         super().__init__(config)
@@ -317,17 +318,22 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             reset()
 
     @contextmanager
-    def skip_input_value_checks(self) -> Iterator[None]:
+    def skip_input_value_checks(self, labels_complete: bool = False) -> Iterator[None]:
         """Within this block, `forward` skips the checks whose cost grows with the data: NaN / inf in
-        float inputs, categorical indices outside their vocabularies, label values. For inputs that
-        already passed `check_input_values` once, as the training loop's materialised datasets do.
-        Shape and dtype checks still run."""
-        previous = self._check_input_values
-        self._check_input_values = False
+        float inputs, categorical indices outside their vocabularies, label values, task ids. For inputs
+        that already passed `check_input_values` once, as the training loop's materialised datasets do.
+        Shape and dtype checks still run.
+
+        Args:
+            labels_complete: The caller also knows that no label is missing
+                (`moezoo.tasks.labels_complete`): the losses skip their masking.
+        """
+        previous = self._check_input_values, self._labels_complete
+        self._check_input_values, self._labels_complete = False, labels_complete
         try:
             yield
         finally:
-            self._check_input_values = previous
+            self._check_input_values, self._labels_complete = previous
 
     def check_input_values(self, inputs: Mapping[str, torch.Tensor]) -> None:
         """Run every check of `forward` on a batch (or a whole materialised dataset) without computing
@@ -353,6 +359,11 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         if inputs.get("task_ids") is not None:
             check_task_ids(inputs["task_ids"], len(self.task_specs))
 
+    def input_dtype(self) -> torch.dtype:
+        """The floating dtype the model computes in, to which floating inputs are cast. `dtype`, which
+        walks the module tree; a subclass may return a parameter's dtype directly (it runs every step)."""
+        return self.dtype
+
     def embed_inputs(
         self,
         numeric_features: torch.Tensor | None = None,
@@ -372,11 +383,11 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                 )
             if check_values:
                 check_finite("inputs_embeds", inputs_embeds)
-            return cast_floating("inputs_embeds", inputs_embeds, self.dtype)
+            return cast_floating("inputs_embeds", inputs_embeds, self.input_dtype())
         if self.image_encoder is not None:
             if pixel_values is None:
                 raise ValueError("This model reads images (config.image_encoder is set): pass pixel_values.")
-            pixel_values = cast_floating("pixel_values", pixel_values, self.dtype)
+            pixel_values = cast_floating("pixel_values", pixel_values, self.input_dtype())
             if check_values:
                 check_finite("pixel_values", pixel_values)
             return self.image_encoder(pixel_values)
@@ -385,7 +396,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         if self.embeddings is None:
             raise ValueError("This model has no feature schema (config.features is None): pass inputs_embeds.")
         if numeric_features is not None and numeric_features.is_floating_point():
-            numeric_features = numeric_features.to(self.dtype)
+            numeric_features = numeric_features.to(self.input_dtype())
         return self.embeddings(numeric_features, categorical_features, check_values=check_values)
 
     def resolve_tasks(self, tasks: str | Sequence[str] | None) -> list[str]:
@@ -419,7 +430,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
                 raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
             if task_ids is not None:
                 per_task_labels = own_task_labels(self.task_specs, per_task_labels, task_ids)
-            weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels)
+            # With task ids, each example's other tasks count as missing labels.
+            complete = self._labels_complete and task_ids is None
+            weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels, complete)
             # A model without auxiliary losses adds nothing (not a zero) to the graph.
             if weighted is None:
                 loss = aux_loss if aux_loss is not None else reference.new_zeros(())

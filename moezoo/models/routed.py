@@ -104,6 +104,10 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
         )
         self.post_init()
 
+    def input_dtype(self) -> torch.dtype:
+        """The dtype of the first experts' weights, which read the embedded inputs."""
+        return self.router.levels[0].experts.layers[0].weight.dtype
+
     def forward(
         self,
         numeric_features: torch.Tensor | None = None,

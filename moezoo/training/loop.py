@@ -20,7 +20,7 @@ from transformers import SchedulerType, get_scheduler
 
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..suggestions import closest_names
-from ..tasks import own_task_labels, split_labels
+from ..tasks import labels_complete, own_task_labels, split_labels
 from .arguments import require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
@@ -217,9 +217,8 @@ def train(
     from one so that the result is the same as an uninterrupted run's.
     """
     output_dir = Path(config.output_dir)
-    unwrapped = model
     if eval_dataset is not None:
-        check_metric_name(unwrapped, config.metric_for_best_model)
+        check_metric_name(model, config.metric_for_best_model)
     drop_last = config.dataloader_drop_last
     if drop_last is None:
         drop_last = any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
@@ -227,8 +226,8 @@ def train(
         train_dataset, config.per_device_train_batch_size, shuffle=True, seed=config.seed, drop_last=drop_last,
         in_memory=config.dataloader_in_memory, sampler=_task_mixing_sampler(train_dataset, config),
     )
-    _check_materialized(unwrapped, train_loader)
-    eval_loader = prepare_eval_loader(unwrapped, eval_dataset, config, accelerator) if eval_dataset is not None else None
+    _check_materialized(model, train_loader)
+    eval_loader = prepare_eval_loader(model, eval_dataset, config, accelerator) if eval_dataset is not None else None
     optimizer = torch.optim.AdamW(
         [parameter for parameter in model.parameters() if parameter.requires_grad],
         lr=config.learning_rate, weight_decay=config.weight_decay,
@@ -290,7 +289,9 @@ def train(
                 state.global_step += 1
                 progress.update(1)
                 if isinstance(checkpoint_every, int) and state.global_step % checkpoint_every == 0:
-                    state.epoch_loss_sum = running_loss.item()
+                    # Every process resumes from this one value: the epoch's loss is a mean over
+                    # processes in the end, so their mean now leaves it unchanged.
+                    state.epoch_loss_sum = accelerator.reduce(running_loss.clone(), reduction="mean").item()
                     save_training_checkpoint(accelerator, state, output_dir, config.checkpoints_total_limit)
                 if state.global_step >= total_steps:
                     break
@@ -392,10 +393,14 @@ def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> 
 
 
 def _value_checks_skipped_for(model: nn.Module, loader: DataLoader, accelerator: Accelerator):
-    """Skip the per-batch value checks of `forward` when the loader's data was checked once."""
-    if isinstance(loader.dataset, TensorDataset):
-        return accelerator.unwrap_model(model).skip_input_value_checks()
-    return contextlib.nullcontext()
+    """Skip the per-batch value checks of `forward` when the loader's data was checked once, and the
+    masking of missing labels when it has none."""
+    if not isinstance(loader.dataset, TensorDataset):
+        return contextlib.nullcontext()
+    unwrapped = accelerator.unwrap_model(model)
+    columns = loader.dataset.columns
+    complete = "labels" in columns and "task_ids" not in columns and labels_complete(unwrapped.task_specs, columns["labels"])
+    return unwrapped.skip_input_value_checks(labels_complete=complete)
 
 
 def check_metric_name(model: MultiTaskPreTrainedModel, name: str) -> None:

@@ -3,7 +3,11 @@ test split, and write ``results.json``."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import os
+import platform
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -143,6 +147,17 @@ def subsample_splits(
     return splits
 
 
+def run_environment(accelerator: Accelerator, train_seconds: float) -> dict[str, Any]:
+    """Where and how fast a run trained: hardware, library versions and the training wall time
+    (of a resumed run: its last part)."""
+    if accelerator.device.type == "cuda":
+        hardware = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
+    else:
+        hardware = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {accelerator.num_processes} process(es)"
+    versions = {name: importlib.metadata.version(name) for name in ("moezoo", "torch", "transformers", "accelerate")}
+    return {"hardware": hardware, "versions": versions, "train_seconds": round(train_seconds, 1)}
+
+
 def train_and_test(
     model: MultiTaskPreTrainedModel,
     splits: DatasetDict,
@@ -166,7 +181,9 @@ def train_and_test(
     if accelerator.is_main_process:
         results_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(results_path, {"completed": False, "arguments": settings})
+    started = time.perf_counter()
     result = train(model, splits["train"], splits["validation"], config, accelerator, processor=processor)
+    train_seconds = time.perf_counter() - started
 
     best_model = type(result.model).from_pretrained(result.best_checkpoint).to(accelerator.device)
     test_metrics = evaluate(best_model, prepare_eval_loader(best_model, splits["test"], config, accelerator), accelerator)
@@ -179,6 +196,7 @@ def train_and_test(
         "validation": result.best_metrics,
         "test": test_metrics,
         "arguments": settings,
+        "environment": run_environment(accelerator, train_seconds),
     }
     if accelerator.is_main_process:
         write_json_atomic(results_path, summary)

@@ -1,0 +1,259 @@
+"""Model cards for moezoo checkpoints, built with `huggingface_hub.ModelCard` and `ModelCardData`.
+
+The card's metadata (library, tags, datasets, and the ``model-index`` of evaluation results) is
+`ModelCardData`; its text fills the fields of huggingface_hub's own model card template. Every number
+on a card comes from the checkpoint or its ``results.json``: a card without results says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from ..models.modeling_utils import MultiTaskPreTrainedModel
+from ..routing import effective_num_parameters
+from .figures import format_unit_label
+
+#: The paper behind each architecture, for the card.
+ARCHITECTURE_PAPERS = {
+    "shared_bottom": "Caruana, Multitask Learning, Machine Learning 28 (1997)",
+    "omoe": "Ma et al., Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts, KDD 2018",
+    "mmoe": "Ma et al., Modeling Task Relationships in Multi-task Learning with Multi-gate Mixture-of-Experts, KDD 2018",
+    "cgc": "Tang et al., Progressive Layered Extraction (PLE), RecSys 2020",
+    "ple": "Tang et al., Progressive Layered Extraction (PLE), RecSys 2020",
+    "dselect_k": "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts, NeurIPS 2021",
+    "dselect_k_static": "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts, NeurIPS 2021",
+    "home": "Wang et al., HoME: Hierarchy of Multi-Gate Experts for Multi-Task Learning at Kuaishou, 2024",
+}
+#: How moezoo's metric names appear in a model-index (Hub metric ids where one exists).
+HUB_METRIC_TYPES = {"auc": "roc_auc", "accuracy": "accuracy", "mse": "mse", "mae": "mae"}
+LIBRARY_NAME = "moezoo"
+
+
+@dataclass
+class DatasetDescription:
+    """What a card says about the data a model was trained and tested on.
+
+    Attributes:
+        name: Human-readable name, e.g. ``"Census-Income (KDD)"``.
+        slug: Short identifier used as the model-index dataset type, e.g. ``"census-income-kdd"``.
+        task_type: The Hub task of the model-index, e.g. ``"tabular-classification"``.
+        description: A sentence on the splits (sizes, protocol).
+        hub_id: The dataset's Hub id, when it has one (listed in the card's ``datasets``).
+        license: The data's licence, which the trained weights follow (a Hub licence id).
+        modality: ``"tabular"`` or ``"image"``: what the card says under "language".
+    """
+
+    name: str
+    slug: str
+    task_type: str
+    description: str = ""
+    hub_id: str | None = None
+    license: str | None = None
+    modality: str = "tabular"
+
+
+@dataclass
+class CardDetails:
+    """The parts of a card that the checkpoint cannot know.
+
+    Attributes:
+        model_id: The name the card is titled with and the loading snippet loads (a Hub id or a folder).
+        dataset: The data (see `DatasetDescription`).
+        command: The command that trains the checkpoint from scratch.
+        intended_use: What the model is for.
+        limitations: Known risks and limitations.
+        comparison: Markdown comparing the model with others on the same data (for example the zoo's).
+        figure: File name of the gate-weight figure beside the card (`moezoo.hub.figures`), if any.
+        task_parameters: Parameters each task actually uses (`task_parameter_counts`), if measured.
+        with_processor: The checkpoint folder holds a processor (the snippet loads it too).
+    """
+
+    model_id: str
+    dataset: DatasetDescription
+    command: str | None = None
+    intended_use: str = "Research and benchmarking of multi-task Mixture-of-Experts models."
+    limitations: str = (
+        "Trained on one public benchmark; its predictions carry that data's biases and are not calibrated "
+        "for any other population. Not for decisions about individuals."
+    )
+    comparison: str | None = None
+    figure: str | None = None
+    task_parameters: Mapping[str, int] | None = None
+    with_processor: bool = False
+    extra_tags: Sequence[str] = field(default_factory=tuple)
+
+
+def task_parameter_counts(model: MultiTaskPreTrainedModel, inputs: Mapping[str, torch.Tensor]) -> dict[str, int]:
+    """For each task, the parameter values its output depends on for ``inputs``: those with a non-zero
+    gradient of the sum of its logits. Masked gate weights, other tasks' experts and towers, and the
+    experts a saturated DSelect-k gate leaves out get none; embedding rows of categories absent from
+    ``inputs`` get none either, so pass real data (a test split)."""
+    model.eval()
+    parameters = list(model.parameters())
+    model_inputs = {name: value for name, value in inputs.items() if name != "labels"}
+    counts = {}
+    with torch.enable_grad():
+        for task in model.task_names:
+            logits = model(**model_inputs, tasks=[task]).logits[task]
+            grads = torch.autograd.grad(logits.sum(), parameters, allow_unused=True)
+            counts[task] = sum(int((grad != 0).sum()) for grad in grads if grad is not None)
+    return counts
+
+
+def eval_results(results: Mapping[str, Any], dataset: DatasetDescription) -> list[EvalResult]:
+    """One `EvalResult` per task and metric of ``results["test"]`` (moezoo's ``results.json``).
+
+    huggingface_hub groups results by task type, dataset, configuration and split, not by task name;
+    the task is given as the dataset configuration too (it is a label column of the data), so each
+    task keeps its own entry in the model-index."""
+    found = []
+    for name, value in sorted(results.get("test", {}).items()):
+        if "/" not in name:
+            continue
+        task, metric = name.split("/", 1)
+        if metric not in HUB_METRIC_TYPES:
+            continue
+        found.append(
+            EvalResult(
+                task_type=dataset.task_type,
+                task_name=task,
+                dataset_type=dataset.slug,
+                dataset_name=dataset.name,
+                dataset_config=task,
+                dataset_split="test",
+                metric_type=HUB_METRIC_TYPES[metric],
+                metric_name=f"{task} {metric}",
+                metric_value=round(float(value), 6),
+            )
+        )
+    return found
+
+
+def architecture_summary(model: MultiTaskPreTrainedModel, task_parameters: Mapping[str, int] | None = None) -> str:
+    """Markdown list: architecture, tasks, routing levels (gates, experts, gate type), parameters."""
+    config = model.config
+    lines = [
+        f"- **Architecture:** `{config.model_type}` ({type(model).__name__})",
+        "- **Tasks:** " + ", ".join(f"`{task.name}` ({task.kind}" + (f", {task.num_labels} labels)" if task.num_labels > 1 else ")")
+                                    for task in model.task_specs),
+    ]
+    labels_of = getattr(config, "routing_unit_labels", None)
+    if labels_of is not None:
+        for index, (gates, experts) in enumerate(labels_of()):
+            lines.append(
+                f"- **Routing level {index}:** {len(experts)} experts ({', '.join(format_unit_label(label) for label in experts)}), "
+                f"{len(gates)} `{config.gate_type}` gates ({', '.join(format_unit_label(label) for label in gates)})"
+            )
+        lines.append(f"- **Expert layers:** {config.expert_hidden_sizes}, tower layers {config.tower_hidden_sizes}")
+    lines.append(f"- **Parameters:** {model.num_parameters():,} ({effective_num_parameters(model):,} that can affect an output)")
+    if task_parameters:
+        lines.append("- **Parameters each task uses on the test split:** " + ", ".join(
+            f"`{task}` {count:,}" for task, count in task_parameters.items()))
+    return "\n".join(lines)
+
+
+def results_table(results: Mapping[str, Any] | None) -> str:
+    """Markdown table of the validation and test metrics per task, or a sentence saying there are none."""
+    if not results or "test" not in results:
+        return "No evaluation results were recorded for this checkpoint (it has no results.json)."
+    metrics = sorted({name for split in ("validation", "test") for name in results.get(split, {}) if "/" in name and not name.endswith("/loss")})
+    rows = ["| task | metric | validation | test |", "|---|---|---|---|"]
+    for name in metrics:
+        task, metric = name.split("/", 1)
+        values = [results.get(split, {}).get(name) for split in ("validation", "test")]
+        rows.append(f"| {task} | {metric} | " + " | ".join("" if value is None else f"{value:.4f}" for value in values) + " |")
+    return "\n".join(rows)
+
+
+def training_regime(results: Mapping[str, Any] | None, command: str | None) -> str:
+    """The settings that produced the checkpoint, from ``results.json``'s arguments."""
+    if not results:
+        return "Not recorded."
+    arguments = results.get("arguments", {})
+    shown = ("seed", "num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay", "lr_scheduler_type",
+             "metric_for_best_model")
+    lines = [f"- `{name}`: {arguments[name]}" for name in shown if name in arguments]
+    if results.get("best_epoch") is not None:
+        lines.append(f"- best epoch: {results['best_epoch']} (by `{arguments.get('metric_for_best_model', 'loss')}` on validation)")
+    if results.get("num_processes"):
+        lines.append(f"- processes: {results['num_processes']}")
+    if command:
+        lines.append(f"- command: `{command}`")
+    return "\n".join(lines)
+
+
+def loading_snippet(model_id: str, with_processor: bool) -> str:
+    """Python that loads the checkpoint through transformers' Auto classes after ``import moezoo``."""
+    lines = ["import moezoo  # registers the architectures with transformers", "from transformers import AutoModel"]
+    if with_processor:
+        lines[-1] = "from transformers import AutoFeatureExtractor, AutoModel"
+    lines += ["", f"model = AutoModel.from_pretrained({model_id!r})"]
+    if with_processor:
+        lines.append(f"processor = AutoFeatureExtractor.from_pretrained({model_id!r})")
+    return "\n".join(lines)
+
+
+def build_model_card(
+    model: MultiTaskPreTrainedModel, results: Mapping[str, Any] | None, details: CardDetails
+) -> ModelCard:
+    """The model card of ``model`` and its ``results.json`` (``None`` when it has none)."""
+    config = model.config
+    dataset = details.dataset
+    base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
+    card_data = ModelCardData(
+        library_name=LIBRARY_NAME,
+        tags=["mixture-of-experts", "multi-task", config.model_type, *details.extra_tags],
+        datasets=[dataset.hub_id] if dataset.hub_id else None,
+        model_name=details.model_id,
+        license=dataset.license,
+        base_model=base_model,
+        eval_results=(eval_results(results, dataset) or None) if results else None,
+    )
+    software = "moezoo"
+    environment = (results or {}).get("environment", {})
+    if environment:
+        software += ", " + ", ".join(f"{name} {version}" for name, version in environment.get("versions", {}).items())
+    figure = (
+        f"Mean gate weight of every gate on every expert over the test split:\n\n![Mean gate weights]({details.figure})"
+        if details.figure
+        else None
+    )
+    return ModelCard.from_template(
+        card_data,
+        model_id=details.model_id,
+        model_summary=(
+            f"A multi-task `{config.model_type}` model for {', '.join(f'`{name}`' for name in model.task_names)} "
+            f"on {dataset.name}, trained and published with moezoo."
+        ),
+        model_description=architecture_summary(model, details.task_parameters),
+        model_type=f"multi-task Mixture-of-Experts (`{config.model_type}`)",
+        developers="the moezoo contributors",
+        language=f"not applicable ({dataset.modality} inputs)",
+        paper=ARCHITECTURE_PAPERS.get(config.model_type),
+        downstream_use=(
+            "Fine-tuning on related tasks: `--model_name_or_path` in moezoo's recipes loads it, and "
+            "`--allow_task_changes` adds or drops tasks."
+        ),
+        bias_recommendations="Evaluate on your own data before relying on any prediction.",
+        direct_use=details.intended_use,
+        out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
+        bias_risks_limitations=details.limitations,
+        get_started_code=f"```python\n{loading_snippet(details.model_id, details.with_processor)}\n```",
+        training_data=f"{dataset.name}. {dataset.description}".strip(),
+        training_regime=training_regime(results, details.command),
+        speeds_sizes_times=(
+            f"Training took {environment['train_seconds']:.0f} s." if "train_seconds" in environment else None
+        ),
+        testing_data=f"The test split of {dataset.name}.",
+        testing_metrics="ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression.",
+        results=results_table(results),
+        results_summary=details.comparison,
+        model_examination=figure,
+        hardware_type=environment.get("hardware"),
+        software=software,
+    )

@@ -1,0 +1,107 @@
+"""Model cards (huggingface_hub.ModelCard) and their gate-weight figure."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from huggingface_hub.repocard_data import model_index_to_eval_results
+
+import moezoo
+from moezoo.hub import CardDetails, DatasetDescription, build_model_card, measure_gate_weights, plot_gate_weights, task_parameter_counts
+
+REPO = Path(__file__).resolve().parents[1]
+CENSUS = DatasetDescription("Census-Income (KDD)", "census-income-kdd", "tabular-classification", license="cc-by-4.0")
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, data_dir):
+    sys.path.insert(0, str(REPO / "recipes"))
+    from train_tabular import main as train_tabular
+
+    output_dir = tmp_path_factory.mktemp("run")
+    train_tabular([
+        str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml"), "--output_dir", str(output_dir), "--data_dir", str(data_dir),
+        "--max_train_samples", "3000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
+    ])
+    return output_dir
+
+
+def test_card_metadata_and_model_index_come_from_results_json(trained_run, tmp_path):
+    results = json.loads((trained_run / "results.json").read_text())
+    model = moezoo.MMoEModel.from_pretrained(trained_run / "best")
+    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, with_processor=True, command="python recipes/train_tabular.py ...")
+    build_model_card(model, results, details).save(tmp_path / "README.md")
+
+    card = ModelCard.load(tmp_path / "README.md")
+    metadata = card.data.to_dict()
+    assert metadata["library_name"] == "moezoo" and metadata["license"] == "cc-by-4.0"
+    assert {"mixture-of-experts", "multi-task", "mmoe"} <= set(metadata["tags"])
+    # The model-index validates with huggingface_hub's own parser and holds exactly results.json's numbers.
+    _, parsed = model_index_to_eval_results(metadata["model-index"])
+    reported = {(result.task_name, result.metric_type): result.metric_value for result in parsed}
+    expected = {
+        (name.split("/")[0], {"auc": "roc_auc", "accuracy": "accuracy"}[name.split("/")[1]]): round(value, 6)
+        for name, value in results["test"].items()
+        if name.endswith(("/auc", "/accuracy"))
+    }
+    assert reported == expected
+    text = card.text
+    assert "Ma et al., Modeling Task Relationships" in text
+    assert f"{model.num_parameters():,}" in text and "python recipes/train_tabular.py ..." in text
+    assert results["environment"]["hardware"] in text
+    for name, value in results["test"].items():
+        if name.endswith("/auc"):
+            assert f"{value:.4f}" in text
+
+
+def test_the_cards_loading_snippet_runs_as_written(trained_run, tmp_path):
+    model = moezoo.MMoEModel.from_pretrained(trained_run / "best")
+    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, with_processor=True)
+    card = build_model_card(model, json.loads((trained_run / "results.json").read_text()), details)
+    snippet = re.search(r"```python\n(.*?)\n```", str(card), flags=re.S).group(1)
+    namespace: dict = {}
+    exec(compile(snippet, "model card", "exec"), namespace)
+    assert isinstance(namespace["processor"], moezoo.TabularProcessor)
+    loaded = namespace["model"].state_dict()
+    for name, value in model.state_dict().items():
+        assert torch.equal(loaded[name], value), name
+
+
+def test_a_card_without_results_says_so_and_invents_no_number(tmp_path):
+    model = moezoo.create_model("mmoe", input_size=6)
+    card = build_model_card(model, None, CardDetails(model_id="org/untested", dataset=CENSUS))
+    assert "No evaluation results were recorded" in card.text
+    assert "model-index" not in card.data.to_dict()
+    card.save(tmp_path / "README.md")
+    assert ModelCard.load(tmp_path / "README.md").data.eval_results is None
+
+
+def test_task_parameter_counts_follow_each_tasks_path():
+    # CGC, 2 shared experts + 1 per task, tanh units (none is ever exactly inactive): task a uses the two
+    # shared experts and its own (3 x (4*6 + 4)), its gate over those three (3 x (6 + 1)), its tower
+    # row (3*4 + 3) and its output layer (3 + 1).
+    model = moezoo.create_model(
+        "cgc", tasks=[{"name": "a"}, {"name": "b"}], input_size=6, num_shared_experts=2, num_task_experts=1,
+        expert_hidden_sizes=[4], tower_hidden_sizes=[3], expert_activation="tanh", tower_activation="tanh",
+    )
+    counts = task_parameter_counts(model, {"inputs_embeds": torch.randn(64, 6)})
+    expected = 3 * (4 * 6 + 4) + 3 * (6 + 1) + (3 * 4 + 3) + (3 + 1)
+    assert counts == {"a": expected, "b": expected}
+
+
+def test_gate_weight_figure(tmp_path):
+    model = moezoo.create_model("ple", tasks=[{"name": "a"}, {"name": "b"}], input_size=6)
+    batches = [{"inputs_embeds": torch.randn(16, 6)} for _ in range(3)]
+    weights = measure_gate_weights(model, batches)
+    with torch.no_grad():
+        probs = [model(**batch, output_router_probs=True).router_probs for batch in batches]
+    for level in (0, 1):
+        torch.testing.assert_close(weights[level].float(), torch.cat([p[level] for p in probs]).mean(0), atol=1e-6, rtol=0)
+    path = plot_gate_weights(model, weights, tmp_path / "routing.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="No batch reached the model's gates"):
+        measure_gate_weights(model, [])

@@ -30,6 +30,7 @@ from . import inference
 from .registry import create_model, get_model_classes, list_models, register_model
 from .tabular import FeatureSchema, TabularProcessor
 from .tasks import TaskSpec
+from .zoo import from_pretrained, list_pretrained, processor_from_pretrained
 
 __version__ = "0.1.0.dev0"
 
@@ -69,9 +70,12 @@ __all__ = [
     "TabularProcessor",
     "TaskSpec",
     "create_model",
+    "from_pretrained",
     "get_model_classes",
     "inference",
     "list_models",
+    "list_pretrained",
+    "processor_from_pretrained",
     "register_model",
     "routing",
 ]

@@ -1,3 +1,8 @@
+import os
+
+# No test touches the network: huggingface_hub reads this when it is first imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
 import numpy as np
 import pandas as pd
 import pytest

@@ -2,6 +2,8 @@ import re
 import sys
 from pathlib import Path
 
+import moezoo
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -39,7 +41,11 @@ def test_every_python_snippet_of_the_readme_runs_as_written(tmp_path, monkeypatc
     assert (tmp_path / "outputs" / "census_income_mmoe" / "best").is_dir()
     snippets = python_snippets()
     assert snippets
+    namespaces = []
     for snippet in snippets:
-        namespace: dict = {}
-        exec(compile(snippet, "README.md", "exec"), namespace)
-    assert list(namespace["scores"].columns) == ["income", "marital"] and len(namespace["scores"]) == 5
+        namespaces.append({})
+        exec(compile(snippet, "README.md", "exec"), namespaces[-1])
+    scores = next(namespace["scores"] for namespace in namespaces if "scores" in namespace)
+    assert list(scores.columns) == ["income", "marital"] and len(scores) == 5
+    zoo_model = next(namespace["model"] for namespace in namespaces if "processor" in namespace and "scores" not in namespace)
+    assert isinstance(zoo_model, moezoo.MMoEModel)

@@ -1,0 +1,70 @@
+"""The pretrained zoo: every committed entry loads by name and reproduces the metrics its card states."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+from transformers import AutoFeatureExtractor, AutoModel
+
+import moezoo
+from moezoo.tasks import split_labels
+from moezoo.training.metrics import multitask_metrics
+from moezoo.zoo import ZOO, entry_folder, resolve
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+BUILT = [name for name in ZOO if entry_folder(name) is not None]
+
+
+def test_the_zoo_is_built_and_small():
+    assert BUILT, "no zoo entry is committed under model_cards/"
+    size = sum(path.stat().st_size for path in (REPO / "model_cards").rglob("*") if path.is_file())
+    assert size < 20 * 2**20
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_dir):
+    from build_zoo import test_batches
+
+    folder = entry_folder(name)
+    model = moezoo.from_pretrained(name)
+    processor = moezoo.processor_from_pretrained(name)
+    assert type(model) is type(AutoModel.from_pretrained(folder))
+    assert isinstance(processor, moezoo.TabularProcessor)
+    assert isinstance(AutoFeatureExtractor.from_pretrained(folder), moezoo.TabularProcessor)
+    assert model.config.model_type == ZOO[name].architecture
+
+    results = json.loads((folder / "results.json").read_text())
+    model.eval()
+    logits, labels = {}, {}
+    for batch in test_batches(results, folder):  # the recipe's own encoding of the test split
+        output = model(**{key: value for key, value in batch.items() if key != "labels"})
+        for task, value in output.logits.items():
+            logits.setdefault(task, []).append(value.detach())
+        for task, value in split_labels(model.task_specs, batch["labels"]).items():
+            labels.setdefault(task, []).append(value)
+    metrics = multitask_metrics(
+        model.task_specs, {k: torch.cat(v) for k, v in logits.items()}, {k: torch.cat(v) for k, v in labels.items()}
+    )
+    card = ModelCard.load(folder / "README.md")
+    for result in card.data.eval_results:
+        metric = {"roc_auc": "auc", "accuracy": "accuracy"}[result.metric_type]
+        assert round(metrics[f"{result.task_name}/{metric}"], 4) == round(result.metric_value, 4), (result.task_name, metric)
+    assert (folder / "routing.png").is_file() and "![Mean gate weights](routing.png)" in card.text
+    assert ZOO[name].command in card.text
+
+
+def test_names_resolve_to_the_local_folder_or_the_hub_and_unknown_names_are_named(monkeypatch, tmp_path):
+    name = BUILT[0]
+    assert resolve(name) == str(entry_folder(name))
+    monkeypatch.setenv("MOEZOO_ZOO_DIR", str(tmp_path))  # an empty zoo folder: the Hub id is next
+    assert resolve(name) == ZOO[name].hub_id
+    with pytest.raises(OSError, match=rf"(?s)Zoo entry '{name}' is not in {tmp_path}.*python recipes/build_zoo.py {name}"):
+        moezoo.from_pretrained(name, local_files_only=True)
+    with pytest.raises(KeyError, match="No zoo entry 'mmoe-census'"):
+        moezoo.zoo.get_entry("mmoe-census")
+    listed = {entry["name"]: entry for entry in moezoo.list_pretrained()}
+    assert set(listed) == set(ZOO) and listed[name]["folder"] is None  # not in the (empty) zoo folder

@@ -69,6 +69,15 @@ ZOO: dict[str, ZooEntry] = {
             "dselect-k-census-income", "dselect_k", "recipes/configs/census_income_mmoe.yaml", "--model_name", "dselect_k"
         ),
         _census_entry("home-census-income", "home", "recipes/configs/census_income_home.yaml"),
+        ZooEntry(
+            "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "multi_mnist",
+            "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
+        ),
+        ZooEntry(
+            "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "multi_fashion_mnist",
+            "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
+            ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
+        ),
     )
 }
 

@@ -20,15 +20,22 @@ from pathlib import Path
 
 from transformers import AutoModel
 
+from moezoo.data import load_multi_mnist
 from moezoo.hub import CardDetails, DatasetDescription, build_model_card, measure_gate_weights, plot_gate_weights, task_parameter_counts
+from moezoo.training import materialize
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
-from train_tabular import DataArguments, load_and_fit_processor  # noqa: E402
-from train_tabular import main as train_tabular  # noqa: E402
+import train_image  # noqa: E402
+import train_tabular  # noqa: E402
 
+MULTI_MNIST_DESCRIPTION = (
+    "36x36 canvases of two overlapping 28x28 items, top-left and bottom-right (moezoo.data.load_multi_mnist): "
+    "50,000 training and 10,000 validation canvases from the training images, 10,000 test canvases from the test "
+    "images. Tasks: the class of each item."
+)
 DATASETS = {
     "census_income": DatasetDescription(
         name="Census-Income (KDD)",
@@ -41,24 +48,42 @@ DATASETS = {
         ),
         license="cc-by-4.0",
     ),
+    "multi_mnist": DatasetDescription(
+        name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=MULTI_MNIST_DESCRIPTION,
+        license="cc-by-sa-3.0", modality="image",
+    ),
+    "multi_fashion_mnist": DatasetDescription(
+        name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
+        description=MULTI_MNIST_DESCRIPTION, license="mit", modality="image",
+    ),
 }
+RECIPES = {"recipes/train_tabular.py": train_tabular.main, "recipes/train_image.py": train_image.main}
 FIGURE = "routing.png"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 PROBE_EXAMPLES = 4096
+EVAL_BATCH = 8192
 
 
 def test_batches(results: dict, folder: Path) -> list[dict]:
-    """The entry's test split, encoded by its processor, in batches of 8,192."""
+    """The entry's test split, encoded as its recipe encodes it, in batches of 8,192."""
     arguments = results["arguments"]
-    data_args = DataArguments(tasks=arguments["tasks"], data_dir=arguments.get("data_dir"))
-    raw, processor = load_and_fit_processor(data_args, seed=arguments["seed"], checkpoint=str(folder))
-    encoded = dict(processor(raw["test"].to_pandas(), require_labels=True))
+    if "validation_size" in arguments:  # the image recipe
+        splits = load_multi_mnist(
+            arguments.get("data_dir"), dataset=arguments["dataset"], validation_size=arguments["validation_size"],
+            seed=arguments["data_seed"],
+        )
+        encoded = materialize(splits["test"]).columns
+    else:
+        data_args = train_tabular.DataArguments(tasks=arguments["tasks"], data_dir=arguments.get("data_dir"))
+        raw, processor = train_tabular.load_and_fit_processor(data_args, seed=arguments["seed"], checkpoint=str(folder))
+        encoded = dict(processor(raw["test"].to_pandas(), require_labels=True))
     size = len(encoded["labels"])
-    return [{name: value[start : start + 8192] for name, value in encoded.items()} for start in range(0, size, 8192)]
+    return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
 
 
 def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
-    """Markdown table of this entry and the other zoo entries on the same data set that are built."""
+    """Markdown table of this entry and the other zoo entries on the same data set that are built: each
+    task's headline test metric (AUC for binary tasks, accuracy for multiclass ones)."""
     rows = []
     for other in ZOO.values():
         if other.dataset != dataset:
@@ -67,14 +92,13 @@ def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
         results = own_results if other.name == entry_name else (json.loads(path.read_text()) if path.is_file() else None)
         if results is None:
             continue
-        tasks = results["arguments"]["tasks"]
-        rows.append(
-            f"| {other.name}{' (this model)' if other.name == entry_name else ''} | {', '.join(tasks)} | "
-            + ", ".join(f"{results['test'][f'{task}/auc']:.4f}" for task in tasks)
-            + " |"
-        )
-    header = ["| entry | tasks | test AUC per task |", "|---|---|---|"]
-    return "Zoo entries on the same data (test AUC):\n\n" + "\n".join(header + rows)
+        test = results["test"]
+        cells = []
+        for task in sorted({name.split("/")[0] for name in test if "/" in name}):
+            metric = "auc" if f"{task}/auc" in test else "accuracy"
+            cells.append(f"{task} {metric} {test[f'{task}/{metric}']:.4f}")
+        rows.append(f"| {other.name}{' (this model)' if other.name == entry_name else ''} | {', '.join(cells)} |")
+    return "Zoo entries on the same data (test split):\n\n" + "\n".join(["| entry | test metric per task |", "|---|---|", *rows])
 
 
 def build(entry_name: str, overwrite: bool) -> Path:
@@ -83,7 +107,7 @@ def build(entry_name: str, overwrite: bool) -> Path:
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to regenerate it.")
     with tempfile.TemporaryDirectory() as training_dir:
-        train_tabular([str(REPO / entry.config), *entry.arguments, "--output_dir", training_dir])
+        RECIPES[entry.recipe]([str(REPO / entry.config), *entry.arguments, "--output_dir", training_dir])
         results = json.loads(Path(training_dir, "results.json").read_text())
         best = Path(training_dir) / "best"
 
@@ -100,7 +124,8 @@ def build(entry_name: str, overwrite: bool) -> Path:
             details = CardDetails(
                 model_id=entry.hub_id, dataset=DATASETS[entry.dataset], command=entry.command,
                 comparison=comparison(entry.name, entry.dataset, results), figure=FIGURE,
-                task_parameters=task_parameter_counts(model, probe), with_processor=True,
+                task_parameters=task_parameter_counts(model, probe),
+                with_processor=(folder / "preprocessor_config.json").is_file(),
             )
             build_model_card(model, results, details).save(folder / "README.md")
 

@@ -57,7 +57,7 @@ def load_and_fit_processor(
     raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
     raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
     if checkpoint is not None:
-        return raw, moezoo.TabularProcessor.from_pretrained(checkpoint).with_label_columns(data_args.tasks)
+        return raw, moezoo.processor_from_pretrained(checkpoint).with_label_columns(data_args.tasks)
     numeric, categorical = census_feature_columns(data_args.tasks)
     processor = moezoo.TabularProcessor.fit(
         raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,

@@ -118,3 +118,20 @@ def test_recipe_continues_from_a_checkpoint_with_frozen_parts(tmp_path, data_dir
             config, "--output_dir", str(tmp_path / "third"), *short, "--tasks", "income", "marital", "education",
             "--model_name_or_path", str(tmp_path / "first" / "best"),
         ])
+
+
+def test_recipe_fine_tunes_a_zoo_entry_by_name(tmp_path, data_dir):
+    if moezoo.zoo.entry_folder("mmoe-census-income") is None:
+        pytest.skip("the mmoe-census-income zoo entry is not built in this checkout")
+    entry = moezoo.from_pretrained("mmoe-census-income")
+    result = train_tabular([
+        str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml"), "--output_dir", str(tmp_path), "--data_dir", str(data_dir),
+        "--max_train_samples", "2000", "--max_eval_samples", "1000", "--num_train_epochs", "1", "--tasks", "income",
+        "--model_name_or_path", "mmoe-census-income", "--allow_task_changes", "--freeze", "experts",
+    ])
+    model = result.training.model
+    assert model.task_names == ["income"]
+    assert torch.equal(
+        model.state_dict()["router.levels.0.experts.layers.0.weight"], entry.state_dict()["router.levels.0.experts.layers.0.weight"]
+    )
+    assert json.loads((tmp_path / "results.json").read_text())["arguments"]["model_name_or_path"] == "mmoe-census-income"

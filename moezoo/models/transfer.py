@@ -18,9 +18,9 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModel
 from transformers.utils import logging
 
+from .. import zoo
 from ..suggestions import closest_names
 from ..tasks import TaskSpec, parse_tasks, task_identity
 from .modeling_utils import MultiTaskPreTrainedModel
@@ -78,7 +78,7 @@ def load_for_tasks(
     model_type: str | None = None,
     **loading_kwargs: Any,
 ) -> MultiTaskPreTrainedModel:
-    """Load a moezoo checkpoint (a folder, or a Hub id when online) for ``tasks``.
+    """Load a moezoo checkpoint (a folder, a zoo entry's name, or a Hub id when online) for ``tasks``.
 
     With the checkpoint's own tasks (by name, kind and size, in that order) and no overrides, this is
     ``from_pretrained``. Otherwise the model is rebuilt from the checkpoint's config with ``tasks`` and
@@ -94,7 +94,7 @@ def load_for_tasks(
             checkpoint is of another architecture than ``model_type``, or the overrides change more
             than the tasks' parts.
     """
-    source = AutoModel.from_pretrained(checkpoint, **loading_kwargs)
+    source = zoo.from_pretrained(checkpoint, **loading_kwargs)
     if not isinstance(source, MultiTaskPreTrainedModel):
         raise ValueError(f"{checkpoint} holds a {type(source).__name__}, not a moezoo multi-task model.")
     if model_type is not None and source.config.model_type != model_type:

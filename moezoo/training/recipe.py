@@ -45,7 +45,10 @@ class ModelArguments:
     )
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Start from this checkpoint (a folder, or a Hub id when online) instead of a fresh model."},
+        metadata={
+            "help": "Start from this checkpoint (a folder, a zoo entry such as mmoe-census-income, or a Hub id when "
+            "online) instead of a fresh model."
+        },
     )
     allow_task_changes: bool = field(
         default=False,

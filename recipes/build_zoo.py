@@ -20,9 +20,8 @@ from pathlib import Path
 
 from transformers import AutoModel
 
-from moezoo.data import load_multi_mnist
 from moezoo.hub import CardDetails, DatasetDescription, build_model_card, measure_gate_weights, plot_gate_weights, task_parameter_counts
-from moezoo.training import materialize
+from moezoo.training.splits import run_split
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 
@@ -66,17 +65,7 @@ EVAL_BATCH = 8192
 
 def test_batches(results: dict, folder: Path) -> list[dict]:
     """The entry's test split, encoded as its recipe encodes it, in batches of 8,192."""
-    arguments = results["arguments"]
-    if "validation_size" in arguments:  # the image recipe
-        splits = load_multi_mnist(
-            arguments.get("data_dir"), dataset=arguments["dataset"], validation_size=arguments["validation_size"],
-            seed=arguments["data_seed"],
-        )
-        encoded = materialize(splits["test"]).columns
-    else:
-        data_args = train_tabular.DataArguments(tasks=arguments["tasks"], data_dir=arguments.get("data_dir"))
-        raw, processor = train_tabular.load_and_fit_processor(data_args, seed=arguments["seed"], checkpoint=str(folder))
-        encoded = dict(processor(raw["test"].to_pandas(), require_labels=True))
+    encoded = run_split(results["arguments"], folder, "test")
     size = len(encoded["labels"])
     return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
 

@@ -17,6 +17,7 @@ from .loop import (
 from .metrics import is_better, metric_names, multitask_metrics, task_metrics
 from .mixing import TaskMixingSampler, concatenate_tasks, task_sampling_probabilities
 from .recipe import ModelArguments, RecipeResult, build_model, start_run, subsample_splits, train_and_test
+from .splits import run_split
 
 __all__ = [
     "ModelArguments",
@@ -42,6 +43,7 @@ __all__ = [
     "prepare_output_dir",
     "require_positive",
     "resolve_checkpoint",
+    "run_split",
     "save_checkpoint",
     "save_training_checkpoint",
     "start_run",

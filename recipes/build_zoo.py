@@ -18,10 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from transformers import AutoModel
-
-from moezoo.hub import CardDetails, DatasetDescription, build_model_card, measure_gate_weights, plot_gate_weights, task_parameter_counts
-from moezoo.training.splits import run_split
+from moezoo.hub.folder import write_card
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 
@@ -30,44 +27,8 @@ sys.path.insert(0, str(REPO / "recipes"))
 import train_image  # noqa: E402
 import train_tabular  # noqa: E402
 
-MULTI_MNIST_DESCRIPTION = (
-    "36x36 canvases of two overlapping 28x28 items, top-left and bottom-right (moezoo.data.load_multi_mnist): "
-    "50,000 training and 10,000 validation canvases from the training images, 10,000 test canvases from the test "
-    "images. Tasks: the class of each item."
-)
-DATASETS = {
-    "census_income": DatasetDescription(
-        name="Census-Income (KDD)",
-        slug="census-income-kdd",
-        task_type="tabular-classification",
-        description=(
-            "UCI's Census-Income (KDD) survey extract on the MMoE paper's protocol: 199,523 training rows; the "
-            "99,762 test rows split 1:1 into validation and test with a fixed seed. Tasks: income above 50K, "
-            "never married, college degree; the columns they are read from are not inputs."
-        ),
-        license="cc-by-4.0",
-    ),
-    "multi_mnist": DatasetDescription(
-        name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=MULTI_MNIST_DESCRIPTION,
-        license="cc-by-sa-3.0", modality="image",
-    ),
-    "multi_fashion_mnist": DatasetDescription(
-        name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
-        description=MULTI_MNIST_DESCRIPTION, license="mit", modality="image",
-    ),
-}
 RECIPES = {"recipes/train_tabular.py": train_tabular.main, "recipes/train_image.py": train_image.main}
-FIGURE = "routing.png"
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
-PROBE_EXAMPLES = 4096
-EVAL_BATCH = 8192
-
-
-def test_batches(results: dict, folder: Path) -> list[dict]:
-    """The entry's test split, encoded as its recipe encodes it, in batches of 8,192."""
-    encoded = run_split(results["arguments"], folder, "test")
-    size = len(encoded["labels"])
-    return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
 
 
 def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
@@ -106,17 +67,7 @@ def build(entry_name: str, overwrite: bool) -> Path:
                 if (best / name).is_file():
                     shutil.copy2(best / name, folder / name)
             (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            model = AutoModel.from_pretrained(folder)
-            batches = test_batches(results, folder)
-            plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
-            probe = {name: value[:PROBE_EXAMPLES] for name, value in batches[0].items()}
-            details = CardDetails(
-                model_id=entry.hub_id, dataset=DATASETS[entry.dataset], command=entry.command,
-                comparison=comparison(entry.name, entry.dataset, results), figure=FIGURE,
-                task_parameters=task_parameter_counts(model, probe),
-                with_processor=(folder / "preprocessor_config.json").is_file(),
-            )
-            build_model_card(model, results, details).save(folder / "README.md")
+            write_card(folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results))
 
         replace_folder(target, write)
     return target

@@ -12,6 +12,7 @@ from transformers import AutoFeatureExtractor, AutoModel
 import moezoo
 from moezoo.tasks import split_labels
 from moezoo.training.metrics import multitask_metrics
+from moezoo.hub.folder import encoded_test_batches
 from moezoo.zoo import ZOO, entry_folder, resolve
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,8 +28,6 @@ def test_the_zoo_is_built_and_small():
 
 @pytest.mark.parametrize("name", BUILT)
 def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_dir):
-    from build_zoo import test_batches
-
     folder = entry_folder(name)
     model = moezoo.from_pretrained(name)
     assert type(model) is type(AutoModel.from_pretrained(folder))
@@ -40,7 +39,7 @@ def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_d
     results = json.loads((folder / "results.json").read_text())
     model.eval()
     logits, labels = {}, {}
-    for batch in test_batches(results, folder):  # the recipe's own encoding of the test split
+    for batch in encoded_test_batches(results, folder):  # the recipe's own encoding of the test split
         output = model(**{key: value for key, value in batch.items() if key != "labels"})
         for task, value in output.logits.items():
             logits.setdefault(task, []).append(value.detach())

@@ -63,7 +63,7 @@ class CardDetails:
 
     Attributes:
         model_id: The name the card is titled with and the loading snippet loads (a Hub id or a folder).
-        dataset: The data (see `DatasetDescription`).
+        dataset: The data (see `DatasetDescription`); ``None`` when not known (a checkpoint without results).
         command: The command that trains the checkpoint from scratch.
         intended_use: What the model is for.
         limitations: Known risks and limitations.
@@ -74,7 +74,7 @@ class CardDetails:
     """
 
     model_id: str
-    dataset: DatasetDescription
+    dataset: DatasetDescription | None = None
     command: str | None = None
     intended_use: str = "Research and benchmarking of multi-task Mixture-of-Experts models."
     limitations: str = (
@@ -204,13 +204,15 @@ def build_model_card(
     """The model card of ``model`` and its ``results.json`` (``None`` when it has none)."""
     config = model.config
     dataset = details.dataset
+    if dataset is None and results:
+        raise ValueError("A card with results needs the data set they were measured on (CardDetails.dataset).")
     base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
         tags=["mixture-of-experts", "multi-task", config.model_type, *details.extra_tags],
-        datasets=[dataset.hub_id] if dataset.hub_id else None,
+        datasets=[dataset.hub_id] if dataset is not None and dataset.hub_id else None,
         model_name=details.model_id,
-        license=dataset.license,
+        license=dataset.license if dataset is not None else None,
         base_model=base_model,
         eval_results=(eval_results(results, dataset) or None) if results else None,
     )
@@ -227,13 +229,13 @@ def build_model_card(
         card_data,
         model_id=details.model_id,
         model_summary=(
-            f"A multi-task `{config.model_type}` model for {', '.join(f'`{name}`' for name in model.task_names)} "
-            f"on {dataset.name}, trained and published with moezoo."
+            f"A multi-task `{config.model_type}` model for {', '.join(f'`{name}`' for name in model.task_names)}"
+            + (f" on {dataset.name}" if dataset is not None else "") + ", trained and published with moezoo."
         ),
         model_description=architecture_summary(model, details.task_parameters),
         model_type=f"multi-task Mixture-of-Experts (`{config.model_type}`)",
         developers="the moezoo contributors",
-        language=f"not applicable ({dataset.modality} inputs)",
+        language=f"not applicable ({dataset.modality} inputs)" if dataset is not None else "not applicable",
         paper=ARCHITECTURE_PAPERS.get(config.model_type),
         downstream_use=(
             "Fine-tuning on related tasks: `--model_name_or_path` in moezoo's recipes loads it, and "
@@ -244,12 +246,12 @@ def build_model_card(
         out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
         bias_risks_limitations=details.limitations,
         get_started_code=f"```python\n{loading_snippet(details.model_id, details.with_processor)}\n```",
-        training_data=f"{dataset.name}. {dataset.description}".strip(),
+        training_data=f"{dataset.name}. {dataset.description}".strip() if dataset is not None else "Not recorded.",
         training_regime=training_regime(results, details.command),
         speeds_sizes_times=(
             f"Training took {environment['train_seconds']:.0f} s." if "train_seconds" in environment else None
         ),
-        testing_data=f"The test split of {dataset.name}.",
+        testing_data=f"The test split of {dataset.name}." if dataset is not None else None,
         testing_metrics="ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression.",
         results=results_table(results),
         results_summary=details.comparison,

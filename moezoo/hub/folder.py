@@ -1,0 +1,71 @@
+"""A checkpoint folder made ready to publish: its card and gate-weight figure, measured on its test split."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoModel
+
+from ..training.splits import run_split
+from .cards import CardDetails, build_model_card, task_parameter_counts
+from .datasets import describe_dataset
+from .figures import measure_gate_weights, plot_gate_weights
+
+FIGURE = "routing.png"
+CARD = "README.md"
+RESULTS = "results.json"
+#: Examples of the test split on which the parameters each task uses are measured.
+PROBE_EXAMPLES = 4096
+EVAL_BATCH = 8192
+
+
+def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The ``results.json`` of a checkpoint: in its folder (a zoo entry) or the folder above (a recipe's
+    ``best/``); ``None`` when there is none."""
+    for candidate in (Path(folder) / RESULTS, Path(folder).parent / RESULTS):
+        if candidate.is_file():
+            return json.loads(candidate.read_text())
+    return None
+
+
+def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> list[dict[str, Any]]:
+    """The test split the run was scored on, encoded as its recipe encodes it, in batches of 8,192."""
+    encoded = run_split(results["arguments"], folder, "test")
+    size = len(encoded["labels"])
+    return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
+
+
+def write_card(
+    folder: str | os.PathLike,
+    model_id: str | None = None,
+    command: str | None = None,
+    comparison: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write ``README.md`` (and, when the run's results and data are at hand, ``routing.png``) into a
+    checkpoint folder. Returns the card's path.
+
+    Raises:
+        FileExistsError: the folder has a card and ``overwrite`` is not set.
+    """
+    folder = Path(folder)
+    card_path = folder / CARD
+    if card_path.exists() and not overwrite:
+        raise FileExistsError(f"{card_path} exists; pass --overwrite to regenerate it.")
+    model = AutoModel.from_pretrained(folder)
+    results = find_results(folder)
+    details = CardDetails(
+        model_id=model_id or folder.name, command=command, comparison=comparison,
+        with_processor=(folder / "preprocessor_config.json").is_file(),
+    )
+    if results is not None:
+        details.dataset = describe_dataset(results["arguments"])
+        batches = encoded_test_batches(results, folder)
+        plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
+        details.figure = FIGURE
+        details.task_parameters = task_parameter_counts(model, {k: v[:PROBE_EXAMPLES] for k, v in batches[0].items()})
+    build_model_card(model, results, details).save(card_path)
+    return card_path

@@ -125,13 +125,22 @@ def list_pretrained() -> list[dict[str, Any]]:
 
 def resolve(name_or_path: str | os.PathLike) -> str:
     """A folder that exists, as given; a zoo entry's name, as its local folder when it is here or else
-    its Hub id; anything else, as a Hub id."""
+    its Hub id; an ``org/name`` Hub id, as given.
+
+    Raises:
+        KeyError: a name that is none of these (no folder, no entry, no ``/``), with the closest entries.
+    """
     if Path(name_or_path).is_dir():
         return str(name_or_path)
     name = str(name_or_path)
     if name in ZOO:
         folder = entry_folder(name)
         return str(folder) if folder is not None else ZOO[name].hub_id
+    if "/" not in name:
+        raise KeyError(
+            f"{name!r} is no folder and no zoo entry{closest_names(name, ZOO)}; a Hub repository is named org/name. "
+            f"Zoo entries: {sorted(ZOO)}."
+        )
     return name
 
 

@@ -190,8 +190,11 @@ class TabularProcessor(FeatureExtractionMixin):
         return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
+        codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)
         expected_kind = self.value_kinds.get(name)
-        if expected_kind is not None and len(column) and value_kind(column) not in (expected_kind, "empty"):
+        # Values are compared as text, so another type only matters when it leaves values unseen
+        # (32.0 is not '32'; 94 read from a CSV still is '94').
+        if expected_kind is not None and (codes < 0).any() and value_kind(column) not in (expected_kind, "empty"):
             warnings.warn(
                 f"Categorical feature {name!r} holds {value_kind(column)} values, but its vocabulary was fitted on "
                 f"{expected_kind} values (e.g. {self.vocabularies[name][:3]}): values are compared as text, so "
@@ -199,7 +202,6 @@ class TabularProcessor(FeatureExtractionMixin):
                 UserWarning,
                 stacklevel=3,
             )
-        codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)
         unseen = float((codes < 0).mean()) if len(codes) else 0.0
         if unseen > OUT_OF_VOCABULARY_WARNING_RATE:
             examples = column[codes < 0].astype(str).unique()[:3].tolist()
@@ -248,8 +250,9 @@ def _numeric_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     bad = ~np.isfinite(matrix)
     if bad.any():
         columns_with_bad = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
+        rows = np.flatnonzero(bad.any(axis=1))
         raise ValueError(
-            f"Numeric feature(s) {columns_with_bad} hold NaN or inf in {int(bad.any(axis=1).sum())} row(s); "
-            "clean or impute them before encoding."
+            f"Numeric feature(s) {columns_with_bad} hold NaN or inf in {len(rows)} row(s) (first at position(s) "
+            f"{rows[:5].tolist()}); clean or impute them before encoding."
         )
     return matrix

@@ -1,0 +1,168 @@
+"""The ``moezoo`` command.
+
+    moezoo list                                  architectures and zoo entries
+    moezoo evaluate <checkpoint or entry>        per-task metrics on a split of the run's data
+    moezoo predict <checkpoint or entry> rows.csv  one prediction column per task, as CSV
+    moezoo card <checkpoint>                     the model card (and gate figure) of a checkpoint folder
+
+A mistake (an unknown entry, a missing file, a CSV without a feature column) is reported on one line,
+with a non-zero exit status; ``MOEZOO_DEBUG=1`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+import torch
+import transformers
+
+from . import registry, zoo
+from .inference import predict_rows
+from .tasks import split_labels
+
+DEBUG_ENV = "MOEZOO_DEBUG"
+
+
+def list_command(args: argparse.Namespace) -> None:
+    entries = zoo.list_pretrained()
+    if args.json:
+        print(json.dumps({"architectures": registry.list_models(), "zoo": entries}, indent=2))
+        return
+    print("Architectures: " + ", ".join(registry.list_models()))
+    print("\nZoo entries:")
+    rows = [
+        (
+            entry["name"], entry["architecture"], entry["dataset"],
+            ", ".join(f"{name} {value:.4f}" for name, value in entry["metrics"].items()) or "-",
+            entry["folder"] or entry["hub_id"],
+        )
+        for entry in entries
+    ]
+    print(_table(("name", "architecture", "data", "test metrics", "where"), rows))
+
+
+def evaluate_command(args: argparse.Namespace) -> None:
+    from .hub.folder import find_results
+    from .training.metrics import multitask_metrics
+    from .training.splits import run_split
+
+    folder = Path(zoo.resolve(args.model))
+    model = zoo.from_pretrained(args.model).eval()
+    results = find_results(folder)
+    if results is None:
+        raise FileNotFoundError(
+            f"No results.json in {folder} or its parent: evaluate reads the run's data settings from it."
+        )
+    encoded = run_split(results["arguments"], folder, args.split)
+    inputs = {name: value for name, value in encoded.items() if name != "labels"}
+    logits: dict[str, list[torch.Tensor]] = {}
+    with torch.no_grad():
+        for start in range(0, len(encoded["labels"]), args.batch_size):
+            batch = {name: value[start : start + args.batch_size] for name, value in inputs.items()}
+            for task, value in model(**batch).logits.items():
+                logits.setdefault(task, []).append(value)
+    metrics = multitask_metrics(
+        model.task_specs,
+        {task: torch.cat(values) for task, values in logits.items()},
+        split_labels(model.task_specs, encoded["labels"]),
+    )
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+        return
+    rows = [(*name.split("/", 1), f"{value:.4f}") for name, value in metrics.items() if "/" in name and not name.endswith("/loss")]
+    print(_table(("task", "metric", args.split), rows))
+
+
+def predict_command(args: argparse.Namespace) -> None:
+    model = zoo.from_pretrained(args.model)
+    folder = Path(zoo.resolve(args.model))
+    if not (folder / "preprocessor_config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no processor (preprocessor_config.json): predict scores raw tabular rows.")
+    processor = zoo.processor_from_pretrained(args.model)
+    # Categorical columns fitted on text are read as text: a CSV reader would turn '07' into 7.
+    text_columns = [name for name in processor.categorical_features if processor.value_kinds.get(name) == "string"]
+    rows = pd.read_csv(args.rows, skipinitialspace=True, dtype={name: str for name in text_columns})
+    predictions = predict_rows(model, processor, rows)
+    if args.output is None:
+        predictions.to_csv(sys.stdout, index=False)
+        return
+    if Path(args.output).exists() and not args.overwrite:
+        raise FileExistsError(f"{args.output} exists; pass --overwrite to replace it.")
+    predictions.to_csv(args.output, index=False)
+    print(f"Wrote {len(predictions)} rows of predictions to {args.output}.")
+
+
+def card_command(args: argparse.Namespace) -> None:
+    from .hub.folder import write_card
+
+    folder = Path(args.checkpoint)
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json).")
+    path = write_card(folder, model_id=args.model_id, overwrite=args.overwrite)
+    print(f"Wrote {path}.")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="moezoo", description="Multi-task Mixture-of-Experts models: the zoo, evaluation, prediction, cards.",
+        allow_abbrev=False,
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="architectures and zoo entries", allow_abbrev=False)
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    listing.set_defaults(handler=list_command)
+
+    evaluation = commands.add_parser(
+        "evaluate", help="per-task metrics of a checkpoint or zoo entry on its run's data", allow_abbrev=False
+    )
+    evaluation.add_argument("model", help="a checkpoint folder (beside or inside its run's results.json) or a zoo entry")
+    evaluation.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: test")
+    evaluation.add_argument("--batch_size", type=int, default=8192, help="examples per forward pass")
+    evaluation.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    evaluation.set_defaults(handler=evaluate_command)
+
+    prediction = commands.add_parser("predict", help="score a CSV of raw rows (one column per task)", allow_abbrev=False)
+    prediction.add_argument("model", help="a tabular checkpoint folder (with its processor) or zoo entry")
+    prediction.add_argument("rows", help="CSV file of raw rows with the model's feature columns")
+    prediction.add_argument("--output", help="CSV file to write (default: standard output)")
+    prediction.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    prediction.set_defaults(handler=predict_command)
+
+    card = commands.add_parser("card", help="write a checkpoint folder's model card and gate figure", allow_abbrev=False)
+    card.add_argument("checkpoint", help="a checkpoint folder; its run's results.json is read from it or its parent")
+    card.add_argument("--model_id", help="the name the card gives the model (default: the folder's name)")
+    card.add_argument("--overwrite", action="store_true", help="replace an existing README.md")
+    card.set_defaults(handler=card_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # A command prints its result and nothing else: no bars for loading a few megabytes of weights.
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        args.handler(args)
+    except (ValueError, KeyError, OSError) as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"moezoo {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
+    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
+    return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""The `moezoo` command: its output, and one-line errors with a non-zero exit for a user's mistakes."""
+
+import importlib.metadata
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from moezoo.cli import main
+from moezoo.data import load_census_income
+from moezoo.zoo import ZOO, entry_folder
+
+ENTRY = "mmoe-census-income"
+
+
+@pytest.fixture
+def census_entry():
+    folder = entry_folder(ENTRY)
+    if folder is None:
+        pytest.skip(f"the {ENTRY} zoo entry is not built in this checkout")
+    return folder
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_the_command_is_installed():
+    scripts = {entry.name: entry.value for entry in importlib.metadata.entry_points(group="console_scripts")}
+    assert scripts.get("moezoo") == "moezoo.cli:main"
+
+
+def test_list_shows_architectures_and_every_entry(capsys):
+    code, out, _ = run(capsys, "list")
+    assert code == 0 and "Architectures: cgc, dselect_k, dselect_k_static, home, mmoe" in out
+    assert all(name in out for name in ZOO)
+    code, out, _ = run(capsys, "list", "--json")
+    listed = json.loads(out)
+    assert {entry["name"] for entry in listed["zoo"]} == set(ZOO) and "home" in listed["architectures"]
+
+
+def test_evaluate_reproduces_the_entrys_results(capsys, census_entry, data_dir):
+    code, out, _ = run(capsys, "evaluate", ENTRY, "--json")
+    assert code == 0
+    metrics = json.loads(out)
+    expected = json.loads((census_entry / "results.json").read_text())["test"]
+    for name in ("income/auc", "marital/auc", "income/accuracy"):
+        assert round(metrics[name], 4) == round(expected[name], 4)
+    code, out, _ = run(capsys, "evaluate", ENTRY)
+    assert code == 0 and f"{expected['marital/auc']:.4f}" in out and out.splitlines()[0].split() == ["task", "metric", "test"]
+
+
+def test_predict_scores_a_csv_of_raw_rows(capsys, census_entry, data_dir, tmp_path):
+    rows = load_census_income(data_dir)["test"].select(range(20)).to_pandas().drop(columns=["income", "marital"])
+    rows.to_csv(tmp_path / "rows.csv", index=False)
+    code, out, _ = run(capsys, "predict", ENTRY, str(tmp_path / "rows.csv"), "--output", str(tmp_path / "out.csv"))
+    assert code == 0 and "Wrote 20 rows" in out
+    predictions = pd.read_csv(tmp_path / "out.csv")
+    assert list(predictions.columns) == ["income", "marital"] and len(predictions) == 20
+    assert ((predictions >= 0) & (predictions <= 1)).all().all()
+    code, _, err = run(capsys, "predict", ENTRY, str(tmp_path / "rows.csv"), "--output", str(tmp_path / "out.csv"))
+    assert code == 1 and "out.csv exists; pass --overwrite" in err
+
+    rows.drop(columns=["age"]).to_csv(tmp_path / "no_age.csv", index=False)
+    code, _, err = run(capsys, "predict", ENTRY, str(tmp_path / "no_age.csv"))
+    assert code == 1 and "['age'] are missing" in err and len(err.strip().splitlines()) == 1
+    rows.assign(wage_per_hour=[0] * 3 + ["abc"] + [0] * 16).to_csv(tmp_path / "bad_value.csv", index=False)
+    code, _, err = run(capsys, "predict", ENTRY, str(tmp_path / "bad_value.csv"))
+    assert code == 1 and "'wage_per_hour'" in err and "position 3" in err
+    rows.assign(wage_per_hour=[0] * 7 + ["n/a"] + [0] * 12).to_csv(tmp_path / "missing_value.csv", index=False)
+    code, _, err = run(capsys, "predict", ENTRY, str(tmp_path / "missing_value.csv"))
+    assert code == 1 and "['wage_per_hour'] hold NaN or inf in 1 row(s) (first at position(s) [7])" in err
+
+
+def test_card_writes_a_folders_card_and_refuses_to_overwrite(capsys, census_entry, tmp_path):
+    folder = tmp_path / "entry"
+    shutil.copytree(census_entry, folder)
+    (folder / "README.md").unlink()
+    code, out, _ = run(capsys, "card", str(folder))
+    assert code == 0 and (folder / "README.md").is_file() and (folder / "routing.png").is_file()
+    assert "roc_auc" in (folder / "README.md").read_text()
+    code, _, err = run(capsys, "card", str(folder))
+    assert code == 1 and "README.md exists; pass --overwrite" in err
+    (folder / "results.json").unlink()
+    code, _, _ = run(capsys, "card", str(folder), "--overwrite")
+    assert code == 0 and "No evaluation results were recorded" in (folder / "README.md").read_text()
+
+
+def test_mistakes_are_one_line_and_a_non_zero_exit(capsys, tmp_path):
+    code, _, err = run(capsys, "evaluate", "mmoe-census-inc")
+    assert code == 1 and err.startswith("moezoo evaluate: error: 'mmoe-census-inc' is no folder and no zoo entry")
+    assert "did you mean 'mmoe-census-income'" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(capsys, "card", str(tmp_path))
+    assert code == 1 and "is not a checkpoint folder (no config.json)" in err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["evaluate", ENTRY, "--split", "dev"])
+    assert exit_info.value.code == 2 and "invalid choice: 'dev'" in capsys.readouterr().err

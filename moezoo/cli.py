@@ -19,12 +19,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 import transformers
 
 from . import registry, zoo
 from .inference import predict_rows
-from .tasks import split_labels
 
 DEBUG_ENV = "MOEZOO_DEBUG"
 
@@ -48,30 +46,22 @@ def list_command(args: argparse.Namespace) -> None:
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
+    from accelerate import Accelerator
+
     from .hub.folder import find_results
-    from .training.metrics import multitask_metrics
+    from .training import TensorDataset, evaluate, prepare_eval_loader
     from .training.splits import run_split
 
     folder = Path(zoo.resolve(args.model))
-    model = zoo.from_pretrained(args.model).eval()
+    model = zoo.from_pretrained(args.model)
     results = find_results(folder)
     if results is None:
         raise FileNotFoundError(
             f"No results.json in {folder} or its parent: evaluate reads the run's data settings from it."
         )
-    encoded = run_split(results["arguments"], folder, args.split)
-    inputs = {name: value for name, value in encoded.items() if name != "labels"}
-    logits: dict[str, list[torch.Tensor]] = {}
-    with torch.no_grad():
-        for start in range(0, len(encoded["labels"]), args.batch_size):
-            batch = {name: value[start : start + args.batch_size] for name, value in inputs.items()}
-            for task, value in model(**batch).logits.items():
-                logits.setdefault(task, []).append(value)
-    metrics = multitask_metrics(
-        model.task_specs,
-        {task: torch.cat(values) for task, values in logits.items()},
-        split_labels(model.task_specs, encoded["labels"]),
-    )
+    accelerator = Accelerator()
+    data = TensorDataset(run_split(results["arguments"], folder, args.split))
+    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, args.batch_size), accelerator)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return

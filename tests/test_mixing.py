@@ -16,7 +16,6 @@ import moezoo
 from moezoo.tasks import TaskSpec, task_loss
 from moezoo.training import (
     TaskMixingSampler,
-    TrainingConfig,
     concatenate_tasks,
     multitask_metrics,
     task_sampling_probabilities,
@@ -109,8 +108,7 @@ def test_metrics_score_each_task_on_its_own_examples(tmp_path):
     labels = torch.tensor([[1, 0.5]] * 8)
     task_ids = torch.tensor([0, 1] * 4)
     data = Dataset.from_dict({"inputs_embeds": x.tolist(), "labels": labels.tolist(), "task_ids": task_ids.tolist()})
-    config = TrainingConfig(output_dir=str(tmp_path), per_device_eval_batch_size=3)
-    metrics = evaluate(model, prepare_eval_loader(model, data, config, Accelerator()), Accelerator())
+    metrics = evaluate(model, prepare_eval_loader(model, data, Accelerator(), batch_size=3), Accelerator())
     logits = model(inputs_embeds=x).logits
     own = {"sentiment": labels[:, :1].where((task_ids == 0).unsqueeze(1), float("nan")),
            "similarity": labels[:, 1:].where((task_ids == 1).unsqueeze(1), float("nan"))}

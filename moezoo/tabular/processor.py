@@ -223,13 +223,8 @@ def value_kind(column: pd.Series) -> str:
 
 
 def _label_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    matrix = np.empty((len(frame), len(columns)), dtype=np.float32)
-    for i, name in enumerate(columns):
-        try:
-            matrix[:, i] = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float32, na_value=np.nan)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"Label column {name!r} holds a non-numeric value ({error}); labels must be numbers.") from error
-    return matrix
+    # Missing labels stay NaN: the losses and metrics mask them.
+    return _float_columns(frame, columns, "Label column", np.float32)
 
 
 def _require_columns(frame: pd.DataFrame, columns: Sequence[str], purpose: str) -> None:
@@ -239,14 +234,7 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], purpose: str) 
 
 
 def _numeric_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
-    if not columns:
-        return np.zeros((len(frame), 0), dtype=np.float64)
-    matrix = np.empty((len(frame), len(columns)), dtype=np.float64)
-    for i, name in enumerate(columns):
-        try:
-            matrix[:, i] = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=np.float64)
-        except (ValueError, TypeError) as error:
-            raise ValueError(f"Numeric feature {name!r} holds a non-numeric value: {error}") from error
+    matrix = _float_columns(frame, columns, "Numeric feature", np.float64)
     bad = ~np.isfinite(matrix)
     if bad.any():
         columns_with_bad = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
@@ -255,4 +243,16 @@ def _numeric_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
             f"Numeric feature(s) {columns_with_bad} hold NaN or inf in {len(rows)} row(s) (first at position(s) "
             f"{rows[:5].tolist()}); clean or impute them before encoding."
         )
+    return matrix
+
+
+def _float_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, dtype: type) -> np.ndarray:
+    """``frame[columns]`` as a float matrix; a `ValueError` naming the column (and, from pandas, the
+    position) of the first value that is not a number. Missing values become NaN."""
+    matrix = np.empty((len(frame), len(columns)), dtype=dtype)
+    for i, name in enumerate(columns):
+        try:
+            matrix[:, i] = pd.to_numeric(frame[name], errors="raise").to_numpy(dtype=dtype, na_value=np.nan)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"{what} {name!r} holds a non-numeric value: {error}") from error
     return matrix

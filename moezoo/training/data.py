@@ -166,7 +166,8 @@ def make_dataloader(
     if in_memory:
         if not isinstance(dataset, TensorDataset):
             dataset = materialize(dataset)
-        sampler = sampler or _default_sampler(dataset, shuffle, sampler_generator)
+        if sampler is None:
+            sampler = _default_sampler(dataset, shuffle, sampler_generator)
         return DataLoader(
             dataset,
             batch_sampler=BatchSampler(sampler, batch_size, drop_last),
@@ -175,7 +176,8 @@ def make_dataloader(
         )
     if isinstance(dataset, TensorDataset):
         raise ValueError("A TensorDataset is already in memory; in_memory=False does not apply to it.")
-    sampler = sampler or _default_sampler(dataset, shuffle, sampler_generator)
+    if sampler is None:
+        sampler = _default_sampler(dataset, shuffle, sampler_generator)
     return DataLoader(
         dataset.with_format("torch"), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
         generator=loader_generator,

@@ -188,12 +188,14 @@ def evaluate(model: torch.nn.Module, dataloader: DataLoader, accelerator: Accele
 
 
 def prepare_eval_loader(
-    model: MultiTaskPreTrainedModel, dataset: Any, config: TrainingConfig, accelerator: Accelerator
+    model: MultiTaskPreTrainedModel,
+    dataset: Any,
+    accelerator: Accelerator,
+    batch_size: int,
+    in_memory: bool | None = None,
 ) -> DataLoader:
     """An evaluation loader (in order, no example dropped), its data checked once when it is in memory."""
-    loader = make_dataloader(
-        dataset, config.per_device_eval_batch_size, shuffle=False, seed=config.seed, in_memory=config.dataloader_in_memory
-    )
+    loader = make_dataloader(dataset, batch_size, shuffle=False, seed=0, in_memory=in_memory)
     _check_materialized(model, loader)
     return accelerator.prepare(loader)
 
@@ -227,7 +229,11 @@ def train(
         in_memory=config.dataloader_in_memory, sampler=_task_mixing_sampler(train_dataset, config),
     )
     _check_materialized(model, train_loader)
-    eval_loader = prepare_eval_loader(model, eval_dataset, config, accelerator) if eval_dataset is not None else None
+    eval_loader = (
+        prepare_eval_loader(model, eval_dataset, accelerator, config.per_device_eval_batch_size, config.dataloader_in_memory)
+        if eval_dataset is not None
+        else None
+    )
     optimizer = torch.optim.AdamW(
         [parameter for parameter in model.parameters() if parameter.requires_grad],
         lr=config.learning_rate, weight_decay=config.weight_decay,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 from datasets import Dataset, concatenate_datasets
 from torch.utils.data import Sampler
@@ -134,12 +135,13 @@ def concatenate_tasks(datasets: Mapping[str, Dataset], tasks: Sequence[TaskSpec 
     unknown = [name for name in datasets if name not in names]
     if unknown:
         raise KeyError(f"Dataset(s) for unknown task(s) {unknown}; the tasks are {names}.")
+    offsets = np.cumsum([0, *(task.label_width for task in specs)])
+    # A label row with every task missing: NaN, or -100 for multiclass tasks.
+    missing = np.concatenate(
+        [np.full(task.label_width, IGNORE_INDEX if task.kind == "multiclass" else np.nan) for task in specs]
+    )
     inputs = None
     parts = []
-    offsets, offset = {}, 0
-    for task in specs:
-        offsets[task.name] = offset
-        offset += task.label_width
     for index, task in enumerate(specs):
         if task.name not in datasets:
             continue
@@ -151,18 +153,14 @@ def concatenate_tasks(datasets: Mapping[str, Dataset], tasks: Sequence[TaskSpec 
             inputs = columns
         elif columns != inputs:
             raise ValueError(f"The {task.name!r} dataset has input columns {columns}; the others have {inputs}.")
-        missing = [IGNORE_INDEX if other.kind == "multiclass" else float("nan") for other in specs for _ in range(other.label_width)]
 
-        def label_row(batch, task=task, missing=missing):
-            rows = []
-            for value in batch["label"]:
-                row = list(missing)
-                values = value if isinstance(value, (list, tuple)) else [value]
-                row[offsets[task.name] : offsets[task.name] + task.label_width] = [float(v) for v in values]
-                rows.append(row)
-            return {"labels": rows, "task_ids": [index] * len(rows)}
+        def label_rows(batch, index=index, task=task):
+            rows = np.tile(missing, (len(batch["label"]), 1))
+            own = np.asarray(batch["label"], dtype=np.float64).reshape(len(rows), task.label_width)
+            rows[:, offsets[index] : offsets[index + 1]] = own
+            return {"labels": rows, "task_ids": np.full(len(rows), index)}
 
-        parts.append(dataset.map(label_row, batched=True, remove_columns=["label"], desc=f"task {task.name}"))
+        parts.append(dataset.map(label_rows, batched=True, remove_columns=["label"], desc=f"task {task.name}"))
     if not parts:
         raise ValueError("concatenate_tasks needs at least one dataset.")
     return concatenate_datasets(parts)

@@ -189,7 +189,10 @@ def train_and_test(
     train_seconds = time.perf_counter() - started
 
     best_model = type(result.model).from_pretrained(result.best_checkpoint).to(accelerator.device)
-    test_metrics = evaluate(best_model, prepare_eval_loader(best_model, splits["test"], config, accelerator), accelerator)
+    test_loader = prepare_eval_loader(
+        best_model, splits["test"], accelerator, config.per_device_eval_batch_size, config.dataloader_in_memory
+    )
+    test_metrics = evaluate(best_model, test_loader, accelerator)
     summary = {
         "completed": True,
         "model_type": best_model.config.model_type,

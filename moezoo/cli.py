@@ -4,6 +4,9 @@
     moezoo evaluate <checkpoint or entry>        per-task metrics on a split of the run's data
     moezoo predict <checkpoint or entry> rows.csv  one prediction column per task, as CSV
     moezoo card <checkpoint>                     the model card (and gate figure) of a checkpoint folder
+    moezoo push <checkpoint or entry> <repo_id>  publish a checkpoint folder to the Hub
+    moezoo train [--num_processes N] <recipe or entry> [flags]
+                                                 run a recipe (a YAML, a recipe script, or a zoo entry)
 
 A mistake (an unknown entry, a missing file, a CSV without a feature column) is reported on one line,
 with a non-zero exit status; ``MOEZOO_DEBUG=1`` shows the traceback instead.
@@ -14,8 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -52,8 +56,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
     from .training import TensorDataset, evaluate, prepare_eval_loader
     from .training.splits import run_split
 
-    folder = Path(zoo.resolve(args.model))
-    model = zoo.from_pretrained(args.model)
+    folder = zoo.local_folder(args.model)
+    model = zoo.from_pretrained(folder)
     results = find_results(folder)
     if results is None:
         raise FileNotFoundError(
@@ -70,11 +74,11 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> None:
-    model = zoo.from_pretrained(args.model)
-    folder = Path(zoo.resolve(args.model))
+    folder = zoo.local_folder(args.model)
     if not (folder / "preprocessor_config.json").is_file():
         raise FileNotFoundError(f"{folder} has no processor (preprocessor_config.json): predict scores raw tabular rows.")
-    processor = zoo.processor_from_pretrained(args.model)
+    model = zoo.from_pretrained(folder)
+    processor = zoo.processor_from_pretrained(folder)
     # Categorical columns fitted on text are read as text: a CSV reader would turn '07' into 7.
     text_columns = [name for name in processor.categorical_features if processor.value_kinds.get(name) == "string"]
     rows = pd.read_csv(args.rows, skipinitialspace=True, dtype={name: str for name in text_columns})
@@ -96,6 +100,39 @@ def card_command(args: argparse.Namespace) -> None:
         raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json).")
     path = write_card(folder, model_id=args.model_id, overwrite=args.overwrite)
     print(f"Wrote {path}.")
+
+
+def push_command(args: argparse.Namespace) -> None:
+    from .hub.push import push_checkpoint
+
+    folder = Path(zoo.resolve(args.checkpoint))
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{args.checkpoint} is not a local folder: push publishes a folder on this machine.")
+    url = push_checkpoint(folder, args.repo_id, private=args.private or None, token=args.token, revision=args.revision)
+    print(f"Pushed {folder} to {args.repo_id}: {url}")
+
+
+def train_command(args: argparse.Namespace) -> int:
+    from .training.launch import launch_command, launch_environment
+
+    if not args.recipe_flags:
+        raise ValueError("Name a recipe: a YAML config, a recipe script or a zoo entry (see `moezoo train --help`).")
+    recipe, *flags = args.recipe_flags
+    command = launch_command(recipe, flags, args.num_processes)
+    environment = {**os.environ, **launch_environment(args.num_processes)}
+    return subprocess.run(command, env=environment).returncode
+
+
+TRAIN_EPILOG = """\
+RECIPE is a YAML config (the recipe script is chosen by its `dataset`), a recipe script followed by its
+YAML, or a zoo entry (its own recipe, YAML and arguments). Everything after RECIPE goes to the recipe:
+`moezoo train RECIPE --help` lists its flags.
+
+examples:
+  moezoo train recipes/configs/census_income_mmoe.yaml --output_dir outputs/mmoe
+  moezoo train ple-census-income --num_train_epochs 2
+  moezoo train --num_processes 2 recipes/configs/census_income_home.yaml
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,22 +167,54 @@ def build_parser() -> argparse.ArgumentParser:
     card.add_argument("--model_id", help="the name the card gives the model (default: the folder's name)")
     card.add_argument("--overwrite", action="store_true", help="replace an existing README.md")
     card.set_defaults(handler=card_command)
+
+    push = commands.add_parser(
+        "push", help="publish a checkpoint folder (card, results, figure, model, processor) to the Hub",
+        description="Push a checkpoint folder to a Hub repository (created if needed): its README.md, results.json "
+        "and routing figure, then the model and its processor through their push_to_hub.",
+        allow_abbrev=False,
+    )
+    push.add_argument("checkpoint", help="a checkpoint folder with weights and a card (see `moezoo card`), or a zoo entry")
+    push.add_argument("repo_id", help="the Hub repository, org/name")
+    push.add_argument("--private", action="store_true", help="create the repository private")
+    push.add_argument("--token", help="a Hub token (default: the one `hf auth login` saved, or $HF_TOKEN)")
+    push.add_argument("--revision", help="the branch to push to (default: main)")
+    push.set_defaults(handler=push_command)
+
+    train = commands.add_parser(
+        "train", help="run a recipe (a YAML config, a recipe script or a zoo entry), on one or several processes",
+        usage="moezoo train [-h] [--num_processes N] RECIPE [recipe flags ...]",
+        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
+    )
+    train.add_argument(
+        "--num_processes", type=int, default=1, metavar="N",
+        help="processes to train on; more than 1 runs the recipe under `accelerate launch --multi_gpu` (on the CPU "
+        "when there is no GPU). Default: 1",
+    )
+    train.add_argument("recipe_flags", nargs=argparse.REMAINDER, metavar="RECIPE [recipe flags ...]", help=argparse.SUPPRESS)
+    train.set_defaults(handler=train_command)
     return parser
+
+
+def run_reporting_errors(run: Callable[[], object], name: str) -> int:
+    """Run ``run`` and return its exit status (what it returns if that is an int, else 0); a user's mistake (`ValueError`, `KeyError`, `OSError`) is
+    one line on standard error, ``<name>: error: ...``, and status 1 (``MOEZOO_DEBUG=1`` re-raises it)."""
+    try:
+        status = run()
+        return status if isinstance(status, int) else 0
+    except (ValueError, KeyError, OSError) as error:
+        if os.environ.get(DEBUG_ENV):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        print(f"{name}: error: {' '.join(str(message).split())}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # A command prints its result and nothing else: no bars for loading a few megabytes of weights.
     transformers.utils.logging.disable_progress_bar()
-    try:
-        args.handler(args)
-    except (ValueError, KeyError, OSError) as error:
-        if os.environ.get(DEBUG_ENV):
-            raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
-        print(f"moezoo {args.command}: error: {' '.join(str(message).split())}", file=sys.stderr)
-        return 1
-    return 0
+    return run_reporting_errors(lambda: args.handler(args), f"moezoo {args.command}")
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

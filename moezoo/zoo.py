@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from huggingface_hub import snapshot_download
 from transformers import AutoFeatureExtractor, AutoModel
 
 from .suggestions import closest_names
@@ -144,12 +147,13 @@ def resolve(name_or_path: str | os.PathLike) -> str:
     return name
 
 
-def _load(loader: Any, name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
-    target = resolve(name_or_path)
+@contextmanager
+def _naming_unreachable_entries(name: str, target: str) -> Iterator[None]:
+    """An `OSError` while fetching a zoo entry's Hub repository becomes one that names the entry, where
+    it looked, and how to get it."""
     try:
-        return loader.from_pretrained(target, **kwargs)
+        yield
     except OSError as error:
-        name = str(name_or_path)
         if name in ZOO and target == ZOO[name].hub_id:
             where = zoo_dir() or f"no zoo folder (${ZOO_DIR_ENV} unset, no model_cards/ in a checkout)"
             raise OSError(
@@ -157,6 +161,22 @@ def _load(loader: Any, name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
                 f"({error}). Get it with `{ZOO[name].command}` in a moezoo checkout, or connect to the Hub."
             ) from error
         raise
+
+
+def _load(loader: Any, name_or_path: str | os.PathLike, **kwargs: Any) -> Any:
+    target = resolve(name_or_path)
+    with _naming_unreachable_entries(str(name_or_path), target):
+        return loader.from_pretrained(target, **kwargs)
+
+
+def local_folder(name_or_path: str | os.PathLike) -> Path:
+    """The folder holding a checkpoint's files: a folder as given, a zoo entry's folder, or a Hub
+    repository downloaded to (or found in) the Hub cache with ``snapshot_download``."""
+    target = resolve(name_or_path)
+    if Path(target).is_dir():
+        return Path(target)
+    with _naming_unreachable_entries(str(name_or_path), target):
+        return Path(snapshot_download(target))
 
 
 def from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):

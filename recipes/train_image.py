@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-
+from moezoo.cli import run_reporting_errors
 from moezoo.data import MULTI_MNIST_TASKS, load_multi_mnist
 from moezoo.training import (
     ModelArguments,
@@ -75,4 +75,5 @@ def main(argv: list[str] | None = None) -> RecipeResult:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # A mistake in the flags or the data is one line on standard error, not a traceback.
+    sys.exit(run_reporting_errors(lambda: main(sys.argv[1:]), "train_image.py"))

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datasets import DatasetDict
 
 import moezoo
+from moezoo.cli import run_reporting_errors
 from moezoo.data import census_feature_columns, census_task_columns, load_census_income
 from moezoo.training import (
     ModelArguments,
@@ -92,4 +93,5 @@ def main(argv: list[str] | None = None) -> RecipeResult:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # A mistake in the flags or the data is one line on standard error, not a traceback.
+    sys.exit(run_reporting_errors(lambda: main(sys.argv[1:]), "train_tabular.py"))

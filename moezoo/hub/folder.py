@@ -22,13 +22,19 @@ PROBE_EXAMPLES = 4096
 EVAL_BATCH = 8192
 
 
-def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+def find_results_file(folder: str | os.PathLike) -> Path | None:
     """The ``results.json`` of a checkpoint: in its folder (a zoo entry) or the folder above (a recipe's
     ``best/``); ``None`` when there is none."""
     for candidate in (Path(folder) / RESULTS, Path(folder).parent / RESULTS):
         if candidate.is_file():
-            return json.loads(candidate.read_text())
+            return candidate
     return None
+
+
+def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """The contents of a checkpoint's ``results.json`` (see `find_results_file`); ``None`` when there is none."""
+    path = find_results_file(folder)
+    return json.loads(path.read_text()) if path is not None else None
 
 
 def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> list[dict[str, Any]]:

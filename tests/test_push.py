@@ -1,0 +1,86 @@
+"""Publishing: push to and pull from a Hub endpoint on 127.0.0.1 through the real `huggingface_hub`
+client (in a subprocess, so that ``HF_ENDPOINT`` is set before the client is imported), and the
+errors that leave the Hub untouched."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from local_hub import LocalHub
+from moezoo.cli import main
+from moezoo.zoo import entry_folder
+
+REPO = Path(__file__).resolve().parents[1]
+PUSHED_ENTRIES = ("mmoe-census-income", "dselect-k-multi-mnist")
+
+
+@pytest.fixture(scope="module")
+def pushed(tmp_path_factory, data_dir):
+    if any(entry_folder(name) is None for name in PUSHED_ENTRIES):
+        pytest.skip(f"the zoo entries {PUSHED_ENTRIES} are not built in this checkout")
+    scratch = tmp_path_factory.mktemp("push")
+    environment = {name: value for name, value in os.environ.items() if name not in ("HF_HUB_OFFLINE", "MOEZOO_DEBUG")}
+    with LocalHub() as hub:
+        environment.update(
+            HF_ENDPOINT=hub.endpoint,
+            HF_HOME=str(scratch / "hf_home"),  # an empty cache: everything pulled comes from the endpoint
+            HF_TOKEN="hf_local_test_token",
+            HF_HUB_DISABLE_XET="1",  # the endpoint speaks the LFS transfer protocol, not Xet's
+            PYTHONPATH=str(REPO),
+        )
+        completed = subprocess.run(
+            [sys.executable, str(REPO / "tests" / "scripts" / "push_and_pull.py"), str(scratch / "report.json"),
+             str(scratch / "work")],
+            env=environment, capture_output=True, text=True, timeout=600,
+        )
+    assert completed.returncode == 0, completed.stderr[-4000:]
+    return json.loads((scratch / "report.json").read_text()), hub.state
+
+
+def test_the_client_made_only_calls_the_endpoint_answers(pushed):
+    _, state = pushed
+    assert state.unhandled == []
+    assert any(request.startswith("PUT /lfs-upload/") for request in state.requests)  # weights went through LFS
+
+
+def test_every_architecture_and_the_processor_round_trip_through_push_to_hub(pushed):
+    report, state = pushed
+    assert report["architectures"] == {name: True for name in report["architectures"]}
+    assert {"mmoe", "ple", "dselect_k", "home", "processor"} <= set(report["architectures"])
+    for name in report["architectures"]:
+        if name != "processor":
+            assert {"config.json", "model.safetensors", "README.md"} <= set(state.repositories[f"test-org/{name}"].files)
+
+
+@pytest.mark.parametrize("name", PUSHED_ENTRIES)
+def test_a_pushed_zoo_entry_holds_the_folder_byte_for_byte_and_predicts_identically(pushed, name):
+    entry = pushed[0]["entries"][name]
+    assert entry["status"] == 0
+    assert {"README.md", "config.json", "model.safetensors", "results.json", "routing.png"} <= set(entry["local_files"])
+    assert entry["remote_files"] == entry["local_files"]  # the card too: the model's push_to_hub kept it
+    assert entry["predictions_equal"] is True
+
+
+def test_pushing_a_folder_without_weights_fails_before_any_request(pushed):
+    report, state = pushed
+    assert report["no_weights_status"] == 1
+    assert "test-org/no-weights" not in state.repositories
+    assert not any("no-weights" in request for request in state.requests)
+
+
+def test_push_errors_name_the_problem(capsys, tmp_path):
+    folder = tmp_path / "checkpoint"
+    folder.mkdir()
+    assert main(["push", str(folder), "org/name"]) == 1
+    assert "is not a checkpoint folder (no config.json)" in capsys.readouterr().err
+    source = entry_folder("mmoe-census-income")
+    for name in ("config.json", "model.safetensors"):
+        (folder / name).write_bytes((source / name).read_bytes())
+    assert main(["push", str(folder), "org/name"]) == 1
+    assert f"has no model card (README.md); write it with `moezoo card {folder}` first" in capsys.readouterr().err
+    assert main(["push", "not-an-entry", "org/name"]) == 1
+    assert "no folder and no zoo entry" in capsys.readouterr().err

@@ -18,6 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from moezoo.cli import run_reporting_errors
 from moezoo.hub.folder import write_card
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
@@ -51,11 +52,17 @@ def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
     return "Zoo entries on the same data (test split):\n\n" + "\n".join(["| entry | test metric per task |", "|---|---|", *rows])
 
 
-def build(entry_name: str, overwrite: bool) -> Path:
-    entry = get_entry(entry_name)
-    target = (zoo_dir() or REPO / "model_cards") / entry.name
+def entry_target(entry_name: str, overwrite: bool) -> Path:
+    """The folder entry ``entry_name`` is built into; an error if it exists and ``overwrite`` is not set."""
+    target = (zoo_dir() or REPO / "model_cards") / get_entry(entry_name).name
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to regenerate it.")
+    return target
+
+
+def build(entry_name: str, overwrite: bool) -> Path:
+    entry = get_entry(entry_name)
+    target = entry_target(entry_name, overwrite)
     with tempfile.TemporaryDirectory() as training_dir:
         RECIPES[entry.recipe]([str(REPO / entry.config), *entry.arguments, "--output_dir", training_dir])
         results = json.loads(Path(training_dir, "results.json").read_text())
@@ -79,10 +86,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an entry's existing folder")
     args = parser.parse_args(argv)
     for name in args.entries:
-        get_entry(name)  # every name is checked before anything is trained
+        entry_target(name, args.overwrite)  # every name and folder is checked before anything is trained
     for name in args.entries:
         print(f"built {build(name, args.overwrite)}")
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(run_reporting_errors(main, "build_zoo.py"))

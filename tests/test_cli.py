@@ -3,15 +3,18 @@
 import importlib.metadata
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from moezoo.cli import main
 from moezoo.data import load_census_income
+from moezoo.training.launch import launch_command
 from moezoo.zoo import ZOO, entry_folder
 
 ENTRY = "mmoe-census-income"
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
@@ -98,3 +101,44 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         main(["evaluate", ENTRY, "--split", "dev"])
     assert exit_info.value.code == 2 and "invalid choice: 'dev'" in capsys.readouterr().err
+
+
+def test_train_finds_the_recipe_of_a_yaml_an_entry_or_a_script():
+    tabular, image = str(REPO / "recipes" / "train_tabular.py"), str(REPO / "recipes" / "train_image.py")
+    mmoe_yaml = str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml")
+    assert launch_command("recipes/configs/census_income_mmoe.yaml", ["--seed", "1"])[1:] == [tabular, mmoe_yaml, "--seed", "1"]
+    assert launch_command("mmoe-multi-fashion-mnist")[1:] == [
+        image, str(REPO / "recipes" / "configs" / "multi_mnist_dselect_k.yaml"), "--dataset", "fashion-mnist",
+        "--model_name", "mmoe",
+    ]
+    assert launch_command("recipes/train_tabular.py", [mmoe_yaml])[1:] == [tabular, mmoe_yaml]
+    command = launch_command("ple-census-income", ["--num_train_epochs", "1"], num_processes=2)
+    assert command[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines"]
+    assert command[-5:] == [mmoe_yaml, "--model_name", "ple", "--num_train_epochs", "1"]
+
+
+def test_train_errors_name_the_problem(capfd, tmp_path):
+    code, _, err = run(capfd, "train", "ple-census-incme")
+    assert code == 1 and "No zoo entry 'ple-census-incme' (did you mean 'ple-census-income'" in err
+    config = tmp_path / "other.yaml"
+    config.write_text("dataset: cifar\n")
+    code, _, err = run(capfd, "train", str(config))
+    assert code == 1 and "names data set 'cifar'; the recipes train on ['census_income', 'fashion-mnist', 'mnist']" in err
+    code, _, err = run(capfd, "train", "--num_processes", "0", "mmoe-census-income")
+    assert code == 1 and "--num_processes must be at least 1, got 0" in err
+    # The recipe's own mistakes come back the same way, from its process.
+    code = main(["train", "recipes/configs/census_income_mmoe.yaml", "--num_train_epoch", "3"])
+    err = capfd.readouterr().err
+    assert code == 1 and err.startswith("train_tabular.py: error: Unknown argument(s) '--num_train_epoch'")
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_train_runs_a_recipe(capfd, tmp_path, data_dir):
+    code = main([
+        "train", "mmoe-census-income", "--output_dir", str(tmp_path), "--data_dir", str(data_dir),
+        "--max_train_samples", "2000", "--max_eval_samples", "1000", "--num_train_epochs", "1",
+    ])
+    assert code == 0, capfd.readouterr().err[-2000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["completed"] is True and results["arguments"]["model_name"] == "mmoe"
+    assert 0.5 < results["test"]["income/auc"] <= 1

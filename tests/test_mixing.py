@@ -2,9 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +10,7 @@ from datasets import Dataset
 from transformers import Trainer, TrainingArguments
 
 import moezoo
+from moezoo.cli import main as moezoo_command
 from moezoo.tasks import TaskSpec, task_loss
 from moezoo.training import (
     TaskMixingSampler,
@@ -144,17 +142,12 @@ def test_trainer_keeps_task_ids_through_remove_unused_columns(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_processes_cover_every_example_once_per_epoch(tmp_path):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    from test_training import free_port
-
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        str(REPO / "tests" / "scripts" / "mixed_task_epoch.py"), str(tmp_path),
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+def test_two_processes_cover_every_example_once_per_epoch(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    script = REPO / "tests" / "scripts" / "mixed_task_epoch.py"
+    status = moezoo_command(["train", "--num_processes", "2", str(script), str(tmp_path)])
+    assert status == 0, capfd.readouterr().err[-4000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert len(ranks[0]["seen"]) == len(ranks[1]["seen"]) == 48
     assert sorted(ranks[0]["seen"] + ranks[1]["seen"]) == list(range(96))

@@ -1,7 +1,4 @@
 import json
-import os
-import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -11,6 +8,7 @@ from safetensors.torch import load_file
 from transformers import AutoFeatureExtractor, AutoModel, Trainer, TrainingArguments
 
 import moezoo
+from moezoo.cli import main as moezoo_command
 from moezoo.data import load_census_income
 
 REPO = Path(__file__).resolve().parents[1]
@@ -18,12 +16,6 @@ RECIPE = REPO / "recipes" / "train_tabular.py"
 CONFIG = REPO / "recipes" / "configs" / "census_income_mmoe.yaml"
 sys.path.insert(0, str(REPO / "recipes"))
 from train_tabular import main as train_tabular  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def short_run_args(output_dir, data_dir, **extra):
@@ -75,17 +67,15 @@ def test_recipe_rejects_unknown_yaml_keys(tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_run_keeps_replicas_identical(tmp_path, data_dir):
-    env = {**os.environ, "ACCELERATE_USE_CPU": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "--main_process_port", str(free_port()),
-        str(REPO / "tests" / "scripts" / "distributed_recipe.py"),
+def test_two_process_run_keeps_replicas_identical(tmp_path, data_dir, monkeypatch, capfd):
+    # `moezoo train --num_processes 2` launches the recipe with `accelerate launch`, on the CPU here.
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    status = moezoo_command([
+        "train", "--num_processes", "2", str(REPO / "tests" / "scripts" / "distributed_recipe.py"),
         *short_run_args(tmp_path, data_dir, num_train_epochs=2, max_train_samples=4000),
-    ]
-    completed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert completed.returncode == 0, completed.stderr[-4000:]
+    ])
+    assert status == 0, capfd.readouterr().err[-4000:]
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert json.loads((tmp_path / "results.json").read_text())["num_processes"] == 2

@@ -67,3 +67,16 @@ def test_names_resolve_to_the_local_folder_or_the_hub_and_unknown_names_are_name
         moezoo.zoo.get_entry("mmoe-census")
     listed = {entry["name"]: entry for entry in moezoo.list_pretrained()}
     assert set(listed) == set(ZOO) and listed[name]["folder"] is None  # not in the (empty) zoo folder
+
+
+def test_the_zoo_builder_refuses_an_existing_folder_before_training(monkeypatch, tmp_path):
+    import build_zoo
+
+    (tmp_path / "ple-census-income").mkdir()
+    (tmp_path / "ple-census-income" / "config.json").write_text("{}")
+    monkeypatch.setenv("MOEZOO_ZOO_DIR", str(tmp_path))
+    monkeypatch.setattr(build_zoo, "RECIPES", {})  # training would fail: the check comes before it
+    with pytest.raises(FileExistsError, match=rf"{tmp_path}/ple-census-income exists; pass --overwrite"):
+        build_zoo.main(["mmoe-census-income", "ple-census-income"])
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ple-census-income"]
+    assert (tmp_path / "ple-census-income" / "config.json").read_text() == "{}"

@@ -77,7 +77,7 @@ def launch_environment(num_processes: int) -> dict[str, str]:
 def _find(path: str) -> Path:
     for candidate in (Path(path), CHECKOUT / path):
         if candidate.is_file():
-            return candidate
+            return candidate.resolve()
     raise FileNotFoundError(
         f"{path} is not in the working directory nor in the moezoo checkout ({CHECKOUT}); the recipes ship with a "
         "checkout of moezoo."

@@ -24,11 +24,18 @@ from pathlib import Path
 
 import pandas as pd
 import transformers
+import huggingface_hub
+from huggingface_hub.errors import HfHubHTTPError
 
 from . import registry, zoo
 from .inference import predict_rows
 
 DEBUG_ENV = "MOEZOO_DEBUG"
+# huggingface_hub's HTTP errors derive from the base error of the HTTP client it uses (which has changed
+# between its versions); that base also covers failed connections, e.g. to an unreachable endpoint.
+HUB_CONNECTION_ERROR = HfHubHTTPError.__mro__[1]
+#: What a user's mistake or a failed download / upload raises: reported in one line, not a traceback.
+REPORTED_ERRORS = (ValueError, KeyError, OSError, HUB_CONNECTION_ERROR)
 
 
 def list_command(args: argparse.Namespace) -> None:
@@ -197,15 +204,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_reporting_errors(run: Callable[[], object], name: str) -> int:
-    """Run ``run`` and return its exit status (what it returns if that is an int, else 0); a user's mistake (`ValueError`, `KeyError`, `OSError`) is
-    one line on standard error, ``<name>: error: ...``, and status 1 (``MOEZOO_DEBUG=1`` re-raises it)."""
+    """Run ``run`` and return its exit status (what it returns if that is an int, else 0). A user's mistake
+    or a failed connection (`REPORTED_ERRORS`) is one line on standard error, ``<name>: error: ...``, and
+    status 1 (``MOEZOO_DEBUG=1`` re-raises it)."""
     try:
         status = run()
         return status if isinstance(status, int) else 0
-    except (ValueError, KeyError, OSError) as error:
+    except REPORTED_ERRORS as error:
         if os.environ.get(DEBUG_ENV):
             raise
         message = error.args[0] if isinstance(error, KeyError) and error.args else str(error)
+        if isinstance(error, HUB_CONNECTION_ERROR) and not isinstance(error, HfHubHTTPError):
+            message = f"cannot reach the Hub at {huggingface_hub.constants.ENDPOINT}: {message}"
         print(f"{name}: error: {' '.join(str(message).split())}", file=sys.stderr)
         return 1
 

@@ -84,3 +84,21 @@ def test_push_errors_name_the_problem(capsys, tmp_path):
     assert f"has no model card (README.md); write it with `moezoo card {folder}` first" in capsys.readouterr().err
     assert main(["push", "not-an-entry", "org/name"]) == 1
     assert "no folder and no zoo entry" in capsys.readouterr().err
+
+
+def test_a_push_that_cannot_reach_the_hub_is_one_line(capsys, tmp_path):
+    entry = str(entry_folder("mmoe-census-income"))
+    assert main(["push", entry, "org/name"]) == 1  # HF_HUB_OFFLINE=1 in the test session
+    err = capsys.readouterr().err
+    assert err.startswith("moezoo push: error: Cannot reach") and "offline mode is enabled" in err
+    with LocalHub() as hub:
+        closed_endpoint = hub.endpoint  # nothing listens there once the block ends
+    environment = {name: value for name, value in os.environ.items() if name not in ("HF_HUB_OFFLINE", "MOEZOO_DEBUG")}
+    environment.update(HF_ENDPOINT=closed_endpoint, HF_HOME=str(tmp_path), HF_TOKEN="hf_local_test_token")
+    completed = subprocess.run(
+        [sys.executable, "-m", "moezoo.cli", "push", entry, "org/name"], env=environment, capture_output=True, text=True
+    )
+    assert completed.returncode == 1
+    assert completed.stderr.strip().splitlines() == [
+        f"moezoo push: error: cannot reach the Hub at {closed_endpoint}: [Errno 111] Connection refused"
+    ]

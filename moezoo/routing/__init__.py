@@ -7,8 +7,18 @@ from .feature_gate import FeatureGate
 from .gates import GateOutput, LinearGate, SelfGate, SoftmaxGate, validate_availability_mask
 from .plans import RoutingLevel, hierarchical_plan, progressive_layered_plan
 from .router import GATE_TYPES, RouterOutput, StackedTaskRouter, TaskRouter, build_gate
+from .sparse import (
+    BALANCE_LOSS_WEIGHT,
+    SparseMoE,
+    SparseMoEOutput,
+    TopKGate,
+    TopKRouting,
+    cv_squared,
+    load_balancing_loss,
+)
 
 __all__ = [
+    "BALANCE_LOSS_WEIGHT",
     "EXPERT_NORMALIZATIONS",
     "GATE_TYPES",
     "BatchedLinear",
@@ -23,12 +33,18 @@ __all__ = [
     "RoutingStatistics",
     "SelfGate",
     "SoftmaxGate",
+    "SparseMoE",
+    "SparseMoEOutput",
     "StackedTaskRouter",
     "TaskRouter",
+    "TopKGate",
+    "TopKRouting",
     "binary_codes",
     "build_gate",
+    "cv_squared",
     "effective_num_parameters",
     "hierarchical_plan",
+    "load_balancing_loss",
     "progressive_layered_plan",
     "selector_distribution",
     "smooth_step",

@@ -109,7 +109,12 @@ class ExpertBank(nn.Module):
     """``num_experts`` MLPs of identical shape, computed in batched matmuls.
 
     Every layer is ``Linear -> [normalisation] -> activation -> dropout``; the activation also follows
-    the last layer, since an expert's output is a hidden representation that a gate mixes.
+    the last layer, since an expert's output is a hidden representation that a gate mixes, unless
+    ``output_activation=False`` (a transformer's MLP: ``Linear -> GELU -> Linear``).
+
+    Two ways to run it, on the same parameters: `forward` computes every expert for every row (the
+    dense mixtures of MMoE, PLE, HoME); `forward_sparse` computes for each token only the experts a
+    top-k gate chose (`moezoo.routing.TopKGate`).
 
     Args:
         num_experts: Number of experts ``E``.
@@ -119,6 +124,7 @@ class ExpertBank(nn.Module):
         dropout: Dropout probability after each activation.
         normalization: ``None`` or ``"batch_norm"``: per-expert, per-unit batch normalisation between
             the linear map and the activation (HoME's ``Linear -> BatchNorm -> Swish`` experts).
+        output_activation: Whether the activation (and dropout) follows the last layer too.
 
     Shapes:
         - input ``[B, d]``: every expert reads the same rows;
@@ -134,6 +140,7 @@ class ExpertBank(nn.Module):
         activation: str = "relu",
         dropout: float = 0.0,
         normalization: str | None = None,
+        output_activation: bool = True,
     ) -> None:
         super().__init__()
         hidden_sizes = list(hidden_sizes)
@@ -166,6 +173,7 @@ class ExpertBank(nn.Module):
         )
         self.activation = ACT2FN[activation]
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
+        self.output_activation = output_activation
 
     @property
     def output_size(self) -> int:
@@ -185,15 +193,86 @@ class ExpertBank(nn.Module):
         # which shows at the small sizes experts usually have.
         hidden = inputs
         norms = self.norms if self.norms is not None else [None] * len(self.layers)
-        for layer, norm in zip(self.layers, norms):
+        last = len(self.layers) - 1
+        for index, (layer, norm) in enumerate(zip(self.layers, norms)):
             hidden = layer(hidden)  # [B, E, h]
             if norm is not None:
                 batch, num_experts, size = hidden.shape
                 hidden = norm(hidden.reshape(batch, num_experts * size)).view(batch, num_experts, size)
-            hidden = self.activation(hidden)
-            if self.dropout is not None:
-                hidden = self.dropout(hidden)
+            if index < last or self.output_activation:
+                hidden = self._activate(hidden)
         return hidden
+
+    def forward_sparse(
+        self,
+        inputs: torch.Tensor,
+        expert_indices: torch.Tensor,
+        expert_weights: torch.Tensor,
+        kept: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Each token through only its selected experts, mixed by their weights.
+
+        ``output[n] = sum_j expert_weights[n, j] * expert_{expert_indices[n, j]}(inputs[n])``, computed
+        by sorting the ``N*k`` (token, expert) pairs by expert and running each used expert once on its
+        contiguous slice of tokens; the results are scaled and added back per token. FLOPs scale with
+        ``k/E`` of the dense `forward`.
+
+        Args:
+            inputs: ``[N, d]`` tokens.
+            expert_indices: ``[N, k]`` experts per token (a top-k gate's choice).
+            expert_weights: ``[N, k]`` their mixture weights.
+            kept: ``[N, k]`` bool, or ``None`` for all: pairs left out (a token over an expert's
+                capacity) are not computed and add nothing.
+
+        Returns:
+            ``[N, hidden_sizes[-1]]``.
+        """
+        if self.norms is not None:
+            raise ValueError("Sparse execution computes each expert on a different set of tokens; batch "
+                             "normalisation needs them all (build the bank with normalization=None).")
+        if inputs.dim() != 2 or inputs.shape[-1] != self.input_size:
+            raise ValueError(f"forward_sparse expects [tokens, {self.input_size}] inputs, got {list(inputs.shape)}.")
+        shapes = [expert_indices.shape, expert_weights.shape] + ([kept.shape] if kept is not None else [])
+        if any(shape != shapes[0] for shape in shapes) or expert_indices.shape[0] != inputs.shape[0]:
+            raise ValueError(
+                f"expert_indices, expert_weights and kept must all be [tokens={inputs.shape[0]}, k], got "
+                f"{[list(shape) for shape in shapes]}."
+            )
+        num_selected = expert_indices.shape[1]
+        flat_experts = expert_indices.reshape(-1)
+        flat_weights = expert_weights.reshape(-1)
+        if kept is None:
+            order = torch.argsort(flat_experts, stable=True)
+        else:
+            pairs = kept.reshape(-1).nonzero().squeeze(1)
+            order = pairs[torch.argsort(flat_experts[pairs], stable=True)]
+        tokens = order // num_selected
+        counts = torch.bincount(flat_experts[order], minlength=self.num_experts).tolist()
+        grouped = inputs[tokens]
+        outputs = []
+        start = 0
+        for expert, count in enumerate(counts):
+            if count:
+                outputs.append(self._expert_forward(expert, grouped[start : start + count]))
+                start += count
+        combined = inputs.new_zeros(inputs.shape[0], self.output_size)
+        if outputs:
+            scaled = torch.cat(outputs) * flat_weights[order].unsqueeze(1).to(inputs.dtype)
+            combined = combined.index_add(0, tokens, scaled)
+        return combined
+
+    def _expert_forward(self, expert: int, hidden: torch.Tensor) -> torch.Tensor:
+        """Expert ``expert`` alone on ``hidden`` ``[n, d]``: its slices of every layer's weights."""
+        last = len(self.layers) - 1
+        for index, layer in enumerate(self.layers):
+            hidden = F.linear(hidden, layer.weight[expert], layer.bias[expert])
+            if index < last or self.output_activation:
+                hidden = self._activate(hidden)
+        return hidden
+
+    def _activate(self, hidden: torch.Tensor) -> torch.Tensor:
+        hidden = self.activation(hidden)
+        return self.dropout(hidden) if self.dropout is not None else hidden
 
     def extra_repr(self) -> str:
         return f"num_experts={self.num_experts}, input_size={self.input_size}, hidden_sizes={self.hidden_sizes}"

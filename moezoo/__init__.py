@@ -14,6 +14,8 @@ from .models import (
     DSelectKStaticModel,
     HoMEConfig,
     HoMEModel,
+    M3ViTConfig,
+    M3ViTModel,
     MMoEConfig,
     MMoEModel,
     MultiTaskConfig,
@@ -43,6 +45,7 @@ for _config_class, _model_class in (
     (DSelectKConfig, DSelectKModel),
     (DSelectKStaticConfig, DSelectKStaticModel),
     (HoMEConfig, HoMEModel),
+    (M3ViTConfig, M3ViTModel),
 ):
     register_model(_config_class, _model_class)
 
@@ -56,6 +59,8 @@ __all__ = [
     "FeatureSchema",
     "HoMEConfig",
     "HoMEModel",
+    "M3ViTConfig",
+    "M3ViTModel",
     "MMoEConfig",
     "MMoEModel",
     "MultiTaskConfig",

@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import transformers
 import huggingface_hub
-from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
 from . import registry, zoo
 from .inference import predict_rows
@@ -35,7 +35,7 @@ DEBUG_ENV = "MOEZOO_DEBUG"
 # between its versions); that base also covers failed connections, e.g. to an unreachable endpoint.
 HUB_CONNECTION_ERROR = HfHubHTTPError.__mro__[1]
 #: What a user's mistake or a failed download / upload raises: reported in one line, not a traceback.
-REPORTED_ERRORS = (ValueError, KeyError, OSError, HUB_CONNECTION_ERROR)
+REPORTED_ERRORS = (ValueError, KeyError, OSError, StrictDataclassError, HUB_CONNECTION_ERROR)
 
 
 def list_command(args: argparse.Namespace) -> None:

@@ -409,6 +409,25 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             raise KeyError(f"Unknown task(s) {unknown}; this model's tasks are {self.task_names}.")
         return names
 
+    def task_losses(
+        self,
+        logits: dict[str, torch.Tensor],
+        labels: torch.Tensor | Mapping[str, torch.Tensor],
+        task_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """The weighted sum of the task losses and each task's loss (see `weighted_task_losses`), for
+        logits ``[B, num_labels]`` per task. With ``task_ids``, each example counts for its own task only."""
+        reference = next(iter(logits.values()))
+        per_task_labels = split_labels(self.task_specs, labels, check_values=self._check_input_values)
+        label_batch = next(iter(per_task_labels.values())).shape[0]
+        if label_batch != reference.shape[0]:
+            raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
+        if task_ids is not None:
+            per_task_labels = own_task_labels(self.task_specs, per_task_labels, task_ids)
+        # With task ids, each example's other tasks count as missing labels.
+        complete = self._labels_complete and task_ids is None
+        return weighted_task_losses(self.task_specs, logits, per_task_labels, complete)
+
     def multitask_output(
         self,
         logits: dict[str, torch.Tensor],
@@ -424,15 +443,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             check_task_ids(task_ids, len(self.task_specs), reference.shape[0], check_values=self._check_input_values)
         loss = task_losses = None
         if labels is not None:
-            per_task_labels = split_labels(self.task_specs, labels, check_values=self._check_input_values)
-            label_batch = next(iter(per_task_labels.values())).shape[0]
-            if label_batch != reference.shape[0]:
-                raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")
-            if task_ids is not None:
-                per_task_labels = own_task_labels(self.task_specs, per_task_labels, task_ids)
-            # With task ids, each example's other tasks count as missing labels.
-            complete = self._labels_complete and task_ids is None
-            weighted, task_losses = weighted_task_losses(self.task_specs, logits, per_task_labels, complete)
+            weighted, task_losses = self.task_losses(logits, labels, task_ids)
             # A model without auxiliary losses adds nothing (not a zero) to the graph.
             if weighted is None:
                 loss = aux_loss if aux_loss is not None else reference.new_zeros(())

@@ -1,0 +1,393 @@
+"""M³ViT (Liang et al., NeurIPS 2022): a ViT whose MLP blocks are task-routed sparse MoE layers.
+
+Embeddings and attention are transformers' own ViT modules (same parameter names). In the blocks of
+``config.moe_layers`` the MLP is a `moezoo.routing.SparseMoE`: each token goes to ``k`` of ``E`` experts,
+chosen by its example's task (a router per task, or one router reading a task embedding beside the
+token), and only those experts are computed. With ``task_ids`` each example takes its own task's
+pathway; without, every image takes every (selected) task's pathway, as the paper trains: the batch is
+repeated once per task from the first MoE block on, the blocks before it computed once.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel, ViTConfig, ViTModel
+from transformers import initialization as init
+from transformers.models.vit.modeling_vit import ViTAttention, ViTEmbeddings, ViTMLP
+
+from ...constants import restore_constants
+from ...outputs import MultiTaskOutput
+from ...routing import BatchedLinear, LinearGate, SparseMoE, TopKRouting
+from ...tasks import check_task_ids, own_task_labels, split_labels, weighted_task_losses
+from ..modeling_utils import MultiTaskPreTrainedModel, cast_floating, check_finite
+from .configuration_m3vit import M3ViTConfig
+
+#: ViT config fields an M3ViT takes over when it is upcycled from a dense ViT.
+VIT_FIELDS = (
+    "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+    "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps", "image_size",
+    "patch_size", "num_channels", "qkv_bias",
+)
+
+
+class TaskEmbedding(nn.Module):
+    """The task as a vector for the routers: an MLP over the one-hot task, shared by all MoE layers."""
+
+    def __init__(self, num_tasks: int, size: int) -> None:
+        super().__init__()
+        self.num_tasks = num_tasks
+        self.fc1 = nn.Linear(num_tasks, size)
+        self.fc2 = nn.Linear(size, size)
+
+    def forward(self, task_ids: torch.Tensor) -> torch.Tensor:
+        one_hot = F.one_hot(task_ids, self.num_tasks).to(self.fc1.weight.dtype)
+        return self.fc2(F.gelu(self.fc1(one_hot)))
+
+
+class M3ViTLayer(nn.Module):
+    """A ViT block (pre-norm attention and MLP, each with a residual) whose MLP is a dense `ViTMLP` or,
+    when ``is_moe``, a `SparseMoE` routed by each token's task."""
+
+    def __init__(self, config: M3ViTConfig, is_moe: bool) -> None:
+        super().__init__()
+        self.attention = ViTAttention(config)
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.is_moe = is_moe
+        self.task_embedding_routing = config.task_conditioning == "task_embedding"
+        self.num_tasks = len(config.tasks)
+        if is_moe:
+            self.moe = SparseMoE(
+                config.hidden_size,
+                config.num_experts,
+                [config.moe_intermediate_size, config.hidden_size],
+                num_experts_per_tok=config.num_experts_per_tok,
+                num_gates=1 if self.task_embedding_routing else self.num_tasks,
+                gate_input_size=config.hidden_size + (config.task_embedding_size if self.task_embedding_routing else 0),
+                activation=config.hidden_act,
+                output_activation=False,
+                noise_std=config.router_noise_std,
+                normalize_top_k=config.norm_topk_prob,
+                capacity_factor=config.expert_capacity_factor,
+                balance_loss_weight=config.router_aux_loss_coef,
+            )
+        else:
+            self.mlp = ViTMLP(config)
+
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        pathway_ids: torch.Tensor | int | None = None,
+        task_embeddings: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, TopKRouting | None]:
+        """``hidden_states`` ``[B, S, D]``; ``pathway_ids``: each example's task (``[B]``, or one int for
+        all); ``task_embeddings``: ``[B, e]`` for task-embedding routing."""
+        residual = hidden_states
+        hidden_states, _ = self.attention(self.layernorm_before(hidden_states), None)
+        hidden_states = self.dropout(hidden_states) + residual
+
+        residual = hidden_states
+        hidden_states = self.layernorm_after(hidden_states)
+        routing = None
+        if self.is_moe:
+            hidden_states, routing = self._mixture(hidden_states, pathway_ids, task_embeddings)
+        else:
+            hidden_states = self.mlp(hidden_states)
+        return self.dropout(hidden_states) + residual, routing
+
+    def _mixture(
+        self, hidden_states: torch.Tensor, pathway_ids: torch.Tensor | int, task_embeddings: torch.Tensor | None
+    ) -> tuple[torch.Tensor, TopKRouting]:
+        batch, length, width = hidden_states.shape
+        tokens = hidden_states.reshape(batch * length, width)
+        token_tasks = pathway_ids.repeat_interleave(length) if isinstance(pathway_ids, torch.Tensor) else pathway_ids
+        if self.task_embedding_routing:
+            per_token = task_embeddings.repeat_interleave(length, dim=0)
+            groups = token_tasks if isinstance(token_tasks, torch.Tensor) else None
+            output = self.moe(tokens, torch.cat([tokens, per_token], dim=-1), None, groups, self.num_tasks)
+        else:
+            output = self.moe(tokens, gate_ids=token_tasks)
+        return output.hidden_states.view(batch, length, width), output.routing
+
+
+class DensePredictionHead(nn.Module):
+    """Per-pixel predictions from the patch tokens: a linear map of each patch token to ``num_labels``
+    values, laid out on the patch grid and upsampled bilinearly to the image size."""
+
+    def __init__(self, hidden_size: int, num_labels: int, grid_size: int, image_size: int) -> None:
+        super().__init__()
+        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.grid_size = grid_size
+        self.image_size = image_size
+
+    def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
+        """``[B, P, D]`` patch tokens -> ``[B, num_labels, image_size, image_size]``."""
+        logits = self.classifier(patch_tokens).transpose(1, 2)
+        logits = logits.reshape(logits.shape[0], logits.shape[1], self.grid_size, self.grid_size)
+        return F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
+
+
+class M3ViTModel(MultiTaskPreTrainedModel):
+    """M³ViT with a head per task: image-level tasks read the [CLS] token through a linear layer; dense
+    tasks (``config.dense_tasks``) predict per pixel (`DensePredictionHead`).
+
+    Inputs:
+        pixel_values: ``[B, num_channels, image_size, image_size]``.
+        task_ids: Optional long ``[B]``: each example's task, whose pathway (routers) it takes; its labels
+            count for that task only. Without it every image takes every selected task's pathway.
+        tasks: The tasks to compute (default: all); without ``task_ids`` only their pathways run.
+        labels: A mapping from task name to labels: ``[B]`` (or ``[B, W]``) for image-level tasks,
+            ``[B, H, W]`` class indices (-100 to ignore) or values for dense tasks, ``[B, C, H, W]`` for
+            a dense regression of ``C`` outputs.
+        output_router_probs: Also return each MoE layer's router probabilities ``[B', S, E]`` (``B'`` is
+            ``B`` times the number of pathways run in all-task mode).
+
+    Returns `MultiTaskOutput`: logits per task (``[B, num_labels]``, or ``[B, num_labels, H, W]`` for a
+    dense task), losses, and the MoE layers' summed load-balancing loss as ``aux_loss`` (training only).
+    """
+
+    config_class = M3ViTConfig
+    main_input_name = "pixel_values"
+    _no_split_modules = ["ViTEmbeddings", "M3ViTLayer"]
+    _supports_sdpa = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: M3ViTConfig) -> None:
+        super().__init__(config)
+        self.embeddings = ViTEmbeddings(config)
+        self.task_embedding = (
+            TaskEmbedding(len(config.tasks), config.task_embedding_size)
+            if config.task_conditioning == "task_embedding" and config.moe_layers
+            else None
+        )
+        moe_layers = set(config.moe_layers)
+        self.layers = nn.ModuleList(M3ViTLayer(config, index in moe_layers) for index in range(config.num_hidden_layers))
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        grid = config.num_patches_per_side
+        self.heads = nn.ModuleDict(
+            {
+                task.name: DensePredictionHead(config.hidden_size, task.num_labels, grid, config.image_size)
+                if task.name in config.dense_tasks
+                else nn.Linear(config.hidden_size, task.num_labels)
+                for task in self.task_specs
+            }
+        )
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        # ViT's initialisation (transformers' default: N(0, initializer_range) for linear maps and
+        # patch projections, LayerNorm at identity), extended to the stacked expert and gate weights.
+        restore_constants(module)
+        PreTrainedModel._init_weights(self, module)
+        std = self.config.initializer_range
+        if isinstance(module, ViTEmbeddings):
+            init.trunc_normal_(module.position_embeddings, mean=0.0, std=std)
+            init.trunc_normal_(module.cls_token, mean=0.0, std=std)
+        elif isinstance(module, (BatchedLinear, LinearGate)):
+            init.normal_(module.weight, mean=0.0, std=std)
+            init.zeros_(module.bias)
+
+    def input_dtype(self) -> torch.dtype:
+        return self.embeddings.cls_token.dtype
+
+    def check_input_values(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Every check of `forward` on a batch (or a materialised dataset), without computing anything."""
+        known = {"pixel_values", "labels", "task_ids"}
+        unknown = sorted(set(inputs) - known)
+        if unknown:
+            raise KeyError(f"Unknown input(s) {unknown}; {type(self).__name__} reads {sorted(known)}.")
+        pixel_values = self._checked_pixels(inputs.get("pixel_values"), check_values=True)
+        if inputs.get("task_ids") is not None:
+            check_task_ids(inputs["task_ids"], len(self.task_specs), pixel_values.shape[0])
+        if inputs.get("labels") is not None:
+            self._label_rows(inputs["labels"], pixel_values.shape[0], check_values=True)
+
+    def _checked_pixels(self, pixel_values: torch.Tensor | None, check_values: bool) -> torch.Tensor:
+        config = self.config
+        expected = [config.num_channels, config.image_size, config.image_size]
+        if pixel_values is None:
+            raise ValueError("M3ViT reads images: pass pixel_values.")
+        if pixel_values.dim() != 4 or list(pixel_values.shape[1:]) != expected:
+            raise ValueError(f"pixel_values must be [batch, {', '.join(map(str, expected))}], got {list(pixel_values.shape)}.")
+        pixel_values = cast_floating("pixel_values", pixel_values, self.input_dtype())
+        if check_values:
+            check_finite("pixel_values", pixel_values)
+        return pixel_values
+
+    def encode(
+        self,
+        pixel_values: torch.Tensor,
+        task_ids: torch.Tensor | None = None,
+        pathways: Sequence[int] | None = None,
+    ) -> tuple[torch.Tensor, list[TopKRouting]]:
+        """The final hidden states (after the last LayerNorm) and each MoE layer's routing.
+
+        Args:
+            pixel_values: ``[B, C, H, W]``.
+            task_ids: ``[B]``: each example takes its task's pathway -> ``[B, S, D]``.
+            pathways: Without ``task_ids``, the task indices whose pathways every image takes (default:
+                all) -> ``[len(pathways) * B, S, D]``, pathway by pathway.
+        """
+        pixel_values = self._checked_pixels(pixel_values, self._check_input_values)
+        batch = pixel_values.shape[0]
+        hidden_states = self.embeddings(pixel_values)
+        if task_ids is not None:
+            check_task_ids(task_ids, len(self.task_specs), batch, check_values=self._check_input_values)
+            pathway_ids: torch.Tensor | int | None = task_ids
+        else:
+            pathways = list(range(len(self.task_specs))) if pathways is None else list(pathways)
+            pathway_ids = pathways[0] if len(pathways) == 1 else None
+        routings = []
+        for layer in self.layers:
+            if layer.is_moe and pathway_ids is None:
+                # All-task mode reaches the first MoE block: one copy of the batch per pathway from here on.
+                hidden_states = hidden_states.repeat(len(pathways), 1, 1)
+                pathway_ids = torch.tensor(pathways, device=hidden_states.device).repeat_interleave(batch)
+            task_embeddings = None
+            if layer.is_moe and self.task_embedding is not None:
+                ids = pathway_ids if isinstance(pathway_ids, torch.Tensor) else torch.full(
+                    (hidden_states.shape[0],), pathway_ids, device=hidden_states.device
+                )
+                task_embeddings = self.task_embedding(ids)
+            hidden_states, routing = layer(hidden_states, pathway_ids, task_embeddings)
+            if routing is not None:
+                routings.append(routing)
+        if task_ids is None and pathway_ids is None and len(pathways) > 1:
+            # No MoE block: every pathway is the same computation.
+            hidden_states = hidden_states.repeat(len(pathways), 1, 1)
+        return self.layernorm(hidden_states), routings
+
+    def forward(
+        self,
+        pixel_values: torch.Tensor | None = None,
+        labels: Mapping[str, torch.Tensor] | None = None,
+        task_ids: torch.Tensor | None = None,
+        tasks: str | Sequence[str] | None = None,
+        output_router_probs: bool = False,
+        **kwargs: Any,
+    ) -> MultiTaskOutput:
+        if kwargs:
+            raise TypeError(f"M3ViTModel.forward got unexpected argument(s) {sorted(kwargs)}.")
+        names = self.resolve_tasks(tasks)
+        indices = [self.task_names.index(name) for name in names]
+        hidden_states, routings = self.encode(pixel_values, task_ids, None if task_ids is not None else indices)
+        batch = pixel_values.shape[0]
+        logits = {}
+        for position, name in enumerate(names):
+            # With task ids every head reads every example; otherwise each task reads its own pathway.
+            own = hidden_states if task_ids is not None else hidden_states[position * batch : (position + 1) * batch]
+            head = self.heads[name]
+            logits[name] = head(own[:, 1:]) if isinstance(head, DensePredictionHead) else head(own[:, 0])
+        aux_losses = [routing.aux_loss for routing in routings if routing.aux_loss is not None]
+        aux_loss = torch.stack(aux_losses).sum() if aux_losses else None
+        router_probs = None
+        if output_router_probs:
+            length = hidden_states.shape[1]
+            router_probs = tuple(routing.probs.view(-1, length, routing.probs.shape[-1]) for routing in routings)
+        return self.multitask_output(logits, labels, aux_loss, router_probs, task_ids)
+
+    def task_losses(
+        self,
+        logits: dict[str, torch.Tensor],
+        labels: Mapping[str, torch.Tensor],
+        task_ids: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """Each task's loss with dense tasks' pixels as rows (so every kind's masked loss applies as
+        is), and their weighted sum; with ``task_ids`` each example counts for its own task only."""
+        batch = next(iter(logits.values())).shape[0]
+        label_rows = self._label_rows(labels, batch, check_values=self._check_input_values)
+        total, losses = None, {}
+        for task in self.task_specs:
+            if task.name not in logits or task.name not in label_rows:
+                continue
+            rows = label_rows[task.name]
+            task_logits = logits[task.name]
+            row_task_ids = task_ids
+            if task.name in self.config.dense_tasks:
+                pixels = task_logits.shape[-2] * task_logits.shape[-1]
+                task_logits = task_logits.permute(0, 2, 3, 1).reshape(-1, task_logits.shape[1])
+                row_task_ids = task_ids.repeat_interleave(pixels) if task_ids is not None else None
+            if row_task_ids is not None:
+                rows = own_task_labels(self.task_specs, {task.name: rows}, row_task_ids)[task.name]
+            complete = self._labels_complete and task_ids is None
+            weighted, loss = weighted_task_losses([task], {task.name: task_logits}, {task.name: rows}, complete)
+            losses.update(loss)
+            total = weighted if total is None else total + weighted
+        return total, losses
+
+    def _label_rows(
+        self, labels: Mapping[str, torch.Tensor], batch: int, check_values: bool
+    ) -> dict[str, torch.Tensor]:
+        """Labels per task as ``[rows, width]`` float tensors (a dense task's pixels as rows), checked."""
+        if not isinstance(labels, Mapping):
+            raise TypeError("M3ViT takes labels as a mapping from task name to that task's labels.")
+        size = self.config.image_size
+        rows = {}
+        for name, value in labels.items():
+            if name not in self.task_names:
+                raise KeyError(f"Labels given for unknown task(s) {[name]}; the model's tasks are {self.task_names}.")
+            task = self.task_specs[self.task_names.index(name)]
+            if name in self.config.dense_tasks:
+                spatial = [batch, size, size] if task.label_width == 1 else [batch, task.label_width, size, size]
+                if list(value.shape) != spatial and not (task.label_width == 1 and list(value.shape) == [batch, 1, size, size]):
+                    raise ValueError(f"Labels for dense task {name!r} must be {spatial}, got {list(value.shape)}.")
+                value = value.reshape(batch, task.label_width, size * size).transpose(1, 2).reshape(-1, task.label_width)
+            elif value.shape[0] != batch:
+                raise ValueError(f"Labels for {name!r} have batch size {value.shape[0]}, inputs {batch}.")
+            rows.update(split_labels([task], {name: value}, check_values=check_values))
+        return rows
+
+    @classmethod
+    def from_dense(
+        cls, vit: str | os.PathLike | ViTModel, **config_overrides: Any
+    ) -> M3ViTModel:
+        """Upcycle a dense transformers ViT: every expert of an MoE block starts as that block's dense
+        MLP, and everything else (embeddings, attention, LayerNorms, dense MLPs) is copied; routers and
+        heads start fresh. With renormalised top-k weights (``norm_topk_prob=True``, the default) the new
+        model computes exactly the dense ViT's hidden states until its experts diverge.
+
+        Args:
+            vit: A `transformers.ViTModel` or the folder / Hub id of one.
+            config_overrides: `M3ViTConfig` fields (tasks, MoE settings); the ViT's own fields
+                (``hidden_size``, ``patch_size``, ...) come from its config.
+        """
+        dense = vit if isinstance(vit, ViTModel) else ViTModel.from_pretrained(vit, add_pooling_layer=False)
+        taken = {name: getattr(dense.config, name) for name in VIT_FIELDS}
+        clashes = sorted(name for name in taken if name in config_overrides and config_overrides[name] != taken[name])
+        if clashes:
+            raise ValueError(f"{clashes} come from the dense ViT's config when upcycling; do not override them.")
+        model = cls(M3ViTConfig(**{**config_overrides, **taken}))
+        model.load_dense_weights(dense)
+        return model
+
+    @torch.no_grad()
+    def load_dense_weights(self, dense: ViTModel) -> None:
+        """Copy a dense ViT's weights into this model (see `from_dense`)."""
+        if not isinstance(dense.config, ViTConfig):
+            raise TypeError(f"from_dense upcycles a transformers ViTModel, got a {type(dense).__name__}.")
+        self.embeddings.load_state_dict(dense.embeddings.state_dict(), strict=False)
+        self.layernorm.load_state_dict(dense.layernorm.state_dict())
+        for layer, dense_layer in zip(self.layers, dense.layers, strict=True):
+            for name in ("attention", "layernorm_before", "layernorm_after"):
+                getattr(layer, name).load_state_dict(getattr(dense_layer, name).state_dict())
+            if not layer.is_moe:
+                layer.mlp.load_state_dict(dense_layer.mlp.state_dict())
+                continue
+            if self.config.moe_intermediate_size != dense.config.intermediate_size:
+                raise ValueError(
+                    f"Experts upcycled from the dense MLP need moe_intermediate_size={dense.config.intermediate_size}, "
+                    f"got {self.config.moe_intermediate_size}."
+                )
+            first, second = layer.moe.experts.layers
+            first.weight.copy_(dense_layer.mlp.fc1.weight.expand_as(first.weight))
+            first.bias.copy_(dense_layer.mlp.fc1.bias.expand_as(first.bias))
+            second.weight.copy_(dense_layer.mlp.fc2.weight.expand_as(second.weight))
+            second.bias.copy_(dense_layer.mlp.fc2.bias.expand_as(second.bias))

@@ -1,0 +1,162 @@
+"""M³ViT: task-routed sparse MoE blocks in a ViT, per-example and all-task pathways, dense heads and
+their losses, upcycling from a dense transformers ViT, save / load."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import AutoModel, ViTConfig, ViTModel
+
+import moezoo
+from moezoo import M3ViTConfig, M3ViTModel
+
+TASKS = [
+    {"name": "digit", "kind": "multiclass", "num_labels": 10},
+    {"name": "segmentation", "kind": "multiclass", "num_labels": 3},
+    {"name": "depth", "kind": "regression"},
+]
+SMALL = dict(
+    hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64, image_size=12, patch_size=4,
+    num_experts=6, num_experts_per_tok=2, tasks=TASKS, dense_tasks=["segmentation", "depth"],
+)
+
+
+def small_model(**overrides):
+    torch.manual_seed(0)
+    return M3ViTModel(M3ViTConfig(**{**SMALL, **overrides})).eval()
+
+
+def images(batch=5):
+    return torch.randn(batch, 1, 12, 12, generator=torch.Generator().manual_seed(1))
+
+
+def test_config_defaults_follow_the_paper_and_vit():
+    config = M3ViTConfig()
+    assert config.moe_layers == [1, 3, 5] and config.num_experts == 16 and config.num_experts_per_tok == 4
+    assert config.moe_intermediate_size == config.intermediate_size and config.router_aux_loss_coef == 0.01
+    model = small_model()
+    assert [layer.is_moe for layer in model.layers] == [False, True, False, True]
+    assert model.layers[1].moe.experts.layers[0].weight.shape == (6, 64, 32)  # [E, out, in], as ExpertBank
+    assert "m3vit" in moezoo.list_models()
+
+
+@pytest.mark.parametrize("conditioning", ["task_routers", "task_embedding"])
+def test_each_example_takes_its_own_tasks_pathway(conditioning):
+    model = small_model(task_conditioning=conditioning)
+    pixels, task_ids = images(), torch.tensor([0, 2, 1, 1, 0])
+    mixed, _ = model.encode(pixels, task_ids)
+    for index, task in enumerate(task_ids.tolist()):
+        alone, _ = model.encode(pixels[index : index + 1], torch.tensor([task]))
+        torch.testing.assert_close(mixed[index : index + 1], alone, rtol=1e-5, atol=1e-5)
+    # The pathways differ: the same image under another task is routed differently.
+    other, _ = model.encode(pixels[:1], torch.tensor([1]))
+    assert not torch.allclose(other, mixed[:1])
+
+
+@pytest.mark.parametrize("conditioning", ["task_routers", "task_embedding"])
+def test_all_task_mode_runs_every_image_through_every_tasks_pathway(conditioning):
+    model = small_model(task_conditioning=conditioning)
+    pixels = images()
+    everything = model(pixels).logits
+    assert everything["segmentation"].shape == (5, 3, 12, 12) and everything["depth"].shape == (5, 1, 12, 12)
+    for index, name in enumerate(model.task_names):
+        own = model(pixels, task_ids=torch.full((5,), index)).logits[name]
+        torch.testing.assert_close(everything[name], own, rtol=1e-5, atol=1e-5)
+        single = model(pixels, tasks=name).logits  # single-task inference: that pathway and head only
+        assert list(single) == [name]
+        torch.testing.assert_close(single[name], own, rtol=1e-5, atol=1e-5)
+
+
+def test_losses_follow_the_formulas_and_count_each_example_for_its_own_task():
+    model = small_model()
+    pixels = images(4)
+    labels = {
+        "digit": torch.tensor([3, 1, 4, 1]),
+        "segmentation": torch.randint(0, 3, (4, 12, 12)),
+        "depth": torch.rand(4, 12, 12),
+    }
+    labels["segmentation"][0, :6] = -100  # ignored pixels
+    output = model(pixels, labels=labels)
+    logits = output.logits
+    expected = {
+        "digit": F.cross_entropy(logits["digit"], labels["digit"]),
+        "segmentation": F.cross_entropy(logits["segmentation"], labels["segmentation"], ignore_index=-100),
+        "depth": F.mse_loss(logits["depth"].squeeze(1), labels["depth"]),
+    }
+    for name, value in expected.items():
+        torch.testing.assert_close(output.task_losses[name], value)
+    torch.testing.assert_close(output.loss, sum(expected.values()) + output.aux_loss)
+
+    task_ids = torch.tensor([1, 1, 0, 2])
+    mixed = model(pixels, labels=labels, task_ids=task_ids)
+    seg = mixed.logits["segmentation"]
+    own = F.cross_entropy(seg[:2], labels["segmentation"][:2], ignore_index=-100)  # examples 0, 1 only
+    torch.testing.assert_close(mixed.task_losses["segmentation"], own)
+    torch.testing.assert_close(mixed.task_losses["digit"], F.cross_entropy(mixed.logits["digit"][2:3], labels["digit"][2:3]))
+
+
+def test_training_returns_the_balance_loss_and_trains_experts_and_routers():
+    model = small_model().train()
+    output = model(images(), labels={"digit": torch.arange(5)})
+    assert output.aux_loss > 0
+    output.loss.backward()
+    moe = model.layers[1].moe
+    assert moe.gate.weight.grad.abs().sum() > 0 and moe.experts.layers[0].weight.grad.abs().sum() > 0
+    probs = model.eval()(images(), task_ids=torch.zeros(5, dtype=torch.long), output_router_probs=True).router_probs
+    assert len(probs) == 2 and probs[0].shape == (5, 10, 6)  # per MoE layer: [B, 1 + patches, E]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = small_model(task_conditioning="task_embedding")
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(loaded) is M3ViTModel
+    first, second = model(images()).logits, loaded(images()).logits
+    for name in first:
+        assert torch.equal(first[name], second[name])
+
+
+@pytest.mark.parametrize("conditioning", ["task_routers", "task_embedding"])
+def test_upcycled_model_reproduces_the_dense_vits_hidden_states(conditioning):
+    torch.manual_seed(0)
+    vit = ViTModel(
+        ViTConfig(hidden_size=32, num_hidden_layers=4, num_attention_heads=4, intermediate_size=64, image_size=12,
+                  patch_size=4, num_channels=1),
+        add_pooling_layer=False,
+    ).eval()
+    model = M3ViTModel.from_dense(vit, tasks=TASKS, num_experts=6, num_experts_per_tok=2, task_conditioning=conditioning)
+    model.eval()
+    assert model.config.moe_layers == [1, 3]
+    pixels = images()
+    dense = vit(pixels).last_hidden_state
+    for task in range(3):
+        hidden, _ = model.encode(pixels, torch.full((5,), task))
+        torch.testing.assert_close(hidden, dense, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\['hidden_size'\] come from the dense ViT's config"):
+        M3ViTModel.from_dense(vit, tasks=TASKS, hidden_size=64)
+
+
+def test_bad_inputs_and_settings_are_named():
+    model = small_model()
+    with pytest.raises(ValueError, match=r"pixel_values must be \[batch, 1, 12, 12\], got \[2, 1, 10, 10\]"):
+        model(torch.randn(2, 1, 10, 10))
+    with pytest.raises(ValueError, match="pixel_values contains 1 NaN or inf"):
+        model(torch.where(torch.arange(144).view(1, 1, 12, 12) == 5, float("nan"), 0.0))
+    with pytest.raises(KeyError, match=r"Unknown task\(s\) \['age'\]"):
+        model(images(), tasks="age")
+    with pytest.raises(ValueError, match=r"task_ids \[3\] are out of range"):
+        model(images(2), task_ids=torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match=r"Labels for dense task 'segmentation' must be \[5, 12, 12\]"):
+        model(images(), labels={"segmentation": torch.zeros(5, 6, 6, dtype=torch.long)})
+    with pytest.raises(ValueError, match="must be class indices in \\[0, 3\\)"):
+        model(images(), labels={"segmentation": torch.full((5, 12, 12), 7)})
+    with pytest.raises(StrictDataclassClassValidationError, match=r"moe_layers must be distinct block indices in \[0, 4\), got \[1, 4\]"):
+        M3ViTConfig(**{**SMALL, "moe_layers": [1, 4]})
+    with pytest.raises(StrictDataclassClassValidationError, match="num_experts_per_tok must be between 1 and num_experts=6"):
+        M3ViTConfig(**{**SMALL, "num_experts_per_tok": 7})
+    with pytest.raises(StrictDataclassClassValidationError, match=r"Dense task 'digit' is binary; dense tasks are \('multiclass', 'regression'\)"):
+        M3ViTConfig(**{**SMALL, "tasks": [{"name": "digit", "kind": "binary"}], "dense_tasks": ["digit"]})
+    with pytest.raises(StrictDataclassClassValidationError, match="Unknown task_conditioning 'per_task'"):
+        M3ViTConfig(**{**SMALL, "task_conditioning": "per_task"})
+    with pytest.raises(ValueError, match="has no field 'num_expert'"):
+        M3ViTConfig(**{**SMALL, "num_expert": 4})

@@ -37,7 +37,7 @@ def test_model_config_flag_overrides_the_yaml_field_by_field():
 
 def test_fields_of_another_architecture_are_an_error():
     _, model_args, _ = parse_config_and_args(DATACLASSES, [str(CONFIGS / "census_income_mmoe.yaml"), "--model_name", "home"])
-    with pytest.raises(ValueError, match=r"HoMEConfig \('home'\) has no field 'num_shared_experts' \(a field of .*mmoe"):
+    with pytest.raises(ValueError, match=r"HoMEConfig \('home'\) has no field 'num_shared_experts' \(did you mean .*\) \(a field of .*mmoe"):
         moezoo.create_model(model_args.model_name, **model_args.config_overrides())
 
 

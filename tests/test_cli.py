@@ -38,7 +38,7 @@ def test_the_command_is_installed():
 
 def test_list_shows_architectures_and_every_entry(capsys):
     code, out, _ = run(capsys, "list")
-    assert code == 0 and "Architectures: cgc, dselect_k, dselect_k_static, home, mmoe" in out
+    assert code == 0 and "Architectures: cgc, dselect_k, dselect_k_static, home, m3vit, mmoe" in out
     assert all(name in out for name in ZOO)
     code, out, _ = run(capsys, "list", "--json")
     listed = json.loads(out)

@@ -118,7 +118,7 @@ def test_too_little_training_data_for_one_batch_is_named(tmp_path):
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        (dict(num_experts=4), r"has no field 'num_experts' \(did you mean 'num_task_experts' or 'num_shared_experts'"),
+        (dict(num_experts=4), r"has no field 'num_experts' \(did you mean 'num_task_experts' or 'num_shared_experts'.*\) \(a field of m3vit\)"),
         (dict(tower_hiden_sizes=[64]), r"has no field 'tower_hiden_sizes' \(did you mean 'tower_hidden_sizes'"),
         (dict(num_shared_experts="8"), r"field 'num_shared_experts'.*expected int, got str"),
         (dict(num_shared_experts=2.5), r"field 'num_shared_experts'.*expected int, got float"),

@@ -160,3 +160,45 @@ def test_bad_inputs_and_settings_are_named():
         M3ViTConfig(**{**SMALL, "task_conditioning": "per_task"})
     with pytest.raises(ValueError, match="has no field 'num_expert'"):
         M3ViTConfig(**{**SMALL, "num_expert": 4})
+
+
+@pytest.mark.parametrize("conditioning", ["task_routers", "task_embedding"])
+def test_single_task_export_keeps_the_tasks_experts_and_its_outputs(conditioning, tmp_path):
+    model = small_model(task_conditioning=conditioning, num_experts=8)
+    batches = [images(4), torch.randn(4, 1, 12, 12, generator=torch.Generator().manual_seed(2))]
+    usage = model.expert_usage(batches, "segmentation")
+    assert [int(counts.sum()) for counts in usage] == [8 * 10 * 2] * 2  # 8 images x 10 tokens x k = 2
+    # Drop the least used experts: some tokens lose one.
+    min_tokens = min(int(counts[counts > 0].min()) for counts in usage) + 1
+    exported = model.export_single_task("segmentation", batches, min_tokens=min_tokens)
+    for counts, kept in zip(usage, exported.kept_experts):
+        assert kept == [e for e in range(8) if counts[e] >= min_tokens]
+    assert exported.model.config.task_names == ["segmentation"]
+    assert exported.model.config.num_experts_per_layer == [len(kept) for kept in exported.kept_experts]
+
+    exported.model.save_pretrained(tmp_path / "single")
+    model.save_pretrained(tmp_path / "full")
+    single = AutoModel.from_pretrained(tmp_path / "single").eval()
+    full_size = (tmp_path / "full" / "model.safetensors").stat().st_size
+    assert (tmp_path / "single" / "model.safetensors").stat().st_size < full_size
+
+    # Block by block, on the same tokens: a token whose chosen experts were all kept gets the same output.
+    tokens = torch.randn(1, 200, 32, generator=torch.Generator().manual_seed(3))
+    some_dropped = False
+    for full_block, single_block, kept in zip(model.moe_blocks, single.moe_blocks, exported.kept_experts):
+        embeddings = model.task_embedding(torch.tensor([1])) if model.task_embedding is not None else None
+        full_output, routing = full_block._mixture(tokens, torch.tensor([1]), embeddings)
+        single_output, _ = single_block._mixture(tokens, 0, None)
+        untouched = torch.isin(routing.expert_indices, torch.tensor(kept)).all(dim=1)
+        some_dropped |= bool((~untouched).any())
+        torch.testing.assert_close(single_output[0, untouched], full_output[0, untouched], rtol=1e-5, atol=1e-6)
+    assert some_dropped
+    assert all(0 <= fraction < 1 for fraction in exported.dropped_token_fraction)
+    assert max(exported.dropped_token_fraction) > 0
+    pixels = torch.cat(batches)
+    exported_all = model.export_single_task("segmentation", batches)  # every used expert: same outputs
+    torch.testing.assert_close(
+        exported_all.model(pixels).logits["segmentation"], model(pixels, tasks="segmentation").logits["segmentation"],
+        rtol=1e-4, atol=1e-5,
+    )
+    assert exported_all.dropped_token_fraction == [0.0, 0.0]

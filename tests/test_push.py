@@ -50,7 +50,7 @@ def test_the_client_made_only_calls_the_endpoint_answers(pushed):
 def test_every_architecture_and_the_processor_round_trip_through_push_to_hub(pushed):
     report, state = pushed
     assert report["architectures"] == {name: True for name in report["architectures"]}
-    assert {"mmoe", "ple", "dselect_k", "home", "processor"} <= set(report["architectures"])
+    assert {"mmoe", "ple", "dselect_k", "home", "m3vit", "processor"} <= set(report["architectures"])
     for name in report["architectures"]:
         if name != "processor":
             assert {"config.json", "model.safetensors", "README.md"} <= set(state.repositories[f"test-org/{name}"].files)

@@ -66,8 +66,9 @@ def reject_unknown_config_fields(config_class: type, given: Mapping[str, Any]) -
             for other in _config_classes()
             if other is not config_class and name in other.__dataclass_fields__ and other.model_type
         )
-        hint = f" (a field of {', '.join(owners)})" if owners else closest_names(name, known)
-        problems.append(f"{name!r}{hint}")
+        # The closest names first: a misspelling is likelier than a field of another architecture.
+        owned = f" (a field of {', '.join(owners)})" if owners else ""
+        problems.append(f"{name!r}{closest_names(name, known)}{owned}")
     raise ValueError(
         f"{config_class.__name__} ({config_class.model_type!r}) has no field {', '.join(problems)}. "
         f"Its fields: {sorted(name for name in known if name not in PreTrainedConfig.__dataclass_fields__)}."

@@ -25,6 +25,8 @@ class M3ViTConfig(MultiTaskConfig):
         moe_layers: Indices of the blocks whose MLP is an MoE layer; ``None`` for every other block
             (1, 3, 5, ...), as in the paper.
         num_experts: Experts per MoE layer ``E``.
+        num_experts_per_layer: Experts of each MoE layer, in ``moe_layers`` order, where they differ (a
+            single-task export keeps only the experts its task uses); ``None`` for ``num_experts`` in every one.
         num_experts_per_tok: Experts per token ``k``.
         moe_intermediate_size: Hidden size of each expert; ``None`` for ``intermediate_size`` (the dense
             MLP's, which upcycling from a dense ViT needs).
@@ -61,6 +63,7 @@ class M3ViTConfig(MultiTaskConfig):
     qkv_bias: bool = True
     moe_layers: list[int] | None = None
     num_experts: int = 16
+    num_experts_per_layer: list[int] | None = None
     num_experts_per_tok: int = 4
     moe_intermediate_size: int | None = None
     norm_topk_prob: bool = True
@@ -73,8 +76,8 @@ class M3ViTConfig(MultiTaskConfig):
     tower_hidden_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self, **kwargs) -> None:
-        if self.moe_layers is None:
-            self.moe_layers = list(range(1, self.num_hidden_layers, 2))
+        # In block order, which `num_experts_per_layer` and the routing outputs follow.
+        self.moe_layers = sorted(self.moe_layers) if self.moe_layers is not None else list(range(1, self.num_hidden_layers, 2))
         if self.moe_intermediate_size is None:
             self.moe_intermediate_size = self.intermediate_size
         for name in ("router_noise_std", "expert_capacity_factor"):
@@ -109,6 +112,17 @@ class M3ViTConfig(MultiTaskConfig):
             raise ValueError(
                 f"num_experts_per_tok must be between 1 and num_experts={self.num_experts}, got {self.num_experts_per_tok}."
             )
+        if self.num_experts_per_layer is not None:
+            if len(self.num_experts_per_layer) != len(self.moe_layers):
+                raise ValueError(
+                    f"num_experts_per_layer needs one count per MoE layer ({len(self.moe_layers)}), got "
+                    f"{self.num_experts_per_layer}."
+                )
+            if min(self.num_experts_per_layer, default=self.num_experts_per_tok) < self.num_experts_per_tok:
+                raise ValueError(
+                    f"Every MoE layer needs at least num_experts_per_tok={self.num_experts_per_tok} experts, got "
+                    f"num_experts_per_layer={self.num_experts_per_layer}."
+                )
         if self.moe_intermediate_size < 1:
             raise ValueError(f"moe_intermediate_size must be positive, got {self.moe_intermediate_size}.")
         if self.task_conditioning not in TASK_CONDITIONINGS:
@@ -122,6 +136,12 @@ class M3ViTConfig(MultiTaskConfig):
                 raise ValueError(f"Dense task {name!r} is not one of the model's tasks {list(kinds)}.")
             if kinds[name] not in DENSE_TASK_KINDS:
                 raise ValueError(f"Dense task {name!r} is {kinds[name]}; dense tasks are {DENSE_TASK_KINDS}.")
+
+    def layer_num_experts(self, layer: int) -> int:
+        """The number of experts of block ``layer`` (an MoE block)."""
+        if self.num_experts_per_layer is None:
+            return self.num_experts
+        return self.num_experts_per_layer[self.moe_layers.index(layer)]
 
     @property
     def num_patches_per_side(self) -> int:

@@ -11,7 +11,8 @@ repeated once per task from the first MoE block on, the blocks before it compute
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -54,8 +55,9 @@ class M3ViTLayer(nn.Module):
     """A ViT block (pre-norm attention and MLP, each with a residual) whose MLP is a dense `ViTMLP` or,
     when ``is_moe``, a `SparseMoE` routed by each token's task."""
 
-    def __init__(self, config: M3ViTConfig, is_moe: bool) -> None:
+    def __init__(self, config: M3ViTConfig, index: int) -> None:
         super().__init__()
+        is_moe = index in config.moe_layers
         self.attention = ViTAttention(config)
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -66,7 +68,7 @@ class M3ViTLayer(nn.Module):
         if is_moe:
             self.moe = SparseMoE(
                 config.hidden_size,
-                config.num_experts,
+                config.layer_num_experts(index),
                 [config.moe_intermediate_size, config.hidden_size],
                 num_experts_per_tok=config.num_experts_per_tok,
                 num_gates=1 if self.task_embedding_routing else self.num_tasks,
@@ -134,6 +136,24 @@ class DensePredictionHead(nn.Module):
         return F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
 
 
+@dataclass
+class SingleTaskExport:
+    """What `M3ViTModel.export_single_task` returns.
+
+    Attributes:
+        model: The single-task model (``save_pretrained`` it).
+        kept_experts: Per MoE block, the indices (in the full model) of the experts kept.
+        usage: Per MoE block, the tokens the task sent to each expert of the full model.
+        dropped_token_fraction: Per MoE block, the fraction of the task's tokens whose top-k experts
+            included a dropped one (where the export's output can differ).
+    """
+
+    model: M3ViTModel
+    kept_experts: list[list[int]]
+    usage: list[torch.Tensor]
+    dropped_token_fraction: list[float]
+
+
 class M3ViTModel(MultiTaskPreTrainedModel):
     """M³ViT with a head per task: image-level tasks read the [CLS] token through a linear layer; dense
     tasks (``config.dense_tasks``) predict per pixel (`DensePredictionHead`).
@@ -167,8 +187,7 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             if config.task_conditioning == "task_embedding" and config.moe_layers
             else None
         )
-        moe_layers = set(config.moe_layers)
-        self.layers = nn.ModuleList(M3ViTLayer(config, index in moe_layers) for index in range(config.num_hidden_layers))
+        self.layers = nn.ModuleList(M3ViTLayer(config, index) for index in range(config.num_hidden_layers))
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         grid = config.num_patches_per_side
         self.heads = nn.ModuleDict(
@@ -344,6 +363,101 @@ class M3ViTModel(MultiTaskPreTrainedModel):
                 raise ValueError(f"Labels for {name!r} have batch size {value.shape[0]}, inputs {batch}.")
             rows.update(split_labels([task], {name: value}, check_values=check_values))
         return rows
+
+    @property
+    def moe_blocks(self) -> list[M3ViTLayer]:
+        """The MoE blocks, in order."""
+        return [layer for layer in self.layers if layer.is_moe]
+
+    @torch.no_grad()
+    def expert_usage(self, pixel_batches: Iterable[torch.Tensor], task: str) -> list[torch.Tensor]:
+        """How many tokens task ``task``'s pathway sends to each expert, per MoE block: one ``[E]`` count
+        tensor per block, over the images of ``pixel_batches`` (each ``[B, C, H, W]``)."""
+        index = self.task_names.index(self.resolve_tasks(task)[0])
+        counts = [torch.zeros(block.moe.experts.num_experts, dtype=torch.long) for block in self.moe_blocks]
+        for pixels in pixel_batches:
+            _, routings = self.encode(pixels, pathways=[index])
+            for layer_counts, routing in zip(counts, routings):
+                chosen = routing.expert_indices if routing.kept is None else routing.expert_indices[routing.kept]
+                layer_counts += torch.bincount(chosen.flatten().cpu(), minlength=len(layer_counts))
+        return counts
+
+    @torch.no_grad()
+    def export_single_task(
+        self, task: str, pixel_batches: Sequence[torch.Tensor], min_tokens: int = 1
+    ) -> SingleTaskExport:
+        """A model for ``task`` alone that keeps, in each MoE block, only the experts its pathway sends
+        at least ``min_tokens`` tokens of ``pixel_batches`` to: a smaller checkpoint, loadable with
+        ``from_pretrained``, that computes what this model computes for the task on every token whose
+        top-k experts were all kept (exactly so up to rounding, since the kept weights are renormalised).
+
+        A task-embedding router becomes a plain router for the one task: the task embedding's
+        contribution to the router's logits is a constant, folded into its bias.
+
+        Returns:
+            A `SingleTaskExport`: the model, the experts kept per block, the usage counts, and per block
+            the fraction of the task's tokens that chose a dropped expert.
+        """
+        if not self.config.norm_topk_prob:
+            raise ValueError(
+                "A single-task export renormalises each token's weights over the kept experts; with "
+                "norm_topk_prob=False its outputs would differ on every token."
+            )
+        name = self.resolve_tasks(task)[0]
+        index = self.task_names.index(name)
+        usage = self.expert_usage(pixel_batches, name)
+        kept = [(counts >= min_tokens).nonzero().flatten() for counts in usage]
+        k = self.config.num_experts_per_tok
+        too_few = [position for position, experts in enumerate(kept) if len(experts) < k]
+        if too_few:
+            raise ValueError(
+                f"MoE block(s) {too_few} would keep fewer than num_experts_per_tok={k} experts at min_tokens={min_tokens}."
+            )
+        config = self.config.to_dict()
+        for derived in ("model_type", "transformers_version", "architectures", "input_size"):
+            config.pop(derived, None)
+        config.update(
+            tasks=[self.config.tasks[index]], dense_tasks=[name] if name in self.config.dense_tasks else [],
+            task_conditioning="task_routers", num_experts_per_layer=[len(experts) for experts in kept],
+        )
+        export = type(self)(M3ViTConfig(**config))
+        state = {
+            key: value for key, value in self.state_dict().items()
+            if not key.startswith(("task_embedding.", "heads.")) and ".moe." not in key
+        }
+        state.update({f"heads.{name}.{key}": value for key, value in self.heads[name].state_dict().items()})
+        for layer_index, block, experts in zip(self.config.moe_layers, self.moe_blocks, kept):
+            prefix = f"layers.{layer_index}.moe."
+            gate, row = block.moe.gate, 0 if self.task_embedding is not None else index
+            weight, bias = gate.weight[row], gate.bias[row]
+            if self.task_embedding is not None:
+                width = self.config.hidden_size
+                embedding = self.task_embedding(torch.tensor([index], device=weight.device))[0]
+                bias = bias + weight[:, width:] @ embedding
+                weight = weight[:, :width]
+            state[prefix + "gate.weight"] = weight[experts].unsqueeze(0)
+            state[prefix + "gate.bias"] = bias[experts].unsqueeze(0)
+            for number, linear in enumerate(block.moe.experts.layers):
+                state[f"{prefix}experts.layers.{number}.weight"] = linear.weight[experts]
+                state[f"{prefix}experts.layers.{number}.bias"] = linear.bias[experts]
+        export.load_state_dict(state, strict=True)
+        dropped = self._dropped_token_fraction(pixel_batches, index, kept)
+        return SingleTaskExport(export.eval(), [experts.tolist() for experts in kept], usage, dropped)
+
+    @torch.no_grad()
+    def _dropped_token_fraction(
+        self, pixel_batches: Sequence[torch.Tensor], index: int, kept: Sequence[torch.Tensor]
+    ) -> list[float]:
+        """Per MoE block, the fraction of task ``index``'s tokens with a chosen expert outside ``kept``."""
+        dropped = [0] * len(kept)
+        total = 0
+        for pixels in pixel_batches:
+            _, routings = self.encode(pixels, pathways=[index])
+            total += routings[0].expert_indices.shape[0] if routings else 0
+            for position, routing in enumerate(routings):
+                is_kept = torch.isin(routing.expert_indices, kept[position].to(routing.expert_indices.device))
+                dropped[position] += int((~is_kept).any(dim=1).sum())
+        return [count / total if total else 0.0 for count in dropped]
 
     @classmethod
     def from_dense(

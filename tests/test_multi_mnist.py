@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from moezoo.data import load_multi_mnist, overlay_pairs, read_idx
+from moezoo.data import BACKGROUND_CLASS, load_multi_mnist, overlay_pairs, pixel_labels, read_idx
 
 
 @pytest.fixture(scope="module")
@@ -63,3 +63,33 @@ def test_missing_and_corrupt_files_are_named(tmp_path, data_dir):
         file.write(bytes([0, 0, 8, 1, 0, 0, 0, 10, 1, 2, 3]))  # promises 10 labels, holds 3
     with pytest.raises(ValueError, match="truncated or corrupt"):
         read_idx(truncated)
+
+
+def test_pixel_labels_name_the_item_under_each_pixel():
+    top_left = np.zeros((1, 36, 36), dtype=np.uint8)
+    bottom_right = np.zeros_like(top_left)
+    top_left[0, 10, 10], bottom_right[0, 10, 10] = 200, 150  # both inked: the brighter, top-left, wins
+    top_left[0, 11, 11], bottom_right[0, 11, 11] = 100, 140  # the bottom-right is brighter and inked
+    top_left[0, 12, 12] = 127  # below the ink threshold: background
+    bottom_right[0, 30, 30] = 128
+    labels = pixel_labels(top_left, bottom_right, np.array([[3, 7]]))
+    item, classes = labels["pixel_item"][0], labels["pixel_class"][0]
+    assert (item[10, 10], item[11, 11], item[12, 12], item[30, 30], item[0, 35]) == (1, 2, 0, 2, 0)
+    assert (classes[10, 10], classes[11, 11], classes[12, 12], classes[30, 30]) == (3, 7, BACKGROUND_CLASS, 7)
+
+
+def test_dense_labels_come_from_the_same_canvases(data_dir, fashion):
+    dense = load_multi_mnist(data_dir, dataset="fashion-mnist", seed=0, dense_labels=True)["test"][:300]
+    plain = fashion["test"][:300]
+    assert torch.equal(dense["pixel_values"], plain["pixel_values"]) and torch.equal(dense["labels"], plain["labels"])
+    canvases = (dense["pixel_values"][:, 0] * 255).round()
+    item, classes = dense["pixel_item"].long(), dense["pixel_class"].long()
+    assert item.shape == classes.shape == (300, 36, 36)
+    assert torch.equal(item == 0, canvases < 128) and torch.equal(classes == BACKGROUND_CLASS, item == 0)
+    # Outside the overlap each item owns its corner: the class there is that item's label.
+    top_left_corner, bottom_right_corner = item[:, :8, :8], item[:, 28:, 28:]
+    assert set(top_left_corner.unique().tolist()) <= {0, 1} and set(bottom_right_corner.unique().tolist()) <= {0, 2}
+    for position, corner in ((0, (slice(0, 8), slice(0, 8))), (1, (slice(28, 36), slice(28, 36)))):
+        region, owners = classes[:, corner[0], corner[1]], item[:, corner[0], corner[1]] > 0
+        expected = dense["labels"][:, position].view(-1, 1, 1).expand_as(region)
+        assert torch.equal(region[owners], expected[owners])

@@ -8,15 +8,26 @@ from .census_income import (
     load_census_income,
     read_census_income_file,
 )
-from .multi_mnist import MULTI_MNIST_TASKS, load_multi_mnist, overlay_pairs, read_idx
+from .multi_mnist import (
+    BACKGROUND_CLASS,
+    MULTI_MNIST_DENSE_TASKS,
+    MULTI_MNIST_TASKS,
+    load_multi_mnist,
+    overlay_pairs,
+    pixel_labels,
+    place_items,
+    read_idx,
+)
 from .paths import DATA_DIR_ENV, default_data_dir, resolve_dataset_dir
 from .synthetic import ExpertSelectionProblem, make_expert_selection_problem
 
 __all__ = [
+    "BACKGROUND_CLASS",
     "CENSUS_TASKS",
     "CENSUS_TASK_GROUPS",
     "DATA_DIR_ENV",
     "ExpertSelectionProblem",
+    "MULTI_MNIST_DENSE_TASKS",
     "MULTI_MNIST_TASKS",
     "census_feature_columns",
     "census_task_columns",
@@ -25,6 +36,8 @@ __all__ = [
     "load_multi_mnist",
     "make_expert_selection_problem",
     "overlay_pairs",
+    "pixel_labels",
+    "place_items",
     "read_census_income_file",
     "read_idx",
     "resolve_dataset_dir",

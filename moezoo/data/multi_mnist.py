@@ -24,6 +24,12 @@ from .paths import resolve_dataset_dir
 CANVAS_SIZE = 36
 ITEM_SIZE = 28
 MULTI_MNIST_TASKS = ("top_left", "bottom_right")
+#: Per-pixel tasks built from the same canvases (`pixel_labels`): the class under each pixel, and which item.
+MULTI_MNIST_DENSE_TASKS = ("pixel_class", "pixel_item")
+#: The ``pixel_class`` of a pixel no item covers; the items' classes are 0-9.
+BACKGROUND_CLASS = 10
+#: The brightness (0-255) from which a pixel counts as covered by an item.
+INK_THRESHOLD = 128
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte.gz",
     "train_labels": "train-labels-idx1-ubyte.gz",
@@ -52,20 +58,49 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return values.reshape(shape)
 
 
+def place_items(images: np.ndarray, partners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two layers of each canvas, ``[N, 36, 36]`` uint8 each: image ``i`` at the top left, image
+    ``partners[i]`` at the bottom right, zero elsewhere."""
+    offset = CANVAS_SIZE - ITEM_SIZE
+    top_left = np.zeros((len(images), CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
+    bottom_right = np.zeros_like(top_left)
+    top_left[:, :ITEM_SIZE, :ITEM_SIZE] = images
+    bottom_right[:, offset:, offset:] = images[partners]
+    return top_left, bottom_right
+
+
+def draw_partners(num_images: int, rng: np.random.Generator) -> np.ndarray:
+    """For each image, a random other image of the set: a shift of its index by 1 .. N-1."""
+    return (np.arange(num_images) + rng.integers(1, num_images, size=num_images)) % num_images
+
+
 def overlay_pairs(
     images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Canvases ``[N, 36, 36]`` uint8 and labels ``[N, 2]``: image ``i`` at the top left, a random other
     image of the same set at the bottom right, combined by the pixel-wise maximum."""
-    num_images = len(images)
-    offset = CANVAS_SIZE - ITEM_SIZE
-    # A random partner other than the image itself: a shift by 1 .. N-1 of the index.
-    partners = (np.arange(num_images) + rng.integers(1, num_images, size=num_images)) % num_images
-    canvases = np.zeros((num_images, CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
-    canvases[:, :ITEM_SIZE, :ITEM_SIZE] = images
-    bottom_right = canvases[:, offset:, offset:]
-    np.maximum(bottom_right, images[partners], out=bottom_right)
+    partners = draw_partners(len(images), rng)
+    canvases = np.maximum(*place_items(images, partners))
     return canvases, np.stack([labels, labels[partners]], axis=1)
+
+
+def pixel_labels(
+    top_left: np.ndarray, bottom_right: np.ndarray, pair_labels: np.ndarray, ink_threshold: int = INK_THRESHOLD
+) -> dict[str, np.ndarray]:
+    """Per-pixel labels of canvases from their two layers (`place_items`), ``[N, 36, 36]`` uint8 each.
+
+    A pixel belongs to the item that is brighter there (the one the canvas shows; the top-left one on a
+    tie) when that brightness reaches ``ink_threshold``, and to the background otherwise.
+
+    Returns:
+        ``pixel_item``: 0 background, 1 the top-left item, 2 the bottom-right item;
+        ``pixel_class``: the class of the item the pixel belongs to, or `BACKGROUND_CLASS` (10).
+    """
+    bottom_wins = bottom_right > top_left
+    inked = np.maximum(top_left, bottom_right) >= ink_threshold
+    item = np.where(inked, np.where(bottom_wins, 2, 1), 0).astype(np.uint8)
+    classes = np.where(bottom_wins, pair_labels[:, 1, None, None], pair_labels[:, 0, None, None])
+    return {"pixel_item": item, "pixel_class": np.where(inked, classes, BACKGROUND_CLASS).astype(np.uint8)}
 
 
 def load_multi_mnist(
@@ -73,6 +108,7 @@ def load_multi_mnist(
     dataset: str = "mnist",
     validation_size: int = 10_000,
     seed: int = 0,
+    dense_labels: bool = False,
 ) -> DatasetDict:
     """Build MultiMNIST (``dataset="mnist"``) or MultiFashion-MNIST (``dataset="fashion-mnist"``).
 
@@ -82,6 +118,8 @@ def load_multi_mnist(
         dataset: ``"mnist"`` or ``"fashion-mnist"``.
         validation_size: Training images held out for the validation split.
         seed: Seed of the validation hold-out and of the pairing.
+        dense_labels: Also give each canvas its per-pixel labels (`pixel_labels`), ``pixel_class`` and
+            ``pixel_item`` (uint8 ``[36, 36]``), for dense tasks. The canvases are the same either way.
 
     Returns:
         ``train`` / ``validation`` / ``test`` with ``pixel_values`` (float32 ``[1, 36, 36]`` in [0, 1])
@@ -104,11 +142,14 @@ def load_multi_mnist(
     }
     splits = {}
     for name, (images, labels) in parts.items():
-        canvases, pair_labels = overlay_pairs(images, labels, rng)
-        splits[name] = Dataset.from_dict(
-            {
-                "pixel_values": (canvases[:, None].astype(np.float32) / 255.0),
-                "labels": pair_labels.astype(np.int64),
-            }
-        )
+        partners = draw_partners(len(images), rng)
+        top_left, bottom_right = place_items(images, partners)
+        pair_labels = np.stack([labels, labels[partners]], axis=1)
+        columns = {
+            "pixel_values": np.maximum(top_left, bottom_right)[:, None].astype(np.float32) / 255.0,
+            "labels": pair_labels.astype(np.int64),
+        }
+        if dense_labels:
+            columns.update(pixel_labels(top_left, bottom_right, pair_labels))
+        splits[name] = Dataset.from_dict(columns)
     return DatasetDict(splits).with_format("torch")

@@ -4,6 +4,8 @@ Importing moezoo registers every architecture with transformers' Auto classes, s
 ``transformers.AutoModel.from_pretrained(folder)`` loads a moezoo checkpoint.
 """
 
+from transformers.models.vit import ViTImageProcessorPil
+
 from . import routing
 from .models import (
     CGCConfig,
@@ -45,9 +47,9 @@ for _config_class, _model_class in (
     (DSelectKConfig, DSelectKModel),
     (DSelectKStaticConfig, DSelectKStaticModel),
     (HoMEConfig, HoMEModel),
-    (M3ViTConfig, M3ViTModel),
 ):
     register_model(_config_class, _model_class)
+register_model(M3ViTConfig, M3ViTModel, image_processor_class=ViTImageProcessorPil)
 
 __all__ = [
     "CGCConfig",

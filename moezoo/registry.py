@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+from transformers import AutoConfig, AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from .tabular import TabularProcessor
@@ -12,9 +12,14 @@ from .tabular import TabularProcessor
 _REGISTRY: dict[str, tuple[type[MultiTaskConfig], type[MultiTaskPreTrainedModel]]] = {}
 
 
-def register_model(config_class: type[MultiTaskConfig], model_class: type[MultiTaskPreTrainedModel]) -> None:
+def register_model(
+    config_class: type[MultiTaskConfig],
+    model_class: type[MultiTaskPreTrainedModel],
+    image_processor_class: type | None = None,
+) -> None:
     """Make an architecture available by its ``model_type`` in `create_model` and in transformers'
-    `AutoConfig`, `AutoModel` and (for its tabular processor) `AutoFeatureExtractor`."""
+    `AutoConfig`, `AutoModel`, and `AutoImageProcessor` (``image_processor_class``, for a model that reads
+    images through one) or else `AutoFeatureExtractor` (the tabular processor)."""
     name = config_class.model_type
     if model_class.config_class is not config_class:
         raise ValueError(f"{model_class.__name__}.config_class is not {config_class.__name__}.")
@@ -23,7 +28,10 @@ def register_model(config_class: type[MultiTaskConfig], model_class: type[MultiT
     _REGISTRY[name] = (config_class, model_class)
     AutoConfig.register(name, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
-    AutoFeatureExtractor.register(config_class, TabularProcessor, exist_ok=True)
+    if image_processor_class is not None:
+        AutoImageProcessor.register(config_class, image_processor_classes={"pil": image_processor_class}, exist_ok=True)
+    else:
+        AutoFeatureExtractor.register(config_class, TabularProcessor, exist_ok=True)
 
 
 def list_models() -> list[str]:

@@ -15,12 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from huggingface_hub import snapshot_download
-from transformers import AutoFeatureExtractor, AutoModel
+from huggingface_hub import hf_hub_download, snapshot_download
+from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
 from .suggestions import closest_names
 
 ZOO_DIR_ENV = "MOEZOO_ZOO_DIR"
+PROCESSOR_FILE = "preprocessor_config.json"
 _CHECKOUT_ZOO = Path(__file__).resolve().parents[1] / "model_cards"
 
 
@@ -186,6 +187,10 @@ def from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):
 
 
 def processor_from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):
-    """Load the processor saved beside a zoo entry or checkpoint (see `resolve`) with
-    `transformers.AutoFeatureExtractor`."""
-    return _load(AutoFeatureExtractor, name_or_path, **kwargs)
+    """Load the processor saved beside a zoo entry or checkpoint (see `resolve`): a tabular processor
+    with `transformers.AutoFeatureExtractor`, an image processor (M3ViT's) with `transformers.AutoImageProcessor`."""
+    target = resolve(name_or_path)
+    with _naming_unreachable_entries(str(name_or_path), target):
+        path = Path(target) / PROCESSOR_FILE if Path(target).is_dir() else Path(hf_hub_download(target, PROCESSOR_FILE))
+    image_processor = path.is_file() and "image_processor_type" in json.loads(path.read_text())
+    return _load(AutoImageProcessor if image_processor else AutoFeatureExtractor, name_or_path, **kwargs)

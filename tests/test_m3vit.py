@@ -1,14 +1,16 @@
 """M³ViT: task-routed sparse MoE blocks in a ViT, per-example and all-task pathways, dense heads and
 their losses, upcycling from a dense transformers ViT, save / load."""
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from huggingface_hub.errors import StrictDataclassClassValidationError
-from transformers import AutoModel, ViTConfig, ViTModel
+from transformers import AutoImageProcessor, AutoModel, ViTConfig, ViTModel
 
 import moezoo
 from moezoo import M3ViTConfig, M3ViTModel
+from moezoo.models.m3vit import image_processor_for
 
 TASKS = [
     {"name": "digit", "kind": "multiclass", "num_labels": 10},
@@ -202,3 +204,18 @@ def test_single_task_export_keeps_the_tasks_experts_and_its_outputs(conditioning
         rtol=1e-4, atol=1e-5,
     )
     assert exported_all.dropped_token_fraction == [0.0, 0.0]
+
+
+def test_the_vit_image_processor_is_saved_and_loaded_beside_the_model(tmp_path):
+    model = small_model()
+    processor = image_processor_for(model.config)
+    processor.save_pretrained(tmp_path)
+    model.save_pretrained(tmp_path)  # keeps the image processor beside it
+    assert (tmp_path / "preprocessor_config.json").is_file()
+    for loaded in (AutoImageProcessor.from_pretrained(tmp_path), moezoo.processor_from_pretrained(tmp_path)):
+        assert type(loaded) is type(processor)
+    raw = np.random.default_rng(0).integers(0, 256, (3, 12, 12, 1), dtype=np.uint8)
+    pixels = moezoo.processor_from_pretrained(tmp_path)(list(raw), return_tensors="pt")["pixel_values"]
+    expected = (torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
+    torch.testing.assert_close(pixels, expected)
+    assert model(pixels).logits["digit"].shape == (3, 10)

@@ -7,9 +7,10 @@ import os
 from pathlib import Path
 
 from huggingface_hub import CommitOperationAdd, HfApi
-from transformers import AutoFeatureExtractor, AutoModel
+from transformers import AutoModel
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from ..zoo import processor_from_pretrained
 from .folder import CARD, FIGURE, RESULTS, find_results_file
 
 PROCESSOR_FILE = "preprocessor_config.json"
@@ -49,7 +50,7 @@ def push_checkpoint(
     if not (folder / CARD).is_file():
         raise FileNotFoundError(f"{folder} has no model card ({CARD}); write it with `moezoo card {folder}` first.")
     model = AutoModel.from_pretrained(folder)
-    processor = AutoFeatureExtractor.from_pretrained(folder) if (folder / PROCESSOR_FILE).is_file() else None
+    processor = processor_from_pretrained(folder) if (folder / PROCESSOR_FILE).is_file() else None
     results = find_results_file(folder)
     operations = [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=str(folder / CARD))]
     if results is not None:

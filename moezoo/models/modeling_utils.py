@@ -1,5 +1,6 @@
 """What every moezoo model shares: the task/input config, input embedding, task heads, losses, outputs."""
 
+import json
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,14 @@ WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
 def processor_matches(folder: Path, config: "MultiTaskConfig") -> bool:
-    """Whether the tabular processor saved in ``folder`` produces the features ``config`` reads."""
+    """Whether the processor saved in ``folder`` suits a model of ``config``: an image processor always
+    (a ViT's), a tabular processor when it produces the features ``config`` reads."""
+    try:
+        saved = json.loads((folder / PROCESSOR_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    if "image_processor_type" in saved:
+        return True
     if config.features is None:
         return False
     try:

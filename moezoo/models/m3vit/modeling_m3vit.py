@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, ViTConfig, ViTModel
 from transformers import initialization as init
+from transformers.models.vit import ViTImageProcessorPil
 from transformers.models.vit.modeling_vit import ViTAttention, ViTEmbeddings, ViTMLP
 
 from ...constants import restore_constants
@@ -35,6 +36,15 @@ VIT_FIELDS = (
     "hidden_dropout_prob", "attention_probs_dropout_prob", "initializer_range", "layer_norm_eps", "image_size",
     "patch_size", "num_channels", "qkv_bias",
 )
+
+
+def image_processor_for(config: M3ViTConfig) -> ViTImageProcessorPil:
+    """The `transformers` ViT image processor that prepares images for a model of ``config``: resized to
+    ``image_size``, scaled to [0, 1], then normalised with mean and standard deviation 0.5 per channel
+    (values in [-1, 1]). Save it beside the model; `moezoo.processor_from_pretrained` loads it back."""
+    half = [0.5] * config.num_channels
+    size = {"height": config.image_size, "width": config.image_size}
+    return ViTImageProcessorPil(size=size, image_mean=half, image_std=half)
 
 
 class TaskEmbedding(nn.Module):

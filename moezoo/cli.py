@@ -22,12 +22,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import huggingface_hub
 import pandas as pd
 import transformers
-import huggingface_hub
 from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
 from . import registry, zoo
+from .models.modeling_utils import PROCESSOR_FILE
 from .inference import predict_rows
 
 DEBUG_ENV = "MOEZOO_DEBUG"
@@ -82,8 +83,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
 def predict_command(args: argparse.Namespace) -> None:
     folder = zoo.local_folder(args.model)
-    if not (folder / "preprocessor_config.json").is_file():
-        raise FileNotFoundError(f"{folder} has no processor (preprocessor_config.json): predict scores raw tabular rows.")
+    if not (folder / PROCESSOR_FILE).is_file():
+        raise FileNotFoundError(f"{folder} has no processor ({PROCESSOR_FILE}): predict scores raw tabular rows.")
     model = zoo.from_pretrained(folder)
     processor = zoo.processor_from_pretrained(folder)
     # Categorical columns fitted on text are read as text: a CSV reader would turn '07' into 7.

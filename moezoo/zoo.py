@@ -18,10 +18,10 @@ from typing import Any
 from huggingface_hub import hf_hub_download, snapshot_download
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
+from .models.modeling_utils import PROCESSOR_FILE
 from .suggestions import closest_names
 
 ZOO_DIR_ENV = "MOEZOO_ZOO_DIR"
-PROCESSOR_FILE = "preprocessor_config.json"
 _CHECKOUT_ZOO = Path(__file__).resolve().parents[1] / "model_cards"
 
 

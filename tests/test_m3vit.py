@@ -36,6 +36,8 @@ def test_config_defaults_follow_the_paper_and_vit():
     config = M3ViTConfig()
     assert config.moe_layers == [1, 3, 5] and config.num_experts == 16 and config.num_experts_per_tok == 4
     assert config.moe_intermediate_size == config.intermediate_size and config.router_aux_loss_coef == 0.01
+    whole_numbers = M3ViTConfig(router_noise_std=0, expert_capacity_factor=2)  # as YAML and JSON write them
+    assert isinstance(whole_numbers.router_noise_std, float) and isinstance(whole_numbers.expert_capacity_factor, float)
     model = small_model()
     assert [layer.is_moe for layer in model.layers] == [False, True, False, True]
     assert model.layers[1].moe.experts.layers[0].weight.shape == (6, 64, 32)  # [E, out, in], as ExpertBank

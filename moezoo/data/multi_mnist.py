@@ -74,14 +74,22 @@ def draw_partners(num_images: int, rng: np.random.Generator) -> np.ndarray:
     return (np.arange(num_images) + rng.integers(1, num_images, size=num_images)) % num_images
 
 
+def pair_items(
+    images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each image paired with a random other image of the set: the two layers of each canvas
+    (`place_items`) and the pair's labels ``[N, 2]`` (top left, bottom right)."""
+    partners = draw_partners(len(images), rng)
+    return (*place_items(images, partners), np.stack([labels, labels[partners]], axis=1))
+
+
 def overlay_pairs(
     images: np.ndarray, labels: np.ndarray, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
     """Canvases ``[N, 36, 36]`` uint8 and labels ``[N, 2]``: image ``i`` at the top left, a random other
     image of the same set at the bottom right, combined by the pixel-wise maximum."""
-    partners = draw_partners(len(images), rng)
-    canvases = np.maximum(*place_items(images, partners))
-    return canvases, np.stack([labels, labels[partners]], axis=1)
+    top_left, bottom_right, pair_labels = pair_items(images, labels, rng)
+    return np.maximum(top_left, bottom_right), pair_labels
 
 
 def pixel_labels(
@@ -142,9 +150,7 @@ def load_multi_mnist(
     }
     splits = {}
     for name, (images, labels) in parts.items():
-        partners = draw_partners(len(images), rng)
-        top_left, bottom_right = place_items(images, partners)
-        pair_labels = np.stack([labels, labels[partners]], axis=1)
+        top_left, bottom_right, pair_labels = pair_items(images, labels, rng)
         columns = {
             "pixel_values": np.maximum(top_left, bottom_right)[:, None].astype(np.float32) / 255.0,
             "labels": pair_labels.astype(np.int64),

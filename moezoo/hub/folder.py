@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import AutoModel
 
+from ..models.modeling_utils import PROCESSOR_FILE
 from ..training.splits import run_split
 from .cards import CardDetails, build_model_card, task_parameter_counts
 from .datasets import describe_dataset
@@ -65,7 +66,7 @@ def write_card(
     results = find_results(folder)
     details = CardDetails(
         model_id=model_id or folder.name, command=command, comparison=comparison,
-        with_processor=(folder / "preprocessor_config.json").is_file(),
+        with_processor=(folder / PROCESSOR_FILE).is_file(),
     )
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])

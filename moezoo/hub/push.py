@@ -10,10 +10,9 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from transformers import AutoModel
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
+from ..models.modeling_utils import PROCESSOR_FILE
 from ..zoo import processor_from_pretrained
 from .folder import CARD, FIGURE, RESULTS, find_results_file
-
-PROCESSOR_FILE = "preprocessor_config.json"
 
 
 def push_checkpoint(

@@ -6,14 +6,14 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import field, fields
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 import torch
 from huggingface_hub.dataclasses import strict
 from safetensors import SafetensorError
 from torch import nn
 from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
-from transformers.utils import logging
+from transformers.utils import FEATURE_EXTRACTOR_NAME, logging
 
 from ..constants import restore_constants
 from ..outputs import MultiTaskOutput
@@ -26,7 +26,8 @@ from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 
 logger = logging.get_logger(__name__)
 
-PROCESSOR_FILE = "preprocessor_config.json"
+#: Where a processor (tabular or image) is saved beside a model: transformers' own file name.
+PROCESSOR_FILE = FEATURE_EXTRACTOR_NAME
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
@@ -135,9 +136,10 @@ class MultiTaskConfig(PreTrainedConfig):
             )
         reject_unknown_config_fields(type(self), kwargs)
         for config_field in fields(self):
-            # Fields typed `float | int` accept the ints YAML and JSON write for whole numbers, stored as floats.
+            # Fields typed `float | int` (or `float | int | None`) accept the ints YAML and JSON write for
+            # whole numbers, stored as floats.
             value = getattr(self, config_field.name)
-            if config_field.type == float | int and isinstance(value, int) and not isinstance(value, bool):
+            if {float, int} <= set(get_args(config_field.type)) and isinstance(value, int) and not isinstance(value, bool):
                 setattr(self, config_field.name, float(value))
         self.tasks = [TaskSpec.from_dict(task).to_dict() for task in self.tasks]
         if self.features is not None and self.image_encoder is not None:

@@ -40,6 +40,12 @@ def batched_linear(inputs: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     return torch.baddbmm(bias.unsqueeze(1), per_map_inputs, transposed_weight).transpose(0, 1)
 
 
+def sort_by_expert(expert_indices: torch.Tensor, num_experts: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Group (token, expert) pairs by expert: the positions of the flat ``expert_indices`` sorted by expert,
+    stable (token order within each expert), and how many pairs each expert has ``[E]``."""
+    return torch.argsort(expert_indices, stable=True), torch.bincount(expert_indices, minlength=num_experts)
+
+
 def check_expert_inputs(module: nn.Module, inputs: torch.Tensor) -> None:
     """Experts read ``[B, d]`` (all the same rows) or ``[B, E, d]`` (expert ``e`` reads ``inputs[:, e]``);
     ``module`` has ``num_experts`` and ``input_size``."""
@@ -242,16 +248,16 @@ class ExpertBank(nn.Module):
         flat_experts = expert_indices.reshape(-1)
         flat_weights = expert_weights.reshape(-1)
         if kept is None:
-            order = torch.argsort(flat_experts, stable=True)
+            order, counts = sort_by_expert(flat_experts, self.num_experts)
         else:
             pairs = kept.reshape(-1).nonzero().squeeze(1)
-            order = pairs[torch.argsort(flat_experts[pairs], stable=True)]
+            order, counts = sort_by_expert(flat_experts[pairs], self.num_experts)
+            order = pairs[order]
         tokens = order // num_selected
-        counts = torch.bincount(flat_experts[order], minlength=self.num_experts).tolist()
         grouped = inputs[tokens]
         outputs = []
         start = 0
-        for expert, count in enumerate(counts):
+        for expert, count in enumerate(counts.tolist()):
             if count:
                 outputs.append(self._expert_forward(expert, grouped[start : start + count]))
                 start += count

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .experts import ExpertBank
+from .experts import ExpertBank, sort_by_expert
 from .gates import LinearGate
 
 #: Default weight of the load-balancing loss (cv² of importance plus cv² of load), as in M³ViT.
@@ -178,8 +178,7 @@ class TopKGate(LinearGate):
         num_tokens, k = expert_indices.shape
         capacity = math.ceil(self.capacity_factor * num_tokens * k / self.num_experts)
         flat = expert_indices.reshape(-1)
-        order = torch.argsort(flat, stable=True)  # token order within each expert
-        counts = torch.bincount(flat, minlength=self.num_experts)
+        order, counts = sort_by_expert(flat, self.num_experts)  # token order within each expert
         starts = torch.cumsum(counts, 0) - counts
         position = torch.empty_like(flat)
         position[order] = torch.arange(flat.numel(), device=flat.device) - starts[flat[order]]

@@ -13,7 +13,6 @@ import yaml
 from ..zoo import ZOO, get_entry
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-RECIPES_DIR = CHECKOUT / "recipes"
 #: The recipe script that trains on each data set (the ``dataset`` setting of a YAML config).
 RECIPE_SCRIPTS = {"census_income": "train_tabular.py", "mnist": "train_image.py", "fashion-mnist": "train_image.py"}
 

@@ -80,10 +80,6 @@ class M3ViTConfig(MultiTaskConfig):
         self.moe_layers = sorted(self.moe_layers) if self.moe_layers is not None else list(range(1, self.num_hidden_layers, 2))
         if self.moe_intermediate_size is None:
             self.moe_intermediate_size = self.intermediate_size
-        for name in ("router_noise_std", "expert_capacity_factor"):
-            value = getattr(self, name)
-            if isinstance(value, int) and not isinstance(value, bool):
-                setattr(self, name, float(value))
         super().__post_init__(**kwargs)
 
     def validate_vision(self) -> None:

@@ -123,7 +123,8 @@ class M3ViTLayer(nn.Module):
         if self.task_embedding_routing:
             per_token = task_embeddings.repeat_interleave(length, dim=0)
             groups = token_tasks if isinstance(token_tasks, torch.Tensor) else None
-            output = self.moe(tokens, torch.cat([tokens, per_token], dim=-1), None, groups, self.num_tasks)
+            gate_inputs = torch.cat([tokens, per_token], dim=-1)
+            output = self.moe(tokens, gate_inputs=gate_inputs, groups=groups, num_groups=self.num_tasks)
         else:
             output = self.moe(tokens, gate_ids=token_tasks)
         return output.hidden_states.view(batch, length, width), output.routing
@@ -275,13 +276,14 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             pathways = list(range(len(self.task_specs))) if pathways is None else list(pathways)
             pathway_ids = pathways[0] if len(pathways) == 1 else None
         routings = []
+        task_embeddings = None
         for layer in self.layers:
             if layer.is_moe and pathway_ids is None:
                 # All-task mode reaches the first MoE block: one copy of the batch per pathway from here on.
                 hidden_states = hidden_states.repeat(len(pathways), 1, 1)
                 pathway_ids = torch.tensor(pathways, device=hidden_states.device).repeat_interleave(batch)
-            task_embeddings = None
-            if layer.is_moe and self.task_embedding is not None:
+            if layer.is_moe and self.task_embedding is not None and task_embeddings is None:
+                # The pathways are fixed from the first MoE block on: every MoE block reads the same embeddings.
                 ids = pathway_ids if isinstance(pathway_ids, torch.Tensor) else torch.full(
                     (hidden_states.shape[0],), pathway_ids, device=hidden_states.device
                 )

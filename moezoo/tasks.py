@@ -123,15 +123,23 @@ def own_task_labels(
 
     Args:
         tasks: The model's tasks, in order (their indices are the task ids).
-        labels: Labels per task, as `split_labels` returns them.
+        labels: Labels per task with the examples first, as `split_labels` returns them (``[B, W]``),
+            or per pixel (``[B, W, H, W']`` for a dense task).
         task_ids: Long ``[B]``, each example's task.
     """
     own = {}
     for index, task in enumerate(tasks):
         if task.name in labels:
-            mine = (task_ids == index).unsqueeze(1)
-            own[task.name] = labels[task.name].where(mine, float("nan"))
+            values = labels[task.name]
+            mine = (task_ids == index).view(-1, *[1] * (values.dim() - 1))
+            own[task.name] = values.where(mine, float("nan"))
     return own
+
+
+def pixels_as_rows(values: torch.Tensor) -> torch.Tensor:
+    """A dense task's per-pixel values ``[B, C, H, W]`` (logits, or labels of width ``C``) as rows
+    ``[B * H * W, C]``, one per pixel, so that every task kind's loss and metrics apply as they are."""
+    return values.permute(0, 2, 3, 1).reshape(-1, values.shape[1])
 
 
 def check_task_ids(task_ids: torch.Tensor, num_tasks: int, batch_size: int | None = None, check_values: bool = True) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 from huggingface_hub import hf_hub_download, snapshot_download
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel
 
-from .models.modeling_utils import PROCESSOR_FILE
+from .models.modeling_utils import PROCESSOR_FILE, processor_auto_class_name
 from .suggestions import closest_names
 
 ZOO_DIR_ENV = "MOEZOO_ZOO_DIR"
@@ -81,6 +81,10 @@ ZOO: dict[str, ZooEntry] = {
             "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "multi_fashion_mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
             ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
+        ),
+        ZooEntry(
+            "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "multi_mnist",
+            "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml",
         ),
     )
 }
@@ -192,5 +196,5 @@ def processor_from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):
     target = resolve(name_or_path)
     with _naming_unreachable_entries(str(name_or_path), target):
         path = Path(target) / PROCESSOR_FILE if Path(target).is_dir() else Path(hf_hub_download(target, PROCESSOR_FILE))
-    image_processor = path.is_file() and "image_processor_type" in json.loads(path.read_text())
-    return _load(AutoImageProcessor if image_processor else AutoFeatureExtractor, name_or_path, **kwargs)
+    auto_class = AutoImageProcessor if processor_auto_class_name(path) == "AutoImageProcessor" else AutoFeatureExtractor
+    return _load(auto_class, name_or_path, **kwargs)

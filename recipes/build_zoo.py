@@ -27,8 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
 import train_image  # noqa: E402
 import train_tabular  # noqa: E402
+import train_vit  # noqa: E402
 
-RECIPES = {"recipes/train_tabular.py": train_tabular.main, "recipes/train_image.py": train_image.main}
+RECIPES = {
+    "recipes/train_tabular.py": train_tabular.main,
+    "recipes/train_image.py": train_image.main,
+    "recipes/train_vit.py": train_vit.main,
+}
+#: The metric a task is compared by, the first of these it has: AUC, accuracy, mIoU (dense tasks).
+HEADLINE_METRICS = ("auc", "accuracy", "miou")
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
 
 
@@ -46,7 +53,7 @@ def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
         test = results["test"]
         cells = []
         for task in sorted({name.split("/")[0] for name in test if "/" in name}):
-            metric = "auc" if f"{task}/auc" in test else "accuracy"
+            metric = next(name for name in HEADLINE_METRICS if f"{task}/{name}" in test)
             cells.append(f"{task} {metric} {test[f'{task}/{metric}']:.4f}")
         rows.append(f"| {other.name}{' (this model)' if other.name == entry_name else ''} | {', '.join(cells)} |")
     return "Zoo entries on the same data (test split):\n\n" + "\n".join(["| entry | test metric per task |", "|---|---|", *rows])

@@ -33,7 +33,7 @@ def trained_run(tmp_path_factory, data_dir):
 def test_card_metadata_and_model_index_come_from_results_json(trained_run, tmp_path):
     results = json.loads((trained_run / "results.json").read_text())
     model = moezoo.MMoEModel.from_pretrained(trained_run / "best")
-    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, with_processor=True, command="python recipes/train_tabular.py ...")
+    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, processor_class="AutoFeatureExtractor", command="python recipes/train_tabular.py ...")
     build_model_card(model, results, details).save(tmp_path / "README.md")
 
     card = ModelCard.load(tmp_path / "README.md")
@@ -60,7 +60,7 @@ def test_card_metadata_and_model_index_come_from_results_json(trained_run, tmp_p
 
 def test_the_cards_loading_snippet_runs_as_written(trained_run, tmp_path):
     model = moezoo.MMoEModel.from_pretrained(trained_run / "best")
-    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, with_processor=True)
+    details = CardDetails(model_id=str(trained_run / "best"), dataset=CENSUS, processor_class="AutoFeatureExtractor")
     card = build_model_card(model, json.loads((trained_run / "results.json").read_text()), details)
     snippet = re.search(r"```python\n(.*?)\n```", str(card), flags=re.S).group(1)
     namespace: dict = {}

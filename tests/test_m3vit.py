@@ -150,7 +150,7 @@ def test_bad_inputs_and_settings_are_named():
         model(images(), tasks="age")
     with pytest.raises(ValueError, match=r"task_ids \[3\] are out of range"):
         model(images(2), task_ids=torch.tensor([0, 3]))
-    with pytest.raises(ValueError, match=r"Labels for dense task 'segmentation' must be \[5, 12, 12\]"):
+    with pytest.raises(ValueError, match=r"Labels for dense task 'segmentation' must be \[batch, 12, 12\]"):
         model(images(), labels={"segmentation": torch.zeros(5, 6, 6, dtype=torch.long)})
     with pytest.raises(ValueError, match="must be class indices in \\[0, 3\\)"):
         model(images(), labels={"segmentation": torch.full((5, 12, 12), 7)})

@@ -52,7 +52,13 @@ def test_sparse_execution_computes_only_the_selected_experts(monkeypatch):
     indices = torch.tensor([[1, 4]] * 5 + [[4, 1]] * 5)
     computed = []
     original = bank._expert_forward
-    monkeypatch.setattr(bank, "_expert_forward", lambda e, h: computed.append((e, h.shape[0])) or original(e, h))
+    first_layer = [weight.data_ptr() for weight in bank.layers[0].weight]
+
+    def recorded(hidden, parameters):
+        computed.append((first_layer.index(parameters[0][0].data_ptr()), hidden.shape[0]))
+        return original(hidden, parameters)
+
+    monkeypatch.setattr(bank, "_expert_forward", recorded)
     bank.forward_sparse(inputs, indices, torch.full((10, 2), 0.5))
     assert computed == [(1, 10), (4, 10)]  # two experts, each once, on its own tokens
 

@@ -11,6 +11,7 @@ from .census_income import (
 from .multi_mnist import (
     BACKGROUND_CLASS,
     MULTI_MNIST_DENSE_TASKS,
+    MULTI_MNIST_TASK_SPECS,
     MULTI_MNIST_TASKS,
     load_multi_mnist,
     overlay_pairs,
@@ -28,6 +29,7 @@ __all__ = [
     "DATA_DIR_ENV",
     "ExpertSelectionProblem",
     "MULTI_MNIST_DENSE_TASKS",
+    "MULTI_MNIST_TASK_SPECS",
     "MULTI_MNIST_TASKS",
     "census_feature_columns",
     "census_task_columns",

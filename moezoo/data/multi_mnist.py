@@ -28,6 +28,12 @@ MULTI_MNIST_TASKS = ("top_left", "bottom_right")
 MULTI_MNIST_DENSE_TASKS = ("pixel_class", "pixel_item")
 #: The ``pixel_class`` of a pixel no item covers; the items' classes are 0-9.
 BACKGROUND_CLASS = 10
+#: Every task the canvases give, as `moezoo.TaskSpec` dicts: the two items' classes, then the dense tasks.
+MULTI_MNIST_TASK_SPECS = (
+    *({"name": name, "kind": "multiclass", "num_labels": 10} for name in MULTI_MNIST_TASKS),
+    {"name": "pixel_class", "kind": "multiclass", "num_labels": BACKGROUND_CLASS + 1},
+    {"name": "pixel_item", "kind": "multiclass", "num_labels": 3},
+)
 #: The brightness (0-255) from which a pixel counts as covered by an item.
 INK_THRESHOLD = 128
 IDX_FILES = {

@@ -28,9 +28,21 @@ ARCHITECTURE_PAPERS = {
     "dselect_k": "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts, NeurIPS 2021",
     "dselect_k_static": "Hazimeh et al., DSelect-k: Differentiable Selection in the Mixture of Experts, NeurIPS 2021",
     "home": "Wang et al., HoME: Hierarchy of Multi-Gate Experts for Multi-Task Learning at Kuaishou, 2024",
+    "m3vit": (
+        "Liang et al., M³ViT: Mixture-of-Experts Vision Transformer for Efficient Multi-task Learning with "
+        "Model-Accelerator Co-design, NeurIPS 2022"
+    ),
 }
 #: How moezoo's metric names appear in a model-index (Hub metric ids where one exists).
-HUB_METRIC_TYPES = {"auc": "roc_auc", "accuracy": "accuracy", "mse": "mse", "mae": "mae"}
+HUB_METRIC_TYPES = {
+    "auc": "roc_auc", "accuracy": "accuracy", "mse": "mse", "mae": "mae", "miou": "mean_iou",
+    "pixel_accuracy": "accuracy",
+}
+GATE_WEIGHTS_CAPTION = "Mean gate weight of every gate on every expert over the test split"
+EXPERT_USAGE_CAPTION = (
+    "Share of each task's expert choices (each token picks k experts) that each expert of each MoE block "
+    "received over the test split"
+)
 LIBRARY_NAME = "moezoo"
 
 
@@ -68,9 +80,12 @@ class CardDetails:
         intended_use: What the model is for.
         limitations: Known risks and limitations.
         comparison: Markdown comparing the model with others on the same data (for example the zoo's).
-        figure: File name of the gate-weight figure beside the card (`moezoo.hub.figures`), if any.
+        figure: File name of the routing figure beside the card (`moezoo.hub.figures`), if any.
+        figure_caption: What the figure shows.
         task_parameters: Parameters each task actually uses (`task_parameter_counts`), if measured.
-        with_processor: The checkpoint folder holds a processor (the snippet loads it too).
+        processor_class: The transformers Auto class that loads the processor saved beside the checkpoint
+            (``"AutoFeatureExtractor"`` for a tabular processor, ``"AutoImageProcessor"`` for an image
+            processor), which the loading snippet then loads too; ``None`` when there is none.
     """
 
     model_id: str
@@ -83,8 +98,9 @@ class CardDetails:
     )
     comparison: str | None = None
     figure: str | None = None
+    figure_caption: str = GATE_WEIGHTS_CAPTION
     task_parameters: Mapping[str, int] | None = None
-    with_processor: bool = False
+    processor_class: str | None = None
     extra_tags: Sequence[str] = field(default_factory=tuple)
 
 
@@ -105,8 +121,11 @@ def task_parameter_counts(model: MultiTaskPreTrainedModel, inputs: Mapping[str, 
     return counts
 
 
-def eval_results(results: Mapping[str, Any], dataset: DatasetDescription) -> list[EvalResult]:
-    """One `EvalResult` per task and metric of ``results["test"]`` (moezoo's ``results.json``).
+def eval_results(
+    results: Mapping[str, Any], dataset: DatasetDescription, dense_tasks: Sequence[str] = ()
+) -> list[EvalResult]:
+    """One `EvalResult` per task and metric of ``results["test"]`` (moezoo's ``results.json``); dense
+    (per-pixel) tasks are listed as image segmentation.
 
     huggingface_hub groups results by task type, dataset, configuration and split, not by task name;
     the task is given as the dataset configuration too (it is a label column of the data), so each
@@ -120,7 +139,7 @@ def eval_results(results: Mapping[str, Any], dataset: DatasetDescription) -> lis
             continue
         found.append(
             EvalResult(
-                task_type=dataset.task_type,
+                task_type="image-segmentation" if task in dense_tasks else dataset.task_type,
                 task_name=task,
                 dataset_type=dataset.slug,
                 dataset_name=dataset.name,
@@ -150,6 +169,9 @@ def architecture_summary(model: MultiTaskPreTrainedModel, task_parameters: Mappi
                 f"{len(gates)} `{config.gate_type}` gates ({', '.join(format_unit_label(label) for label in gates)})"
             )
         lines.append(f"- **Expert layers:** {config.expert_hidden_sizes}, tower layers {config.tower_hidden_sizes}")
+    describe = getattr(config, "describe_blocks", None)
+    if describe is not None:
+        lines += [f"- {line}" for line in describe()]
     lines.append(f"- **Parameters:** {model.num_parameters():,} ({effective_num_parameters(model):,} that can affect an output)")
     if task_parameters:
         lines.append("- **Parameters each task uses on the test split:** " + ", ".join(
@@ -187,14 +209,14 @@ def training_regime(results: Mapping[str, Any] | None, command: str | None) -> s
     return "\n".join(lines)
 
 
-def loading_snippet(model_id: str, with_processor: bool) -> str:
-    """Python that loads the checkpoint through transformers' Auto classes after ``import moezoo``."""
-    lines = ["import moezoo  # registers the architectures with transformers", "from transformers import AutoModel"]
-    if with_processor:
-        lines[-1] = "from transformers import AutoFeatureExtractor, AutoModel"
+def loading_snippet(model_id: str, processor_class: str | None = None) -> str:
+    """Python that loads the checkpoint (and its processor, with ``processor_class``) through
+    transformers' Auto classes after ``import moezoo``."""
+    imported = f"{processor_class}, AutoModel" if processor_class else "AutoModel"
+    lines = ["import moezoo  # registers the architectures with transformers", f"from transformers import {imported}"]
     lines += ["", f"model = AutoModel.from_pretrained({model_id!r})"]
-    if with_processor:
-        lines.append(f"processor = AutoFeatureExtractor.from_pretrained({model_id!r})")
+    if processor_class:
+        lines.append(f"processor = {processor_class}.from_pretrained({model_id!r})")
     return "\n".join(lines)
 
 
@@ -214,17 +236,13 @@ def build_model_card(
         model_name=details.model_id,
         license=dataset.license if dataset is not None else None,
         base_model=base_model,
-        eval_results=(eval_results(results, dataset) or None) if results else None,
+        eval_results=(eval_results(results, dataset, model.dense_tasks) or None) if results else None,
     )
     software = "moezoo"
     environment = (results or {}).get("environment", {})
     if environment:
         software += ", " + ", ".join(f"{name} {version}" for name, version in environment.get("versions", {}).items())
-    figure = (
-        f"Mean gate weight of every gate on every expert over the test split:\n\n![Mean gate weights]({details.figure})"
-        if details.figure
-        else None
-    )
+    figure = f"{details.figure_caption}:\n\n![{details.figure_caption}]({details.figure})" if details.figure else None
     return ModelCard.from_template(
         card_data,
         model_id=details.model_id,
@@ -245,14 +263,17 @@ def build_model_card(
         direct_use=details.intended_use,
         out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
         bias_risks_limitations=details.limitations,
-        get_started_code=f"```python\n{loading_snippet(details.model_id, details.with_processor)}\n```",
+        get_started_code=f"```python\n{loading_snippet(details.model_id, details.processor_class)}\n```",
         training_data=f"{dataset.name}. {dataset.description}".strip() if dataset is not None else "Not recorded.",
         training_regime=training_regime(results, details.command),
         speeds_sizes_times=(
             f"Training took {environment['train_seconds']:.0f} s." if "train_seconds" in environment else None
         ),
         testing_data=f"The test split of {dataset.name}." if dataset is not None else None,
-        testing_metrics="ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression.",
+        testing_metrics=(
+            "ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression; "
+            "for dense (per-pixel) tasks, mean intersection over union (mIoU) and pixel accuracy."
+        ),
         results=results_table(results),
         results_summary=details.comparison,
         model_examination=figure,

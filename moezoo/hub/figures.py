@@ -1,11 +1,13 @@
-"""Figures for model cards: how much weight each gate gives each expert."""
+"""Figures for model cards: how much weight each gate gives each expert, or, for sparse (top-k) routing,
+how many of each task's tokens each expert receives."""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
@@ -63,6 +65,42 @@ def plot_gate_weights(model: RoutedMultiTaskModel, weights: Mapping[int, torch.T
                               color="white" if values[row, column] < 0.5 else "black")
     axes[0].set_ylabel("gate")
     figure.colorbar(image, ax=list(axes), fraction=0.03, label="mean weight")
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def measure_expert_usage(model: Any, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
+    """For each task, the fraction of its tokens (times ``k``: each token picks ``k`` experts) that each
+    expert of each MoE block receives over ``batches``, from the model's ``expert_usage`` (`M3ViTModel`):
+    task -> one ``[E]`` tensor per MoE block, each summing to 1."""
+    model.eval()
+    pixels = [batch["pixel_values"] for batch in batches]
+    usage = {}
+    for task in model.task_names:
+        counts = model.expert_usage(pixels, task)
+        usage[task] = [layer_counts.float() / layer_counts.sum().clamp_min(1) for layer_counts in counts]
+    return usage
+
+
+def plot_expert_usage(usage: Mapping[str, Sequence[torch.Tensor]], layer_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Save a PNG heatmap per MoE block (side by side): rows are tasks, columns experts, each cell the
+    share of the task's expert choices that went to the expert (see `measure_expert_usage`). Returns the path."""
+    tasks = list(usage)
+    num_layers = len(layer_names)
+    widths = [len(usage[tasks[0]][layer]) for layer in range(num_layers)]
+    figure = Figure(figsize=(2.0 + 0.32 * sum(widths) + 1.0 * num_layers, 1.6 + 0.45 * len(tasks)), layout="constrained")
+    axes = figure.subplots(1, num_layers, squeeze=False, width_ratios=widths)[0]
+    peak = max(float(usage[task][layer].max()) for task in tasks for layer in range(num_layers))
+    for layer, axis in enumerate(axes):
+        values = torch.stack([usage[task][layer] for task in tasks]).numpy()
+        image = axis.imshow(values, vmin=0.0, vmax=peak, cmap="viridis", aspect="auto")
+        axis.set_xticks(range(values.shape[1]), [str(expert) for expert in range(values.shape[1])], fontsize=7)
+        axis.set_yticks(range(len(tasks)), tasks if layer == 0 else [""] * len(tasks))
+        axis.set_xlabel("expert")
+        axis.set_title(layer_names[layer])
+    axes[0].set_ylabel("task")
+    figure.colorbar(image, ax=list(axes), fraction=0.03, label="share of the task's expert choices")
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

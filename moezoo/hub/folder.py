@@ -1,4 +1,4 @@
-"""A checkpoint folder made ready to publish: its card and gate-weight figure, measured on its test split."""
+"""A checkpoint folder made ready to publish: its card and routing figure, measured on its test split."""
 
 from __future__ import annotations
 
@@ -9,17 +9,20 @@ from typing import Any
 
 from transformers import AutoModel
 
-from ..models.modeling_utils import PROCESSOR_FILE
+from ..models.modeling_utils import PROCESSOR_FILE, processor_auto_class_name
+from ..training.data import nest_task_labels
 from ..training.splits import run_split
-from .cards import CardDetails, build_model_card, task_parameter_counts
+from .cards import EXPERT_USAGE_CAPTION, CardDetails, build_model_card, task_parameter_counts
 from .datasets import describe_dataset
-from .figures import measure_gate_weights, plot_gate_weights
+from .figures import measure_expert_usage, measure_gate_weights, plot_expert_usage, plot_gate_weights
 
 FIGURE = "routing.png"
 CARD = "README.md"
 RESULTS = "results.json"
-#: Examples of the test split on which the parameters each task uses are measured.
+#: Examples of the test split on which the parameters each task uses are measured (fewer for a ViT,
+#: whose gradients over every token of every pathway take far more memory per example).
 PROBE_EXAMPLES = 4096
+VIT_PROBE_EXAMPLES = 256
 EVAL_BATCH = 8192
 
 
@@ -41,7 +44,7 @@ def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
 def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> list[dict[str, Any]]:
     """The test split the run was scored on, encoded as its recipe encodes it, in batches of 8,192."""
     encoded = run_split(results["arguments"], folder, "test")
-    size = len(encoded["labels"])
+    size = len(next(iter(encoded.values())))
     return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
 
 
@@ -66,13 +69,21 @@ def write_card(
     results = find_results(folder)
     details = CardDetails(
         model_id=model_id or folder.name, command=command, comparison=comparison,
-        with_processor=(folder / PROCESSOR_FILE).is_file(),
+        processor_class=processor_auto_class_name(folder / PROCESSOR_FILE),
     )
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])
         batches = encoded_test_batches(results, folder)
-        plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
+        probe = PROBE_EXAMPLES
+        if hasattr(model, "expert_usage"):  # sparse, per-token routing: which experts each task's tokens use
+            layer_names = [f"block {index}" for index in model.config.moe_layers]
+            plot_expert_usage(measure_expert_usage(model, batches), layer_names, folder / FIGURE)
+            details.figure_caption = EXPERT_USAGE_CAPTION
+            probe = VIT_PROBE_EXAMPLES
+        else:
+            plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
         details.figure = FIGURE
-        details.task_parameters = task_parameter_counts(model, {k: v[:PROBE_EXAMPLES] for k, v in batches[0].items()})
+        probe_inputs = nest_task_labels({name: value[:probe] for name, value in batches[0].items()})
+        details.task_parameters = task_parameter_counts(model, probe_inputs)
     build_model_card(model, results, details).save(card_path)
     return card_path

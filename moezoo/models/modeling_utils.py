@@ -31,6 +31,15 @@ PROCESSOR_FILE = FEATURE_EXTRACTOR_NAME
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
+def processor_auto_class_name(path: Path) -> str | None:
+    """The transformers Auto class that loads the processor file ``path``: ``"AutoImageProcessor"`` for an
+    image processor (M3ViT's), ``"AutoFeatureExtractor"`` for moezoo's tabular processor; ``None`` when
+    the file does not exist."""
+    if not path.is_file():
+        return None
+    return "AutoImageProcessor" if "image_processor_type" in json.loads(path.read_text()) else "AutoFeatureExtractor"
+
+
 def processor_matches(folder: Path, config: "MultiTaskConfig") -> bool:
     """Whether the processor saved in ``folder`` suits a model of ``config``: an image processor always
     (a ViT's), a tabular processor when it produces the features ``config`` reads."""
@@ -366,7 +375,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             if inputs.get(name) is not None:
                 check_finite(name, inputs[name])
         if inputs.get("labels") is not None:
-            split_labels(self.task_specs, inputs["labels"], check_values=True)
+            self.labels_per_task(inputs["labels"], check_values=True)
         if inputs.get("task_ids") is not None:
             check_task_ids(inputs["task_ids"], len(self.task_specs))
 
@@ -420,6 +429,19 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             raise KeyError(f"Unknown task(s) {unknown}; this model's tasks are {self.task_names}.")
         return names
 
+    @property
+    def dense_tasks(self) -> tuple[str, ...]:
+        """The tasks predicted per pixel (logits ``[B, num_labels, H, W]``); none for the tabular models."""
+        return ()
+
+    def labels_per_task(
+        self, labels: torch.Tensor | Mapping[str, torch.Tensor], check_values: bool = True
+    ) -> dict[str, torch.Tensor]:
+        """A batch's labels per task as float tensors with the examples first: ``[B, label_width]``
+        (`moezoo.tasks.split_labels`), or ``[B, label_width, H, W]`` for a dense task. Shapes are
+        always checked, values with ``check_values``."""
+        return split_labels(self.task_specs, labels, check_values=check_values)
+
     def task_losses(
         self,
         logits: dict[str, torch.Tensor],
@@ -429,7 +451,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         """The weighted sum of the task losses and each task's loss (see `weighted_task_losses`), for
         logits ``[B, num_labels]`` per task. With ``task_ids``, each example counts for its own task only."""
         reference = next(iter(logits.values()))
-        per_task_labels = split_labels(self.task_specs, labels, check_values=self._check_input_values)
+        per_task_labels = self.labels_per_task(labels, check_values=self._check_input_values)
         label_batch = next(iter(per_task_labels.values())).shape[0]
         if label_batch != reference.shape[0]:
             raise ValueError(f"Labels have batch size {label_batch}, inputs {reference.shape[0]}.")

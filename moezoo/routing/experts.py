@@ -254,24 +254,26 @@ class ExpertBank(nn.Module):
             order, counts = sort_by_expert(flat_experts[pairs], self.num_experts)
             order = pairs[order]
         tokens = order // num_selected
-        grouped = inputs[tokens]
-        outputs = []
-        start = 0
-        for expert, count in enumerate(counts.tolist()):
-            if count:
-                outputs.append(self._expert_forward(expert, grouped[start : start + count]))
-                start += count
+        # `split` and `unbind`, not slicing: each slice's backward would fill a zero tensor of the whole
+        # input (of all N*k pairs, or all E experts' weights) per expert; theirs concatenate once.
+        groups = inputs[tokens].split(counts.tolist())
+        layer_weights = [(layer.weight.unbind(0), layer.bias.unbind(0)) for layer in self.layers]
+        outputs = [
+            self._expert_forward(group, [(weights[expert], biases[expert]) for weights, biases in layer_weights])
+            for expert, group in enumerate(groups)
+            if len(group)
+        ]
         combined = inputs.new_zeros(inputs.shape[0], self.output_size)
         if outputs:
             scaled = torch.cat(outputs) * flat_weights[order].unsqueeze(1).to(inputs.dtype)
             combined = combined.index_add(0, tokens, scaled)
         return combined
 
-    def _expert_forward(self, expert: int, hidden: torch.Tensor) -> torch.Tensor:
-        """Expert ``expert`` alone on ``hidden`` ``[n, d]``: its slices of every layer's weights."""
-        last = len(self.layers) - 1
-        for index, layer in enumerate(self.layers):
-            hidden = F.linear(hidden, layer.weight[expert], layer.bias[expert])
+    def _expert_forward(self, hidden: torch.Tensor, parameters: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+        """One expert on ``hidden`` ``[n, d]``: ``parameters`` holds its (weight, bias) in every layer."""
+        last = len(parameters) - 1
+        for index, (weight, bias) in enumerate(parameters):
+            hidden = F.linear(hidden, weight, bias)
             if index < last or self.output_activation:
                 hidden = self._activate(hidden)
         return hidden

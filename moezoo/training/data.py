@@ -18,7 +18,7 @@ import pyarrow as pa
 import torch
 from datasets import Dataset
 from datasets import IterableDataset as HFIterableDataset
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, default_collate
 
 #: Arrow tables up to this size (bytes) are materialised as tensors by default.
 DEFAULT_IN_MEMORY_LIMIT = 4 * 2**30
@@ -55,9 +55,41 @@ class TensorDataset(torch.utils.data.Dataset):
         return {name: value.index_select(0, index) for name, value in self.columns.items()}
 
 
-def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The ``collate_fn`` of a `TensorDataset` loader: `TensorDataset.__getitems__` already returns the batch."""
-    return batch
+#: Columns named ``labels.{task}`` hold one task's labels (a dense task's per-pixel map, say); a batch
+#: passes them to the model as one mapping, ``labels={task: ...}``.
+TASK_LABEL_PREFIX = "labels."
+
+
+def nest_task_labels(columns: Mapping[str, Any]) -> dict[str, Any]:
+    """A batch (or a dataset's columns) with its ``labels.{task}`` columns gathered into one ``labels``
+    mapping from task name to labels, the form that models with per-task label shapes (such as
+    `moezoo.M3ViTModel`'s dense tasks) take. Columns without the prefix are passed through.
+
+    Raises:
+        ValueError: the columns hold both ``labels`` and ``labels.{task}`` columns.
+    """
+    task_columns = [name for name in columns if name.startswith(TASK_LABEL_PREFIX)]
+    if not task_columns:
+        return dict(columns)
+    if "labels" in columns:
+        raise ValueError(
+            f"The data has both a 'labels' column and per-task label columns {task_columns}; keep one form."
+        )
+    nested = {name: value for name, value in columns.items() if not name.startswith(TASK_LABEL_PREFIX)}
+    nested["labels"] = {name[len(TASK_LABEL_PREFIX) :]: columns[name] for name in task_columns}
+    return nested
+
+
+def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """The ``collate_fn`` of a `TensorDataset` loader: `TensorDataset.__getitems__` already returns the
+    batch; per-task label columns are nested (`nest_task_labels`)."""
+    return nest_task_labels(batch)
+
+
+def collate_rows(rows: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
+    """The ``collate_fn`` of a loader that reads rows through ``datasets``: PyTorch's default collation,
+    then `nest_task_labels`."""
+    return nest_task_labels(default_collate(rows))
 
 
 def materialize(dataset: Dataset, columns: Iterable[str] | None = None) -> TensorDataset:
@@ -158,7 +190,8 @@ def make_dataloader(
         if shuffle:
             dataset = dataset.shuffle(seed=seed)
         return DataLoader(
-            dataset.with_format("torch"), batch_size=batch_size, drop_last=drop_last, generator=loader_generator
+            dataset.with_format("torch"), batch_size=batch_size, drop_last=drop_last, generator=loader_generator,
+            collate_fn=collate_rows,
         )
     if in_memory is None:
         in_memory = fits_in_memory(dataset)
@@ -180,7 +213,7 @@ def make_dataloader(
         sampler = _default_sampler(dataset, shuffle, sampler_generator)
     return DataLoader(
         dataset.with_format("torch"), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
-        generator=loader_generator,
+        generator=loader_generator, collate_fn=collate_rows,
     )
 
 

@@ -15,14 +15,17 @@ from ..zoo import ZOO, get_entry
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: The recipe script that trains on each data set (the ``dataset`` setting of a YAML config).
 RECIPE_SCRIPTS = {"census_income": "train_tabular.py", "mnist": "train_image.py", "fashion-mnist": "train_image.py"}
+#: Architectures with a recipe of their own, whatever the data set.
+MODEL_RECIPE_SCRIPTS = {"m3vit": "train_vit.py"}
 
 
 def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
     """The recipe script and its arguments for ``recipe``:
 
     - a recipe script (``recipes/train_tabular.py``): itself, then ``flags`` (its YAML among them);
-    - a YAML config: the script that trains on its ``dataset`` (``--dataset`` in ``flags`` wins), the YAML,
-      then ``flags``;
+    - a YAML config: the script of its ``model_name`` when that architecture has its own recipe (M³ViT's),
+      or else the script that trains on its ``dataset`` (``--model_name`` / ``--dataset`` in ``flags`` win),
+      then the YAML, then ``flags``;
     - a zoo entry's name: the entry's recipe, YAML and arguments, then ``flags``.
 
     Paths are relative to the working directory, or else to the moezoo checkout (where ``recipes/`` is).
@@ -37,7 +40,11 @@ def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
     if recipe.endswith((".yaml", ".yml")):
         config = _find(recipe)
         values = yaml.safe_load(config.read_text()) or {}
-        dataset = _flag_value(flags, "--dataset") or (values.get("dataset") if isinstance(values, dict) else None)
+        values = values if isinstance(values, dict) else {}
+        model_name = _flag_value(flags, "--model_name") or values.get("model_name")
+        if model_name in MODEL_RECIPE_SCRIPTS:
+            return [str(_find(f"recipes/{MODEL_RECIPE_SCRIPTS[model_name]}")), str(config), *flags]
+        dataset = _flag_value(flags, "--dataset") or values.get("dataset")
         if dataset not in RECIPE_SCRIPTS:
             raise ValueError(
                 f"{config} names data set {dataset!r}; the recipes train on {sorted(RECIPE_SCRIPTS)}. "

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from transformers import SchedulerType, get_scheduler
 
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..suggestions import closest_names
-from ..tasks import labels_complete, own_task_labels, split_labels
+from ..tasks import labels_complete, own_task_labels
 from .arguments import require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
@@ -31,8 +32,8 @@ from .checkpoints import (
     resolve_checkpoint,
     write_json_atomic,
 )
-from .data import TensorDataset, make_dataloader, materialize
-from .metrics import is_better, metric_names, multitask_metrics
+from .data import TensorDataset, make_dataloader, materialize, nest_task_labels
+from .metrics import MultiTaskMetrics, is_better, metric_names
 from .mixing import TaskMixingSampler, task_sampling_probabilities
 
 HISTORY_FILE = "training_history.json"
@@ -149,29 +150,42 @@ class TrainingResult:
 
 
 @torch.no_grad()
+def _gathered_batches(
+    model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator
+) -> Iterator[tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]]:
+    """Each batch's logits and labels per task (`MultiTaskPreTrainedModel.labels_per_task`), gathered
+    from all processes without the duplicates that even batches add, on the CPU. With a ``task_ids``
+    column, each example's labels are kept for its own task only (NaN, missing, for the others)."""
+    model.eval()
+    unwrapped = accelerator.unwrap_model(model)
+    with _value_checks_skipped_for(model, dataloader, accelerator):
+        for batch in dataloader:
+            labels = batch.pop("labels", None)
+            outputs = model(**batch)
+            if labels is not None:
+                labels = unwrapped.labels_per_task(labels, check_values=False)
+                if batch.get("task_ids") is not None:
+                    # Mixed-task data: each task is scored on its own examples only.
+                    labels = own_task_labels(unwrapped.task_specs, labels, batch["task_ids"])
+            gathered = accelerator.gather_for_metrics((outputs.logits, labels) if labels is not None else (outputs.logits,))
+            yield (
+                {name: value.cpu() for name, value in gathered[0].items()},
+                {name: value.cpu() for name, value in gathered[1].items()} if labels is not None else None,
+            )
+
+
 def predict(
     model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """Logits (and labels, when the data has them) of every example, gathered from all processes
     without the duplicates that even batches add. With a ``task_ids`` column, each example's labels
     are kept for its own task only (NaN, missing, for the others)."""
-    model.eval()
-    task_specs = accelerator.unwrap_model(model).task_specs
     logits_parts: list[dict[str, torch.Tensor]] = []
     label_parts: list[dict[str, torch.Tensor]] = []
-    with _value_checks_skipped_for(model, dataloader, accelerator):
-        for batch in dataloader:
-            labels = batch.pop("labels", None)
-            outputs = model(**batch)
-            if labels is not None:
-                labels = split_labels(task_specs, labels, check_values=False)
-                if batch.get("task_ids") is not None:
-                    # Mixed-task data: each task is scored on its own examples only.
-                    labels = own_task_labels(task_specs, labels, batch["task_ids"])
-            gathered = accelerator.gather_for_metrics((outputs.logits, labels) if labels is not None else (outputs.logits,))
-            logits_parts.append({name: value.cpu() for name, value in gathered[0].items()})
-            if labels is not None:
-                label_parts.append({name: value.cpu() for name, value in gathered[1].items()})
+    for logits, labels in _gathered_batches(model, dataloader, accelerator):
+        logits_parts.append(logits)
+        if labels is not None:
+            label_parts.append(labels)
     if not logits_parts:
         raise ValueError("Nothing to predict: the dataset is empty.")
     logits = {name: torch.cat([part[name] for part in logits_parts]) for name in logits_parts[0]}
@@ -180,11 +194,19 @@ def predict(
 
 
 def evaluate(model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
-    """Loss and metrics of every task over a labelled dataloader (identical on every process)."""
-    logits, labels = predict(model, dataloader, accelerator)
-    if labels is None:
-        raise ValueError("evaluate needs a dataset with a 'labels' column.")
-    return multitask_metrics(accelerator.unwrap_model(model).task_specs, logits, labels)
+    """Loss and metrics of every task over a labelled dataloader (identical on every process); dense
+    tasks are scored batch by batch (see `moezoo.training.metrics.MultiTaskMetrics`)."""
+    unwrapped = accelerator.unwrap_model(model)
+    metrics = MultiTaskMetrics(unwrapped.task_specs, unwrapped.dense_tasks)
+    seen = False
+    for logits, labels in _gathered_batches(model, dataloader, accelerator):
+        if labels is None:
+            raise ValueError("evaluate needs a dataset with labels: a 'labels' column, or 'labels.{task}' columns.")
+        metrics.update(logits, labels)
+        seen = True
+    if not seen:
+        raise ValueError("Nothing to evaluate: the dataset is empty.")
+    return metrics.compute()
 
 
 def prepare_eval_loader(
@@ -395,7 +417,7 @@ def _task_mixing_sampler(dataset: Any, config: TrainingConfig) -> TaskMixingSamp
 def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> None:
     """Check a materialised dataset's values once (see `MultiTaskPreTrainedModel.check_input_values`)."""
     if isinstance(loader.dataset, TensorDataset):
-        model.check_input_values(loader.dataset.columns)
+        model.check_input_values(nest_task_labels(loader.dataset.columns))
 
 
 def _value_checks_skipped_for(model: nn.Module, loader: DataLoader, accelerator: Accelerator):
@@ -404,14 +426,19 @@ def _value_checks_skipped_for(model: nn.Module, loader: DataLoader, accelerator:
     if not isinstance(loader.dataset, TensorDataset):
         return contextlib.nullcontext()
     unwrapped = accelerator.unwrap_model(model)
-    columns = loader.dataset.columns
-    complete = "labels" in columns and "task_ids" not in columns and labels_complete(unwrapped.task_specs, columns["labels"])
+    columns = nest_task_labels(loader.dataset.columns)
+    # Per-task (possibly per-pixel) labels keep their masking: a cheap part of such a model's step.
+    complete = (
+        isinstance(columns.get("labels"), torch.Tensor)
+        and "task_ids" not in columns
+        and labels_complete(unwrapped.task_specs, columns["labels"])
+    )
     return unwrapped.skip_input_value_checks(labels_complete=complete)
 
 
 def check_metric_name(model: MultiTaskPreTrainedModel, name: str) -> None:
     """Raise a `ValueError`, with the closest names, unless validation will report metric ``name``."""
-    known = metric_names(model.task_specs)
+    known = metric_names(model.task_specs, model.dense_tasks)
     if name not in known:
         raise ValueError(
             f"metric_for_best_model={name!r} is not a metric of this model{closest_names(name, known)}; "

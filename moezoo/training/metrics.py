@@ -1,10 +1,18 @@
-"""Per-task evaluation metrics, computed with torchmetrics on predictions gathered from all processes."""
+"""Per-task evaluation metrics, computed with torchmetrics on predictions gathered from all processes.
+
+Image-level and tabular tasks are scored on all their gathered predictions at once. Dense (per-pixel)
+tasks are scored as the batches arrive, with torchmetrics' stateful metrics: holding the per-pixel
+logits of a whole split would take gigabytes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
+from torchmetrics import MeanAbsoluteError, MeanSquaredError
+from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardIndex
 from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
@@ -13,12 +21,12 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
 
-from ..tasks import IGNORE_INDEX, TaskSpec, task_predictions, weighted_task_losses
+from ..tasks import IGNORE_INDEX, TaskSpec, pixels_as_rows, task_predictions, weighted_task_losses
 
 # Metrics where a lower value is better; every other metric is better when higher.
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 # Metrics also reported as their mean over the tasks that have them, as "mean_{metric}".
-AVERAGED_METRICS = ("auc", "accuracy")
+AVERAGED_METRICS = ("auc", "accuracy", "miou")
 #: The metrics `task_metrics` reports for each task kind.
 KIND_METRICS = {
     "binary": ("auc", "accuracy"),
@@ -26,16 +34,21 @@ KIND_METRICS = {
     "multilabel": ("auc",),
     "regression": ("mse", "mae"),
 }
+#: The metrics `DenseTaskMetrics` reports for each kind of dense task: the mean over classes of the
+#: intersection over union (classes absent from both predictions and labels left out) and the
+#: fraction of pixels classified right; or the errors of a regression map.
+DENSE_KIND_METRICS = {"multiclass": ("miou", "pixel_accuracy"), "regression": ("mse", "mae")}
 
 
-def metric_names(tasks: Sequence[TaskSpec]) -> list[str]:
-    """Every name `multitask_metrics` can report for these tasks: ``loss``, ``{task}/loss``,
+def metric_names(tasks: Sequence[TaskSpec], dense_tasks: Sequence[str] = ()) -> list[str]:
+    """Every name `MultiTaskMetrics` can report for these tasks: ``loss``, ``{task}/loss``,
     ``{task}/{metric}`` and the ``mean_{metric}`` averages."""
     names = ["loss"]
     reported: set[str] = set()
     for task in tasks:
-        names += [f"{task.name}/loss", *(f"{task.name}/{metric}" for metric in KIND_METRICS[task.kind])]
-        reported.update(KIND_METRICS[task.kind])
+        kind_metrics = (DENSE_KIND_METRICS if task.name in dense_tasks else KIND_METRICS)[task.kind]
+        names += [f"{task.name}/loss", *(f"{task.name}/{metric}" for metric in kind_metrics)]
+        reported.update(kind_metrics)
     return names + [f"mean_{metric}" for metric in AVERAGED_METRICS if metric in reported]
 
 
@@ -80,25 +93,119 @@ def multitask_metrics(
     tasks: Sequence[TaskSpec], logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]
 ) -> dict[str, float]:
     """Every task's loss and metrics as ``"{task}/{metric}"``, the weighted total ``"loss"``, and
-    ``"mean_auc"`` / ``"mean_accuracy"`` over the tasks that report an AUC / an accuracy."""
-    results: dict[str, float] = {}
-    logits = {name: value.float() for name, value in logits.items()}
-    labels = {name: value.float() for name, value in labels.items()}
-    total, losses = weighted_task_losses(tasks, logits, labels)
-    averaged: dict[str, list[float]] = {name: [] for name in AVERAGED_METRICS}
-    for task in tasks:
-        if task.name not in losses:
-            continue
-        results[f"{task.name}/loss"] = losses[task.name].item()
-        for name, value in task_metrics(task, logits[task.name], labels[task.name]).items():
-            results[f"{task.name}/{name}"] = value
-            if name in averaged:
-                averaged[name].append(value)
-    results["loss"] = total.item() if total is not None else 0.0
-    for name, values in averaged.items():
-        if values:
-            results[f"mean_{name}"] = sum(values) / len(values)
-    return results
+    ``"mean_auc"`` / ``"mean_accuracy"`` over the tasks that report an AUC / an accuracy, for logits
+    and labels ``[N, ...]`` of image-level or tabular tasks (see `MultiTaskMetrics` for dense tasks)."""
+    metrics = MultiTaskMetrics(tasks)
+    metrics.update(logits, labels)
+    return metrics.compute()
+
+
+class DenseTaskMetrics:
+    """Loss and metrics of one dense task (`DENSE_KIND_METRICS`), accumulated batch by batch.
+
+    Args:
+        task: A multiclass (segmentation) or regression task predicted per pixel.
+    """
+
+    def __init__(self, task: TaskSpec) -> None:
+        if task.kind not in DENSE_KIND_METRICS:
+            raise ValueError(f"Dense task {task.name!r} is {task.kind}; dense tasks are {tuple(DENSE_KIND_METRICS)}.")
+        self.task = task
+        self.loss_sum = 0.0
+        self.count = 0
+        if task.kind == "multiclass":
+            self.metrics = {
+                "miou": MulticlassJaccardIndex(task.num_labels, average="macro", ignore_index=IGNORE_INDEX),
+                "pixel_accuracy": MulticlassAccuracy(task.num_labels, average="micro", ignore_index=IGNORE_INDEX),
+            }
+        else:
+            self.metrics = {"mse": MeanSquaredError(), "mae": MeanAbsoluteError()}
+
+    def update(self, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch: logits ``[B, num_labels, H, W]``, labels ``[B, label_width, H, W]`` (NaN, or
+        -100 for a class, where missing)."""
+        logits, labels = pixels_as_rows(logits.float()), pixels_as_rows(labels.float())
+        if self.task.kind == "multiclass":
+            classes = labels.squeeze(1)
+            present = ~torch.isnan(classes) & (classes != IGNORE_INDEX)
+            targets = torch.where(present, classes, IGNORE_INDEX).long()
+            self.loss_sum += F.cross_entropy(logits, targets, ignore_index=IGNORE_INDEX, reduction="sum").item()
+            self.count += int(present.sum())
+            predictions = logits.argmax(dim=1)
+        else:
+            present = ~torch.isnan(labels).any(dim=1)
+            predictions, targets = logits[present], labels[present]
+            self.loss_sum += F.mse_loss(predictions, targets, reduction="sum").item()
+            self.count += predictions.numel()
+        if present.any():
+            for metric in self.metrics.values():
+                metric.update(predictions, targets)
+
+    def loss(self) -> float | None:
+        """The task's loss over the pixels seen (its training loss, averaged), or None before any label."""
+        return self.loss_sum / self.count if self.count else None
+
+    def compute(self) -> dict[str, float]:
+        """The metrics over the pixels seen; empty before any label."""
+        if not self.count:
+            return {}
+        return {name: metric.compute().item() for name, metric in self.metrics.items()}
+
+
+class MultiTaskMetrics:
+    """Every task's loss and metrics over a split, fed one batch at a time (`update`), computed at the
+    end (`compute`): ``"{task}/loss"``, ``"{task}/{metric}"``, the weighted total ``"loss"`` and the
+    ``"mean_{metric}"`` averages of `AVERAGED_METRICS`.
+
+    Image-level and tabular tasks keep their logits and labels (``[N, ...]``) and are scored at once;
+    ``dense_tasks`` are scored as the batches arrive (`DenseTaskMetrics`).
+    """
+
+    def __init__(self, tasks: Sequence[TaskSpec], dense_tasks: Sequence[str] = ()) -> None:
+        self.tasks = list(tasks)
+        self.dense = {task.name: DenseTaskMetrics(task) for task in self.tasks if task.name in dense_tasks}
+        self._logits: dict[str, list[torch.Tensor]] = {}
+        self._labels: dict[str, list[torch.Tensor]] = {}
+
+    def update(self, logits: Mapping[str, torch.Tensor], labels: Mapping[str, torch.Tensor]) -> None:
+        """Add a batch: logits and labels per task (`MultiTaskPreTrainedModel.labels_per_task`)."""
+        for name, value in logits.items():
+            if name in self.dense:
+                if name in labels:
+                    self.dense[name].update(value, labels[name])
+            else:
+                self._logits.setdefault(name, []).append(value.float())
+        for name, value in labels.items():
+            if name not in self.dense:
+                self._labels.setdefault(name, []).append(value.float())
+
+    def compute(self) -> dict[str, float]:
+        logits = {name: torch.cat(parts) for name, parts in self._logits.items()}
+        labels = {name: torch.cat(parts) for name, parts in self._labels.items()}
+        _, losses = weighted_task_losses([task for task in self.tasks if task.name not in self.dense], logits, labels)
+        results: dict[str, float] = {}
+        total = None
+        averaged: dict[str, list[float]] = {name: [] for name in AVERAGED_METRICS}
+        for task in self.tasks:
+            if task.name in self.dense:
+                loss, metrics = self.dense[task.name].loss(), self.dense[task.name].compute()
+            elif task.name in losses:
+                loss, metrics = losses[task.name].item(), task_metrics(task, logits[task.name], labels[task.name])
+            else:
+                continue
+            if loss is None:
+                continue
+            results[f"{task.name}/loss"] = loss
+            total = task.weight * loss if total is None else total + task.weight * loss
+            for name, value in metrics.items():
+                results[f"{task.name}/{name}"] = value
+                if name in averaged:
+                    averaged[name].append(value)
+        results["loss"] = total if total is not None else 0.0
+        for name, values in averaged.items():
+            if values:
+                results[f"mean_{name}"] = sum(values) / len(values)
+        return results
 
 
 def is_better(metric_name: str, value: float, best: float | None) -> bool:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
+from datasets import Dataset
+from transformers import BaseImageProcessor
 
-from ..data import load_census_income, load_multi_mnist
+from ..data import MULTI_MNIST_TASKS, load_census_income, load_multi_mnist
 from ..tabular import TabularProcessor
-from .data import materialize
+from ..zoo import processor_from_pretrained
+from .data import TASK_LABEL_PREFIX, materialize
 
 SPLITS = ("train", "validation", "test")
 
@@ -32,10 +35,13 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
         raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
     dataset = arguments.get("dataset")
     if dataset in ("mnist", "fashion-mnist"):
+        vision_transformer = arguments.get("model_name") == "m3vit"
         splits = load_multi_mnist(
             arguments.get("data_dir"), dataset=dataset, validation_size=arguments["validation_size"],
-            seed=arguments["data_seed"],
+            seed=arguments["data_seed"], dense_labels=vision_transformer,
         )
+        if vision_transformer:
+            return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
         return materialize(splits[split]).columns
     if dataset == "census_income":
         raw = load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"])
@@ -43,3 +49,21 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
         encoded = processor(raw[split].to_pandas(), require_labels=True)
         return dict(encoded)
     raise ValueError(f"The run's settings name data set {dataset!r}, which no moezoo recipe reads.")
+
+
+def encode_multi_mnist_for_vit(
+    split: Dataset, image_processor: BaseImageProcessor, tasks: Sequence[str]
+) -> dict[str, torch.Tensor]:
+    """A MultiMNIST split with dense labels (``load_multi_mnist(dense_labels=True)``) as a ViT's inputs:
+    the canvases through ``image_processor``, and one ``labels.{task}`` column per task of ``tasks``
+    (``[N]`` classes for ``top_left`` / ``bottom_right``, ``[N, 36, 36]`` for the dense tasks)."""
+    columns = materialize(split).columns
+    # The canvases are bytes / 255: the processor takes the bytes back and applies its own scaling.
+    images = (columns["pixel_values"] * 255).round().to(torch.uint8)
+    encoded = {"pixel_values": image_processor(images=images, return_tensors="pt")["pixel_values"]}
+    for name in tasks:
+        if name in MULTI_MNIST_TASKS:
+            encoded[TASK_LABEL_PREFIX + name] = columns["labels"][:, MULTI_MNIST_TASKS.index(name)]
+        else:
+            encoded[TASK_LABEL_PREFIX + name] = columns[name].long()
+    return encoded

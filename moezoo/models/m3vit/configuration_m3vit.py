@@ -139,6 +139,19 @@ class M3ViTConfig(MultiTaskConfig):
             return self.num_experts
         return self.num_experts_per_layer[self.moe_layers.index(layer)]
 
+    def describe_blocks(self) -> list[str]:
+        """The blocks in words, for model cards."""
+        experts = self.num_experts_per_layer or [self.num_experts] * len(self.moe_layers)
+        routers = "a router per task" if self.task_conditioning == "task_routers" else "a router over [token; task embedding]"
+        return [
+            f"**ViT:** {self.image_size}x{self.image_size}x{self.num_channels} images in {self.patch_size}x{self.patch_size} "
+            f"patches, width {self.hidden_size}, {self.num_hidden_layers} blocks of {self.num_attention_heads} heads, "
+            f"MLP width {self.intermediate_size}",
+            f"**MoE blocks:** {self.moe_layers}, with {experts} experts of width {self.moe_intermediate_size}, "
+            f"{self.num_experts_per_tok} per token, {routers}" if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
+            "**Dense (per-pixel) tasks:** " + (", ".join(f"`{name}`" for name in self.dense_tasks) or "none"),
+        ]
+
     @property
     def num_patches_per_side(self) -> int:
         return self.image_size // self.patch_size

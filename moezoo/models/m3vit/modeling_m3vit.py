@@ -18,7 +18,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedModel, ViTConfig, ViTModel
+from transformers import AutoConfig, PreTrainedModel, ViTConfig, ViTModel
 from transformers import initialization as init
 from transformers.models.vit import ViTImageProcessorPil
 from transformers.models.vit.modeling_vit import ViTAttention, ViTEmbeddings, ViTMLP
@@ -26,7 +26,14 @@ from transformers.models.vit.modeling_vit import ViTAttention, ViTEmbeddings, Vi
 from ...constants import restore_constants
 from ...outputs import MultiTaskOutput
 from ...routing import BatchedLinear, LinearGate, SparseMoE, TopKRouting
-from ...tasks import check_task_ids, own_task_labels, split_labels, weighted_task_losses
+from ...tasks import (
+    check_task_ids,
+    own_task_labels,
+    pixels_as_rows,
+    split_labels,
+    task_identity,
+    weighted_task_losses,
+)
 from ..modeling_utils import MultiTaskPreTrainedModel, cast_floating, check_finite
 from .configuration_m3vit import M3ViTConfig
 
@@ -238,7 +245,9 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         if inputs.get("task_ids") is not None:
             check_task_ids(inputs["task_ids"], len(self.task_specs), pixel_values.shape[0])
         if inputs.get("labels") is not None:
-            self._label_rows(inputs["labels"], pixel_values.shape[0], check_values=True)
+            sizes = {name: len(value) for name, value in self.labels_per_task(inputs["labels"]).items()}
+            if any(size != pixel_values.shape[0] for size in sizes.values()):
+                raise ValueError(f"Labels have batch sizes {sizes}, pixel_values {pixel_values.shape[0]}.")
 
     def _checked_pixels(self, pixel_values: torch.Tensor | None, check_values: bool) -> torch.Tensor:
         config = self.config
@@ -325,6 +334,10 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             router_probs = tuple(routing.probs.view(-1, length, routing.probs.shape[-1]) for routing in routings)
         return self.multitask_output(logits, labels, aux_loss, router_probs, task_ids)
 
+    @property
+    def dense_tasks(self) -> tuple[str, ...]:
+        return tuple(self.config.dense_tasks)
+
     def task_losses(
         self,
         logits: dict[str, torch.Tensor],
@@ -333,48 +346,43 @@ class M3ViTModel(MultiTaskPreTrainedModel):
     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """Each task's loss with dense tasks' pixels as rows (so every kind's masked loss applies as
         is), and their weighted sum; with ``task_ids`` each example counts for its own task only."""
+        per_task = self.labels_per_task(labels, check_values=self._check_input_values)
         batch = next(iter(logits.values())).shape[0]
-        label_rows = self._label_rows(labels, batch, check_values=self._check_input_values)
-        total, losses = None, {}
-        for task in self.task_specs:
-            if task.name not in logits or task.name not in label_rows:
-                continue
-            rows = label_rows[task.name]
-            task_logits = logits[task.name]
-            row_task_ids = task_ids
-            if task.name in self.config.dense_tasks:
-                pixels = task_logits.shape[-2] * task_logits.shape[-1]
-                task_logits = task_logits.permute(0, 2, 3, 1).reshape(-1, task_logits.shape[1])
-                row_task_ids = task_ids.repeat_interleave(pixels) if task_ids is not None else None
-            if row_task_ids is not None:
-                rows = own_task_labels(self.task_specs, {task.name: rows}, row_task_ids)[task.name]
-            complete = self._labels_complete and task_ids is None
-            weighted, loss = weighted_task_losses([task], {task.name: task_logits}, {task.name: rows}, complete)
-            losses.update(loss)
-            total = weighted if total is None else total + weighted
-        return total, losses
+        sizes = {name: value.shape[0] for name, value in per_task.items()}
+        if any(size != batch for size in sizes.values()):
+            raise ValueError(f"Labels have batch sizes {sizes}, inputs {batch}.")
+        if task_ids is not None:
+            per_task = own_task_labels(self.task_specs, per_task, task_ids)
+        dense = self.dense_tasks
+        rows = {name: pixels_as_rows(value) if name in dense else value for name, value in per_task.items()}
+        logit_rows = {name: pixels_as_rows(value) if name in dense else value for name, value in logits.items()}
+        return weighted_task_losses(self.task_specs, logit_rows, rows, self._labels_complete and task_ids is None)
 
-    def _label_rows(
-        self, labels: Mapping[str, torch.Tensor], batch: int, check_values: bool
-    ) -> dict[str, torch.Tensor]:
-        """Labels per task as ``[rows, width]`` float tensors (a dense task's pixels as rows), checked."""
+    def labels_per_task(self, labels: Mapping[str, torch.Tensor], check_values: bool = True) -> dict[str, torch.Tensor]:
+        """Labels per task, checked: ``[B, label_width]`` for image-level tasks, ``[B, label_width, H, W]``
+        for dense ones (given as ``[B, H, W]`` class indices or values, or ``[B, label_width, H, W]``)."""
         if not isinstance(labels, Mapping):
             raise TypeError("M3ViT takes labels as a mapping from task name to that task's labels.")
+        unknown = [name for name in labels if name not in self.task_names]
+        if unknown:
+            raise KeyError(f"Labels given for unknown task(s) {unknown}; the model's tasks are {self.task_names}.")
         size = self.config.image_size
-        rows = {}
+        per_task = {}
         for name, value in labels.items():
-            if name not in self.task_names:
-                raise KeyError(f"Labels given for unknown task(s) {[name]}; the model's tasks are {self.task_names}.")
             task = self.task_specs[self.task_names.index(name)]
-            if name in self.config.dense_tasks:
-                spatial = [batch, size, size] if task.label_width == 1 else [batch, task.label_width, size, size]
-                if list(value.shape) != spatial and not (task.label_width == 1 and list(value.shape) == [batch, 1, size, size]):
-                    raise ValueError(f"Labels for dense task {name!r} must be {spatial}, got {list(value.shape)}.")
-                value = value.reshape(batch, task.label_width, size * size).transpose(1, 2).reshape(-1, task.label_width)
-            elif value.shape[0] != batch:
-                raise ValueError(f"Labels for {name!r} have batch size {value.shape[0]}, inputs {batch}.")
-            rows.update(split_labels([task], {name: value}, check_values=check_values))
-        return rows
+            if name not in self.dense_tasks:
+                per_task.update(split_labels([task], {name: value}, check_values=check_values))
+                continue
+            width = task.label_width
+            shape = list(value.shape)
+            if len(shape) < 3 or not (shape[1:] == [width, size, size] or (width == 1 and shape[1:] == [size, size])):
+                expected = f"[batch, {size}, {size}]" if width == 1 else f"[batch, {width}, {size}, {size}]"
+                raise ValueError(f"Labels for dense task {name!r} must be {expected}, got {shape}.")
+            value = value.reshape(shape[0], width, size, size)
+            # Checked (and made float) as rows, one per pixel, by the same rules as image-level labels.
+            checked = split_labels([task], {name: pixels_as_rows(value)}, check_values=check_values)[name]
+            per_task[name] = checked.view(shape[0], size, size, width).permute(0, 3, 1, 2)
+        return per_task
 
     @property
     def moe_blocks(self) -> list[M3ViTLayer]:
@@ -473,19 +481,30 @@ class M3ViTModel(MultiTaskPreTrainedModel):
 
     @classmethod
     def from_dense(
-        cls, vit: str | os.PathLike | ViTModel, **config_overrides: Any
+        cls, vit: str | os.PathLike | ViTModel | M3ViTModel, **config_overrides: Any
     ) -> M3ViTModel:
-        """Upcycle a dense transformers ViT: every expert of an MoE block starts as that block's dense
-        MLP, and everything else (embeddings, attention, LayerNorms, dense MLPs) is copied; routers and
-        heads start fresh. With renormalised top-k weights (``norm_topk_prob=True``, the default) the new
-        model computes exactly the dense ViT's hidden states until its experts diverge.
+        """Upcycle a dense ViT: every expert of an MoE block starts as that block's dense MLP, and everything
+        else (embeddings, attention, LayerNorms, dense MLPs) is copied; routers start fresh. With renormalised
+        top-k weights (``norm_topk_prob=True``, the default) the new model computes exactly the dense ViT's
+        hidden states until its experts diverge.
 
         Args:
-            vit: A `transformers.ViTModel` or the folder / Hub id of one.
+            vit: A `transformers.ViTModel`, or a dense moezoo ViT (an `M3ViTModel` without MoE layers, such
+                as a trained multi-task baseline, whose heads are kept for the tasks both models have), or
+                the folder / Hub id of either.
             config_overrides: `M3ViTConfig` fields (tasks, MoE settings); the ViT's own fields
                 (``hidden_size``, ``patch_size``, ...) come from its config.
         """
-        dense = vit if isinstance(vit, ViTModel) else ViTModel.from_pretrained(vit, add_pooling_layer=False)
+        if isinstance(vit, (ViTModel, M3ViTModel)):
+            dense = vit
+        elif AutoConfig.from_pretrained(vit).model_type == M3ViTConfig.model_type:
+            dense = cls.from_pretrained(vit)
+        else:
+            dense = ViTModel.from_pretrained(vit, add_pooling_layer=False)
+        if isinstance(dense, M3ViTModel) and dense.config.moe_layers:
+            raise ValueError(
+                f"from_dense upcycles a dense ViT; this M3ViT already has MoE layers {dense.config.moe_layers}."
+            )
         taken = {name: getattr(dense.config, name) for name in VIT_FIELDS}
         clashes = sorted(name for name in taken if name in config_overrides and config_overrides[name] != taken[name])
         if clashes:
@@ -495,10 +514,17 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         return model
 
     @torch.no_grad()
-    def load_dense_weights(self, dense: ViTModel) -> None:
-        """Copy a dense ViT's weights into this model (see `from_dense`)."""
-        if not isinstance(dense.config, ViTConfig):
-            raise TypeError(f"from_dense upcycles a transformers ViTModel, got a {type(dense).__name__}.")
+    def load_dense_weights(self, dense: ViTModel | M3ViTModel) -> None:
+        """Copy a dense ViT's weights into this model (see `from_dense`): a transformers `ViTModel`, or an
+        `M3ViTModel` without MoE layers, whose heads are copied for the tasks both models have (same
+        name, kind and size, and both dense or both image-level)."""
+        if not isinstance(dense.config, (ViTConfig, M3ViTConfig)):
+            raise TypeError(f"from_dense upcycles a ViT, got a {type(dense).__name__}.")
+        if isinstance(dense, M3ViTModel):
+            for task in self.task_specs:
+                shared = task_identity(task) in {task_identity(other) for other in dense.task_specs}
+                if shared and (task.name in self.dense_tasks) == (task.name in dense.dense_tasks):
+                    self.heads[task.name].load_state_dict(dense.heads[task.name].state_dict())
         self.embeddings.load_state_dict(dense.embeddings.state_dict(), strict=False)
         self.layernorm.load_state_dict(dense.layernorm.state_dict())
         for layer, dense_layer in zip(self.layers, dense.layers, strict=True):

@@ -84,7 +84,7 @@ def build_vit(model_args: ModelArguments, data_args: VisionDataArguments) -> M3V
     tasks = [task for task in MULTI_MNIST_TASK_SPECS if task["name"] in data_args.tasks]
     dense = [name for name in data_args.tasks if name in MULTI_MNIST_DENSE_TASKS]
     if data_args.upcycle_from is None:
-        return build_model(model_args, tasks, dense_tasks=dense)
+        return build_model(model_args, tasks, task_config={"dense_tasks": dense})
     if model_args.model_name_or_path is not None or model_args.model_name != "m3vit":
         raise ValueError("--upcycle_from builds an M3ViT from a dense checkpoint: leave --model_name_or_path unset.")
     return M3ViTModel.from_dense(data_args.upcycle_from, tasks=tasks, dense_tasks=dense, **model_args.config_overrides())

@@ -112,6 +112,10 @@ def test_train_finds_the_recipe_of_a_yaml_an_entry_or_a_script():
         "--model_name", "mmoe",
     ]
     assert launch_command("recipes/train_tabular.py", [mmoe_yaml])[1:] == [tabular, mmoe_yaml]
+    # An architecture with its own recipe (M3ViT's) is trained by it, whatever the data set.
+    vit, vit_yaml = str(REPO / "recipes" / "train_vit.py"), str(REPO / "recipes" / "configs" / "multi_mnist_m3vit.yaml")
+    assert launch_command("recipes/configs/multi_mnist_m3vit.yaml")[1:] == [vit, vit_yaml]
+    assert launch_command("m3vit-multi-mnist")[1:] == [vit, vit_yaml]
     command = launch_command("ple-census-income", ["--num_train_epochs", "1"], num_processes=2)
     assert command[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines"]
     assert command[-5:] == [mmoe_yaml, "--model_name", "ple", "--num_train_epochs", "1"]

@@ -140,10 +140,73 @@ def test_upcycled_model_reproduces_the_dense_vits_hidden_states(conditioning):
         M3ViTModel.from_dense(vit, tasks=TASKS, hidden_size=64)
 
 
+def test_a_dense_moezoo_vit_upcycles_with_its_heads_and_hidden_states(tmp_path):
+    dense = small_model(moe_layers=[], task_conditioning="task_routers")
+    dense.save_pretrained(tmp_path)
+    tasks = [TASKS[0], TASKS[1], {"name": "edges", "kind": "multiclass", "num_labels": 2}]
+    model = M3ViTModel.from_dense(tmp_path, tasks=tasks, dense_tasks=["segmentation", "edges"]).eval()
+    assert model.config.moe_layers == [1, 3] and model.config.hidden_size == 32
+    pixels = images()
+    expected, _ = dense.encode(pixels, torch.zeros(5, dtype=torch.long))
+    hidden, _ = model.encode(pixels, torch.ones(5, dtype=torch.long))
+    torch.testing.assert_close(hidden, expected, rtol=1e-5, atol=1e-5)
+    for name in ("digit", "segmentation"):  # shared tasks keep their trained heads; "edges" starts fresh
+        for key, value in dense.heads[name].state_dict().items():
+            assert torch.equal(model.heads[name].state_dict()[key], value)
+        torch.testing.assert_close(model(pixels).logits[name], dense(pixels).logits[name], rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"already has MoE layers \[1, 3\]"):
+        M3ViTModel.from_dense(small_model(), tasks=TASKS)
+
+
+def test_dense_tasks_train_and_evaluate_through_the_shared_loop(tmp_path):
+    from accelerate import Accelerator
+
+    from moezoo.training import TensorDataset, TrainingConfig, evaluate, prepare_eval_loader, train
+    from moezoo.training.data import nest_task_labels
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.rand(48, 1, 12, 12, generator=generator)
+    columns = {
+        "pixel_values": pixels,
+        "labels.digit": torch.randint(0, 10, (48,), generator=generator),
+        # Maps the position embeddings can learn: the column's third, and the row.
+        "labels.segmentation": (torch.arange(12) // 4).expand(48, 12, 12),
+        "labels.depth": (torch.arange(12.0) / 12).view(12, 1).expand(48, 12, 12),
+    }
+    model = small_model()
+    config = TrainingConfig(
+        output_dir=str(tmp_path), num_train_epochs=5, per_device_train_batch_size=16, per_device_eval_batch_size=20,
+        learning_rate=1e-2, metric_for_best_model="mean_miou",
+    )
+    accelerator = Accelerator(cpu=True)
+    result = train(model, TensorDataset(columns), TensorDataset(columns), config, accelerator)
+    first = result.history[0]
+    assert result.best_metrics["segmentation/miou"] > first["eval/segmentation/miou"] + 0.2
+    assert min(record["eval/depth/mse"] for record in result.history) < first["eval/depth/mse"]
+
+    # Scored batch by batch, the metrics equal those of the whole split at once.
+    best = M3ViTModel.from_pretrained(tmp_path / "best").eval()
+    metrics = evaluate(best, prepare_eval_loader(best, TensorDataset(columns), accelerator, 20), accelerator)
+    with torch.no_grad():
+        logits = best(pixels).logits
+    rows = logits["segmentation"].permute(0, 2, 3, 1).reshape(-1, 3).argmax(1)
+    assert metrics["segmentation/pixel_accuracy"] == pytest.approx(
+        (rows == columns["labels.segmentation"].reshape(-1)).float().mean().item(), abs=1e-6
+    )
+    assert metrics["depth/mse"] == pytest.approx(F.mse_loss(logits["depth"][:, 0], columns["labels.depth"]).item(), rel=1e-4)
+    assert metrics["digit/accuracy"] == pytest.approx(
+        (logits["digit"].argmax(1) == columns["labels.digit"]).float().mean().item()
+    )
+    with pytest.raises(ValueError, match=r"both a 'labels' column and per-task label columns \['labels.digit'\]"):
+        nest_task_labels({"labels": torch.zeros(2), "labels.digit": torch.zeros(2)})
+
+
 def test_bad_inputs_and_settings_are_named():
     model = small_model()
     with pytest.raises(ValueError, match=r"pixel_values must be \[batch, 1, 12, 12\], got \[2, 1, 10, 10\]"):
         model(torch.randn(2, 1, 10, 10))
+    with pytest.raises(ValueError, match=r"pixel_values must be \[batch, 1, 12, 12\], got \[2, 3, 12, 12\]"):
+        model(torch.randn(2, 3, 12, 12))  # RGB into a one-channel model
     with pytest.raises(ValueError, match="pixel_values contains 1 NaN or inf"):
         model(torch.where(torch.arange(144).view(1, 1, 12, 12) == 5, float("nan"), 0.0))
     with pytest.raises(KeyError, match=r"Unknown task\(s\) \['age'\]"):
@@ -164,6 +227,10 @@ def test_bad_inputs_and_settings_are_named():
         M3ViTConfig(**{**SMALL, "task_conditioning": "per_task"})
     with pytest.raises(ValueError, match="has no field 'num_expert'"):
         M3ViTConfig(**{**SMALL, "num_expert": 4})
+    # A dense checkpoint whose MLP does not fit the experts asked for.
+    dense = small_model(moe_layers=[])
+    with pytest.raises(ValueError, match="Experts upcycled from the dense MLP need moe_intermediate_size=64, got 32"):
+        M3ViTModel.from_dense(dense, tasks=TASKS, moe_intermediate_size=32)
 
 
 @pytest.mark.parametrize("conditioning", ["task_routers", "task_embedding"])
@@ -221,3 +288,56 @@ def test_the_vit_image_processor_is_saved_and_loaded_beside_the_model(tmp_path):
     expected = (torch.from_numpy(raw).permute(0, 3, 1, 2).float() / 255 - 0.5) / 0.5
     torch.testing.assert_close(pixels, expected)
     assert model(pixels).logits["digit"].shape == (3, 10)
+
+
+def test_the_recipe_trains_a_dense_vit_upcycles_it_and_evaluate_reproduces_it(tmp_path, data_dir, capsys):
+    import json
+    import sys
+    from pathlib import Path
+
+    from moezoo.cli import main as moezoo_main
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "recipes"))
+    from train_vit import main as train_vit
+
+    tiny = {"hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32}
+    common = ["--max_train_samples", "64", "--max_eval_samples", "48", "--num_train_epochs", "1",
+              "--per_device_train_batch_size", "32", "--per_device_eval_batch_size", "48"]
+    config = "recipes/configs/multi_mnist_m3vit.yaml"
+    dense = train_vit([config, *common, "--model_config", json.dumps({**tiny, "moe_layers": []}),
+                       "--tasks", "top_left", "pixel_class", "--output_dir", str(tmp_path / "dense")])
+    assert set(dense.summary["test"]) >= {"top_left/accuracy", "pixel_class/miou", "pixel_class/pixel_accuracy"}
+    upcycled = train_vit([config, *common, "--upcycle_from", str(tmp_path / "dense" / "best"),
+                          "--model_config", json.dumps({"num_experts": 4, "num_experts_per_tok": 2}),
+                          "--output_dir", str(tmp_path / "upcycled")])
+    model = M3ViTModel.from_pretrained(tmp_path / "upcycled" / "best")
+    assert model.config.moe_layers == [1] and model.config.hidden_size == 16 and len(model.task_specs) == 4
+    assert isinstance(moezoo.processor_from_pretrained(tmp_path / "upcycled" / "best"), type(image_processor_for(model.config)))
+
+    capsys.readouterr()
+    assert moezoo_main(["evaluate", str(tmp_path / "upcycled" / "best"), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for name, value in upcycled.summary["test"].items():
+        assert evaluated[name] == pytest.approx(value, abs=1e-6), name
+
+
+def test_a_checkpoint_moves_to_other_tasks_keeping_experts_routers_and_heads(tmp_path):
+    from moezoo.models.transfer import load_for_tasks
+
+    source = small_model()
+    source.save_pretrained(tmp_path)
+    tasks = [TASKS[1], {"name": "edges", "kind": "multiclass", "num_labels": 2}]  # "digit", "depth" dropped
+    with pytest.raises(ValueError, match=r"new or changed: \['edges'\]; not in the data: \['digit', 'depth'\]"):
+        load_for_tasks(tmp_path, tasks, config_overrides={"dense_tasks": ["segmentation", "edges"]})
+    target = load_for_tasks(tmp_path, tasks, allow_task_changes=True, config_overrides={"dense_tasks": ["segmentation", "edges"]})
+    assert target.task_names == ["segmentation", "edges"] and target.dense_tasks == ("segmentation", "edges")
+    for layer in (1, 3):
+        old, new = source.layers[layer].moe, target.layers[layer].moe
+        assert torch.equal(new.experts.layers[0].weight, old.experts.layers[0].weight)  # shared experts
+        assert torch.equal(new.gate.weight[0], old.gate.weight[1])  # segmentation's router moved to row 0
+        assert not torch.equal(new.gate.weight[1], old.gate.weight[0])  # edges' router is fresh
+    pixels = images()
+    torch.testing.assert_close(
+        target.eval()(pixels, tasks="segmentation").logits["segmentation"],
+        source(pixels, tasks="segmentation").logits["segmentation"],
+    )

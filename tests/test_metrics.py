@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from moezoo.tasks import IGNORE_INDEX, TaskSpec
-from moezoo.training import is_better, multitask_metrics
+from moezoo.training import is_better, metric_names, multitask_metrics
+from moezoo.training.metrics import DenseTaskMetrics, MultiTaskMetrics
 
 
 def pairwise_auc(scores: torch.Tensor, targets: torch.Tensor) -> float:
@@ -51,3 +52,44 @@ def test_metrics_match_their_definitions_and_skip_missing_labels():
 )
 def test_is_better_knows_which_way_is_up(metric, value, best, expected):
     assert is_better(metric, value, best) is expected
+
+
+def test_dense_metrics_follow_their_definitions_across_batches_and_skip_missing_pixels():
+    torch.manual_seed(0)
+    task = TaskSpec(name="segmentation", kind="multiclass", num_labels=3)
+    logits = torch.randn(6, 3, 4, 4)
+    labels = torch.randint(0, 3, (6, 1, 4, 4)).float()
+    labels[0, 0, 0, :2] = float("nan")  # missing pixels
+    labels[1, 0, 1, 1] = -100
+    streamed = DenseTaskMetrics(task)
+    for start in (0, 2, 5):  # uneven batches
+        end = {0: 2, 2: 5, 5: 6}[start]
+        streamed.update(logits[start:end], labels[start:end])
+
+    rows = logits.permute(0, 2, 3, 1).reshape(-1, 3)
+    targets = labels.reshape(-1)
+    present = ~torch.isnan(targets) & (targets != -100)
+    rows, targets = rows[present], targets[present].long()
+    predictions = rows.argmax(1)
+    ious = []
+    for klass in range(3):
+        union = ((predictions == klass) | (targets == klass)).sum()
+        if union:
+            ious.append(((predictions == klass) & (targets == klass)).sum() / union)
+    metrics = streamed.compute()
+    assert metrics["miou"] == pytest.approx(torch.stack(ious).mean().item(), abs=1e-6)
+    assert metrics["pixel_accuracy"] == pytest.approx((predictions == targets).float().mean().item(), abs=1e-6)
+    assert streamed.loss() == pytest.approx(torch.nn.functional.cross_entropy(rows, targets).item(), rel=1e-5)
+
+    regression = TaskSpec(name="depth", kind="regression")
+    maps, values = torch.randn(4, 1, 4, 4), torch.randn(4, 1, 4, 4)
+    values[0, 0, 0, 0] = float("nan")
+    both = MultiTaskMetrics([task, regression], dense_tasks=["segmentation", "depth"])
+    both.update({"segmentation": logits[:4], "depth": maps}, {"segmentation": labels[:4], "depth": values})
+    results = both.compute()
+    kept = ~torch.isnan(values)
+    assert results["depth/mse"] == pytest.approx(((maps - values)[kept] ** 2).mean().item(), rel=1e-5)
+    assert results["depth/mae"] == pytest.approx((maps - values)[kept].abs().mean().item(), rel=1e-5)
+    assert results["loss"] == pytest.approx(results["segmentation/loss"] + results["depth/loss"])
+    assert results["mean_miou"] == results["segmentation/miou"]
+    assert set(results) == set(metric_names([task, regression], ["segmentation", "depth"]))

@@ -217,6 +217,9 @@ def _copy_matching_units(
 
 
 def _unit_labels(model: MultiTaskPreTrainedModel, module_name: str, kind: str) -> list[tuple]:
+    own_labels = getattr(model.config, "unit_labels", None)  # an architecture that labels its units itself
+    if own_labels is not None:
+        return own_labels(module_name, kind)
     if module_name.startswith("heads.towers"):
         return [("task", model.config.task_key(name)) for name in model.task_names]
     level = re.match(r"router\.levels\.(\d+)\.", module_name)

@@ -91,12 +91,15 @@ class ModelArguments:
         return overrides
 
 
-def build_model(model_args: ModelArguments, tasks: list[dict], **recipe_config: Any) -> MultiTaskPreTrainedModel:
+def build_model(
+    model_args: ModelArguments, tasks: list[dict], task_config: Mapping[str, Any] | None = None, **recipe_config: Any
+) -> MultiTaskPreTrainedModel:
     """The model a recipe trains: a fresh ``model_args.model_name`` from the recipe's config
     (``recipe_config``, such as the processor's features) with ``--model_config`` on top, or, with
     ``--model_name_or_path``, that checkpoint loaded for ``tasks`` (`moezoo.models.transfer.load_for_tasks`;
-    the architecture and inputs come from the checkpoint). Then ``--freeze``."""
-    overrides = model_args.config_overrides()
+    the architecture and inputs come from the checkpoint). ``task_config`` holds config fields that
+    follow the tasks (M3ViT's ``dense_tasks``), set either way. Then ``--freeze``."""
+    overrides = {**(task_config or {}), **model_args.config_overrides()}
     if model_args.model_name_or_path is None:
         model = registry.create_model(model_args.model_name, tasks=tasks, **{**recipe_config, **overrides})
     else:

@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from datasets import Dataset
+from datasets import Dataset, DatasetDict
 from transformers import BaseImageProcessor
 
 from ..data import MULTI_MNIST_TASKS, load_census_income, load_multi_mnist
 from ..tabular import TabularProcessor
 from ..zoo import processor_from_pretrained
 from .data import TASK_LABEL_PREFIX, materialize
+from .recipe import subsample_splits
 
 SPLITS = ("train", "validation", "test")
 
@@ -23,8 +24,8 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
     columns and ``labels``, as tensors.
 
     Args:
-        arguments: The run's settings (``results.json``'s ``arguments``): its data set, tasks, seeds
-            and data folder.
+        arguments: The run's settings (``results.json``'s ``arguments``): its data set, tasks, seeds,
+            data folder and subsets (``max_train_samples``, ``max_eval_samples``).
         checkpoint: The run's checkpoint folder; a tabular run's processor is read from there.
         split: ``train``, ``validation`` or ``test``.
 
@@ -40,15 +41,23 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
             arguments.get("data_dir"), dataset=dataset, validation_size=arguments["validation_size"],
             seed=arguments["data_seed"], dense_labels=vision_transformer,
         )
+        splits = _subsets(splits, arguments)
         if vision_transformer:
             return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
         return materialize(splits[split]).columns
     if dataset == "census_income":
-        raw = load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"])
+        raw = _subsets(load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"]), arguments)
         processor = TabularProcessor.from_pretrained(checkpoint)
         encoded = processor(raw[split].to_pandas(), require_labels=True)
         return dict(encoded)
     raise ValueError(f"The run's settings name data set {dataset!r}, which no moezoo recipe reads.")
+
+
+def _subsets(splits: DatasetDict, arguments: Mapping[str, Any]) -> DatasetDict:
+    """The subsets of the splits the run used (`moezoo.training.subsample_splits` with its settings)."""
+    return subsample_splits(
+        splits, arguments.get("max_train_samples"), arguments.get("max_eval_samples"), arguments["seed"]
+    )
 
 
 def encode_multi_mnist_for_vit(

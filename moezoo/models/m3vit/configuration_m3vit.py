@@ -1,11 +1,13 @@
 """Configuration of M³ViT (Liang et al., NeurIPS 2022): a ViT whose MLP blocks are task-routed sparse
 Mixture-of-Experts layers."""
 
+import re
 from dataclasses import field
 
 from huggingface_hub.dataclasses import strict
 
 from ...routing import BALANCE_LOSS_WEIGHT
+from ...tasks import task_identity
 from ..modeling_utils import MultiTaskConfig
 
 TASK_CONDITIONINGS = ("task_routers", "task_embedding")
@@ -138,6 +140,20 @@ class M3ViTConfig(MultiTaskConfig):
         if self.num_experts_per_layer is None:
             return self.num_experts
         return self.num_experts_per_layer[self.moe_layers.index(layer)]
+
+    def unit_labels(self, module_name: str, kind: str) -> list[tuple]:
+        """What each row of an MoE block's routing tensors serves, for `moezoo.models.transfer` (which moves
+        a checkpoint into a model for other tasks): ``kind="experts"``, the block's experts (shared by all
+        tasks); ``kind="gates"``, one router per task (by task identity), or the one router of task-embedding
+        conditioning."""
+        block = re.match(r"layers\.(\d+)\.moe\.", module_name)
+        if block is None:
+            raise ValueError(f"{module_name} is not part of an MoE block.")
+        if kind == "experts":
+            return [("expert", index) for index in range(self.layer_num_experts(int(block.group(1))))]
+        if self.task_conditioning == "task_routers":
+            return [("task", task_identity(task)) for task in self.task_specs]
+        return [("router",)]
 
     def describe_blocks(self) -> list[str]:
         """The blocks in words, for model cards."""

@@ -1,0 +1,147 @@
+#!/usr/bin/env python
+"""Per-task test quality of M³ViT against dense ViTs on MultiMNIST with two image-level and two dense
+tasks, at the same training budget, on the CPU.
+
+    python benchmarks/m3vit_quality.py [--variants ...] [--retrain_m3vit]
+
+Every run is recipes/configs/multi_mnist_m3vit.yaml (10,000 training canvases, 3 epochs, batch 128,
+AdamW 1e-3 with cosine decay) with one change:
+
+- ``m3vit``: the YAML as it is. The zoo entry m3vit-multi-mnist is this run; its results.json is read
+  instead of training again (``--retrain_m3vit`` trains it here).
+- ``dense_vit``: the same ViT with dense MLPs in every block (``moe_layers: []``) and a head per task.
+- ``single_<task>``: that dense ViT trained on one task alone, one run per task.
+- ``upcycled_m3vit``: the dense ViT trained for 2 epochs (``dense_vit_2_epochs``), upcycled into an M³ViT
+  (`M3ViTModel.from_dense`: 16 experts per MoE block, each a copy of the block's MLP, 4 per token) and
+  trained 1 more epoch: 3 epochs over the same images in all.
+
+Checkpoints go to outputs/benchmarks/m3vit/<variant>; results to benchmarks/results/m3vit_multi_mnist.{json,md}
+(a variant measured again replaces its earlier run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from recipe_runs import REPO, RESULTS, merge_runs
+
+sys.path.insert(0, str(REPO / "recipes"))
+from train_vit import TASK_NAMES  # noqa: E402
+from train_vit import main as train_vit  # noqa: E402
+
+CONFIG = REPO / "recipes" / "configs" / "multi_mnist_m3vit.yaml"
+ZOO_RESULTS = REPO / "model_cards" / "m3vit-multi-mnist" / "results.json"
+OUTPUT = REPO / "outputs" / "benchmarks" / "m3vit"
+RESULTS_FILE = RESULTS / "m3vit_multi_mnist.json"
+#: The test metric reported per task.
+HEADLINE = {"top_left": "accuracy", "bottom_right": "accuracy", "pixel_class": "miou", "pixel_item": "miou"}
+MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "moe_layers")
+
+
+def variant_arguments(variant: str, base: dict[str, Any]) -> list[str]:
+    """The recipe flags (after the YAML) of a variant."""
+    dense = json.dumps({**{k: v for k, v in base.items() if k not in MOE_FIELDS}, "moe_layers": []})
+    if variant == "m3vit":
+        return []
+    if variant == "dense_vit":
+        return ["--model_config", dense]
+    if variant == "dense_vit_2_epochs":
+        return ["--model_config", dense, "--num_train_epochs", "2"]
+    if variant.startswith("single_"):
+        return ["--model_config", dense, "--tasks", variant.removeprefix("single_")]
+    if variant == "upcycled_m3vit":
+        moe = json.dumps({"num_experts": base["num_experts"], "num_experts_per_tok": base["num_experts_per_tok"]})
+        source = OUTPUT / "dense_vit_2_epochs" / "best"
+        if not source.is_dir():
+            raise FileNotFoundError(f"{source} is missing: run the dense_vit_2_epochs variant first.")
+        return ["--upcycle_from", str(source), "--model_config", moe, "--num_train_epochs", "1"]
+    raise ValueError(f"Unknown variant {variant!r}.")
+
+
+def record(variant: str, summary: dict[str, Any], seconds: float | None) -> dict[str, Any]:
+    arguments = summary["arguments"]
+    run = {
+        "variant": variant,
+        "parameters": summary["num_parameters"],
+        "tasks": arguments["tasks"],
+        "epochs": arguments["num_train_epochs"],
+        "train_examples": arguments["max_train_samples"],
+        "best_epoch": summary["best_epoch"],
+        "train_seconds": summary["environment"]["train_seconds"],
+        "seconds": seconds,
+    }
+    for task in arguments["tasks"]:
+        for metric in ("accuracy", "miou", "pixel_accuracy"):
+            if f"{task}/{metric}" in summary["test"]:
+                run[f"test_{task}_{metric}"] = summary["test"][f"{task}/{metric}"]
+    return run
+
+
+def main() -> None:
+    variants = ["dense_vit", *(f"single_{task}" for task in TASK_NAMES), "dense_vit_2_epochs", "upcycled_m3vit", "m3vit"]
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="+", default=variants, choices=variants)
+    parser.add_argument("--retrain_m3vit", action="store_true", help="train m3vit here instead of reading the zoo entry")
+    parser.add_argument("--data_dir", default=None)
+    args = parser.parse_args()
+    base = yaml.safe_load(CONFIG.read_text())["model_config"]
+
+    for variant in args.variants:
+        if variant == "m3vit" and not args.retrain_m3vit and ZOO_RESULTS.is_file():
+            run = record(variant, json.loads(ZOO_RESULTS.read_text()), None)
+        else:
+            argv = [str(CONFIG), *variant_arguments(variant, base), "--output_dir", str(OUTPUT / variant),
+                    "--overwrite_output_dir", "true"]
+            if args.data_dir:
+                argv += ["--data_dir", args.data_dir]
+            start = time.perf_counter()
+            summary = train_vit(argv).summary
+            run = record(variant, summary, time.perf_counter() - start)
+        print(run, flush=True)
+        # Saved after every run, so that an interrupted benchmark keeps what it measured.
+        write_report(merge_runs(RESULTS_FILE, [run], key=("variant",)))
+
+
+def write_report(runs: list[dict[str, Any]]) -> None:
+    """benchmarks/results/m3vit_multi_mnist.md from all runs measured so far."""
+    order = ["m3vit", "upcycled_m3vit", "dense_vit", "dense_vit_2_epochs", *(f"single_{task}" for task in TASK_NAMES)]
+    lines = [
+        "### M³ViT on MultiMNIST with image-level and dense tasks",
+        "",
+        "Test split (10,000 canvases): accuracy (%) of the two image-level tasks, mIoU (%) of the two dense ones "
+        "(pixel accuracy in brackets). Budget of every row but `dense_vit_2_epochs`: 3 epochs over the same "
+        "10,000 training canvases (batch 128, AdamW 1e-3, cosine decay), the best validation epoch by loss; "
+        "`upcycled_m3vit` is `dense_vit_2_epochs` upcycled and trained 1 epoch more. Training time on this "
+        "2-core CPU.",
+        "",
+        "| variant | parameters | " + " | ".join(TASK_NAMES) + " | train min |",
+        "|---|---|" + "---|" * len(TASK_NAMES) + "---|",
+    ]
+    by_variant = {run["variant"]: run for run in runs}
+    for variant in order:
+        run = by_variant.get(variant)
+        if run is None:
+            continue
+        cells = []
+        for task in TASK_NAMES:
+            value = run.get(f"test_{task}_{HEADLINE[task]}")
+            if value is None:
+                cells.append("")
+            elif HEADLINE[task] == "miou":
+                cells.append(f"{100 * value:.2f} ({100 * run[f'test_{task}_pixel_accuracy']:.2f})")
+            else:
+                cells.append(f"{100 * value:.2f}")
+        lines.append(
+            f"| {variant} | {run['parameters']:,} | " + " | ".join(cells) + f" | {run['train_seconds'] / 60:.1f} |"
+        )
+    Path(RESULTS / "m3vit_multi_mnist.md").write_text("\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()

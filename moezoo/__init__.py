@@ -6,7 +6,7 @@ Importing moezoo registers every architecture with transformers' Auto classes, s
 
 from transformers.models.vit import ViTImageProcessorPil
 
-from . import routing
+from . import adapters, routing
 from .models import (
     CGCConfig,
     CGCModel,
@@ -76,6 +76,7 @@ __all__ = [
     "SharedBottomModel",
     "TabularProcessor",
     "TaskSpec",
+    "adapters",
     "create_model",
     "from_pretrained",
     "get_model_classes",

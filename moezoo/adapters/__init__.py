@@ -1,5 +1,23 @@
-"""Multi-task adapters for pretrained transformers (work in progress: the task routing they share)."""
+"""Multi-task adapters for pretrained transformers, as PEFT tuners, and the task routing they share."""
 
+from .multi_head_lora import (
+    MULTI_HEAD_LORA,
+    MultiHeadLoraConfig,
+    MultiHeadLoraLinear,
+    MultiHeadLoraModel,
+    balance_loss,
+    register_multi_head_lora,
+)
 from .task_routing import TaskRouting
 
-__all__ = ["TaskRouting"]
+register_multi_head_lora()
+
+__all__ = [
+    "MULTI_HEAD_LORA",
+    "MultiHeadLoraConfig",
+    "MultiHeadLoraLinear",
+    "MultiHeadLoraModel",
+    "TaskRouting",
+    "balance_loss",
+    "register_multi_head_lora",
+]

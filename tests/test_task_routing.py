@@ -92,3 +92,31 @@ def test_task_ids_follow_generate_and_bad_ids_are_named():
     routing.detach()
     with pytest.raises(ValueError, match="task_ids should not be None"):  # PEFT's own error once detached
         model.base_model(input_ids=prompts)
+
+
+def test_an_unknown_task_raises_or_uses_the_average_of_the_skills():
+    model = poly(tiny_bert(), ["query", "value"]).eval()
+    inputs = {"input_ids": torch.randint(0, 50, (2, 7), generator=torch.Generator().manual_seed(1))}
+    strict = TaskRouting(num_tasks=3)
+    strict.attach(model, PolyLinear)
+    with pytest.raises(ValueError, match=r"task_ids \[5\] are out of range: this model has 3 tasks"):
+        strict.set(torch.tensor([1, 5]))
+    strict.detach()
+
+    averaging = TaskRouting(num_tasks=3, unknown_tasks="average")
+    averaging.attach(model, PolyLinear)
+    averaging.set(torch.tensor([1, 5]))
+    mixed = model(**inputs).last_hidden_state
+    averaging.set(torch.tensor([1, 1]))
+    known = model(**inputs).last_hidden_state
+    torch.testing.assert_close(mixed[0], known[0])  # the known task is untouched
+    # The unknown task equals a task whose skill logits are all equal: uniform mixing.
+    for module in model.modules():
+        if hasattr(module, "module_logits"):
+            module.module_logits.data[2] = 0.0
+    averaging.set(torch.tensor([2, 2]))
+    uniform = model(**inputs).last_hidden_state
+    torch.testing.assert_close(mixed[1], uniform[1])
+    assert not torch.allclose(mixed[1], known[1])
+    with pytest.raises(ValueError, match="Unknown unknown_tasks policy 'skip'"):
+        TaskRouting(3, unknown_tasks="skip")

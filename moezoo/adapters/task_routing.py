@@ -17,7 +17,11 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
+from peft.tuners.poly.router import PolyRouter
+
 from ..tasks import check_task_ids
+
+UNKNOWN_TASK_POLICIES = ("error", "average")
 
 
 class TaskRouting:
@@ -25,6 +29,9 @@ class TaskRouting:
 
     Args:
         num_tasks: How many tasks the adapters know; ids are checked against it.
+        unknown_tasks: ``"error"``: an id outside ``[0, num_tasks)`` is an error. ``"average"``: such an
+            example uses the average of the skills (PEFT Poly / MHR: uniform mixing weights over the skills
+            of every split), as for a task never trained; its layers see id 0, whose mixing is replaced.
 
     Example::
 
@@ -34,11 +41,15 @@ class TaskRouting:
         output = peft_model(**inputs)
     """
 
-    def __init__(self, num_tasks: int) -> None:
+    def __init__(self, num_tasks: int, unknown_tasks: str = "error") -> None:
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be positive, got {num_tasks}.")
+        if unknown_tasks not in UNKNOWN_TASK_POLICIES:
+            raise ValueError(f"Unknown unknown_tasks policy {unknown_tasks!r}; choose one of {UNKNOWN_TASK_POLICIES}.")
         self.num_tasks = num_tasks
+        self.unknown_tasks = unknown_tasks
         self._task_ids: torch.Tensor | None = None
+        self._unknown: torch.Tensor | None = None
         self._handles: list[RemovableHandle] = []
 
     def attach(self, model: nn.Module, layer_types: type | tuple[type, ...]) -> list[str]:
@@ -53,6 +64,8 @@ class TaskRouting:
             if isinstance(module, layer_types):
                 self._handles.append(module.register_forward_pre_hook(self._pass_task_ids, with_kwargs=True))
                 reached.append(name)
+            elif isinstance(module, PolyRouter) and self.unknown_tasks == "average":
+                self._handles.append(module.register_forward_hook(self._average_unknown_tasks))
         if not reached:
             raise ValueError(f"{type(model).__name__} has no {layer_types} layer to route by task.")
         return reached
@@ -66,7 +79,13 @@ class TaskRouting:
     def set(self, task_ids: torch.Tensor | None) -> None:
         """The ids of the next batch: long ``[B]``, each in ``[0, num_tasks)``; ``None`` clears them. They
         stay until the next call, through the backward pass and any recomputation in it."""
-        if task_ids is not None:
+        self._unknown = None
+        if task_ids is not None and self.unknown_tasks == "average":
+            check_task_ids(task_ids, self.num_tasks, check_values=False)
+            unknown = (task_ids < 0) | (task_ids >= self.num_tasks)
+            if unknown.any():
+                self._unknown, task_ids = unknown, task_ids.masked_fill(unknown, 0)
+        elif task_ids is not None:
             check_task_ids(task_ids, self.num_tasks)
         self._task_ids = task_ids
 
@@ -74,20 +93,30 @@ class TaskRouting:
     def task_ids(self) -> torch.Tensor | None:
         return self._task_ids
 
+    def _expanded(self, values: torch.Tensor, batch_size: int) -> torch.Tensor:
+        count = len(values)
+        if batch_size == count:
+            return values
+        if count and batch_size % count == 0:
+            return values.repeat_interleave(batch_size // count)
+        raise ValueError(f"task_ids has {count} entries but an adapted layer received a batch of {batch_size}.")
+
     def ids_for(self, batch_size: int) -> torch.Tensor:
         """The ids for a layer input of ``batch_size`` rows: the batch's own, or each repeated in place
         when generation expanded every example to several rows (beams, returned sequences)."""
         if self._task_ids is None:
             raise ValueError("This model routes each example by its task: pass task_ids (a long tensor [batch]).")
-        count = len(self._task_ids)
-        if batch_size == count:
-            return self._task_ids
-        if count and batch_size % count == 0:
-            return self._task_ids.repeat_interleave(batch_size // count)
-        raise ValueError(f"task_ids has {count} entries but an adapted layer received a batch of {batch_size}.")
+        return self._expanded(self._task_ids, batch_size)
 
     def _pass_task_ids(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
         hidden = args[0] if args else next(value for value in kwargs.values() if isinstance(value, torch.Tensor))
         kwargs["task_ids"] = self.ids_for(hidden.shape[0]).to(hidden.device)
         return args, kwargs
+
+    def _average_unknown_tasks(self, module: nn.Module, args: tuple, mixing: torch.Tensor) -> torch.Tensor:
+        """PEFT Poly's router output ``[B, n_splits, n_skills]`` with the rows of unknown tasks uniform."""
+        if self._unknown is None:
+            return mixing
+        unknown = self._expanded(self._unknown, mixing.shape[0]).to(mixing.device).view(-1, 1, 1)
+        return mixing.masked_fill(unknown, 1.0 / mixing.shape[-1])
 

@@ -1,0 +1,78 @@
+"""Align-LoRA's alignment loss: formulas, grouping by task id, padding, gradients to the A matrices."""
+
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import BertConfig, BertModel
+
+from moezoo.adapters import LoraAlignment, TaskRouting, gaussian_symmetric_kl, multi_kernel_mmd
+
+
+def test_the_distances_follow_their_formulas():
+    generator = torch.Generator().manual_seed(0)
+    first, second = torch.randn(50, 3, generator=generator), torch.randn(40, 3, generator=generator) * 2 + 1
+    p = torch.distributions.Normal(first.mean(0), (first.var(0, unbiased=False) + 1e-5).sqrt())
+    q = torch.distributions.Normal(second.mean(0), (second.var(0, unbiased=False) + 1e-5).sqrt())
+    expected = (torch.distributions.kl_divergence(p, q) + torch.distributions.kl_divergence(q, p)).sum()
+    torch.testing.assert_close(gaussian_symmetric_kl(first, second), expected)
+    assert gaussian_symmetric_kl(first, first).abs() < 1e-5
+    assert multi_kernel_mmd(first, first).abs() < 1e-6
+    assert multi_kernel_mmd(first, second) > multi_kernel_mmd(first, torch.randn(40, 3, generator=generator))
+
+
+def lora_bert():
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                 intermediate_size=32))
+    return get_peft_model(model, LoraConfig(target_modules=["query", "value"], r=4)).eval()
+
+
+@pytest.mark.parametrize("distance", ["kl", "mmd"])
+def test_the_loss_groups_by_task_id_masks_padding_and_reaches_the_a_matrices(distance):
+    model = lora_bert()
+    routing = TaskRouting(num_tasks=3)
+    alignment = LoraAlignment(routing, distance=distance, weight=0.2)
+    assert len(alignment.attach(model)) == 4
+    tokens = torch.randint(0, 50, (6, 5), generator=torch.Generator().manual_seed(1))
+    mask = torch.ones(6, 5, dtype=torch.long)
+    mask[:, 3:] = 0  # padding
+
+    def loss(task_ids, inputs=tokens, attention_mask=mask):
+        routing.set(task_ids)
+        alignment.start(attention_mask)
+        model(input_ids=inputs, attention_mask=attention_mask)
+        return alignment.loss()
+
+    # The same examples under two tasks: identical distributions, no loss.
+    doubled = torch.cat([tokens[:3], tokens[:3]])
+    assert loss(torch.tensor([0, 0, 0, 1, 1, 1]), doubled).abs() < 1e-4
+    # Grouped by task id, not by position: interleaving the same examples changes nothing.
+    blocked = loss(torch.tensor([0, 0, 0, 2, 2, 2]))
+    order = torch.tensor([0, 3, 1, 4, 2, 5])
+    interleaved = loss(torch.tensor([0, 2, 0, 2, 0, 2]), tokens[order], mask[order])
+    torch.testing.assert_close(interleaved, blocked)
+    assert blocked > 0
+    # Padding is left out: other tokens under the mask change nothing.
+    padded = tokens.clone()
+    padded[:, 3:] = 7
+    torch.testing.assert_close(loss(torch.tensor([0, 0, 0, 2, 2, 2]), padded), blocked)
+    # Its gradient reaches every A matrix.
+    model.zero_grad()
+    loss(torch.tensor([0, 0, 1, 1, 2, 2])).backward()
+    for name, parameter in model.named_parameters():
+        if "lora_A" in name:
+            assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+    # One task in the batch: no pair to align, a zero that still backpropagates.
+    single = loss(torch.zeros(6, dtype=torch.long))
+    assert single.item() == 0.0 and single.requires_grad
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="Unknown alignment distance 'cosine'"):
+        LoraAlignment(TaskRouting(2), distance="cosine")
+    with pytest.raises(ValueError, match="has no LoRA layer"):
+        LoraAlignment(TaskRouting(2)).attach(torch.nn.Linear(2, 2))
+    alignment = LoraAlignment(TaskRouting(2))
+    alignment.attach(lora_bert())
+    with pytest.raises(ValueError, match="No LoRA layer ran since start"):
+        alignment.loss()

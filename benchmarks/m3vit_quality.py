@@ -56,7 +56,8 @@ def variant_arguments(variant: str, base: dict[str, Any]) -> list[str]:
     if variant.startswith("single_"):
         return ["--model_config", dense, "--tasks", variant.removeprefix("single_")]
     if variant == "upcycled_m3vit":
-        moe = json.dumps({"num_experts": base["num_experts"], "num_experts_per_tok": base["num_experts_per_tok"]})
+        # Experts copy the dense MLP, so they take its width (null: the YAML's narrower experts do not apply).
+        moe = json.dumps({"moe_intermediate_size": None})
         source = OUTPUT / "dense_vit_2_epochs" / "best"
         if not source.is_dir():
             raise FileNotFoundError(f"{source} is missing: run the dense_vit_2_epochs variant first.")

@@ -1,6 +1,7 @@
 """Multi-task adapters for pretrained transformers, as PEFT tuners, and the task routing they share."""
 
 from .alignment import ALIGNMENT_WEIGHT, LoraAlignment, gaussian_symmetric_kl, multi_kernel_mmd
+from .merging import merge_task, task_delta_weight
 from .multi_head_lora import (
     MULTI_HEAD_LORA,
     MultiHeadLoraConfig,
@@ -23,6 +24,8 @@ __all__ = [
     "TaskRouting",
     "balance_loss",
     "gaussian_symmetric_kl",
+    "merge_task",
     "multi_kernel_mmd",
     "register_multi_head_lora",
+    "task_delta_weight",
 ]

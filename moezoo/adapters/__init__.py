@@ -1,7 +1,10 @@
 """Multi-task adapters for pretrained transformers, as PEFT tuners, and the task routing they share."""
 
+from transformers import AutoConfig, AutoModel
+
 from .alignment import ALIGNMENT_WEIGHT, LoraAlignment, gaussian_symmetric_kl, multi_kernel_mmd
 from .merging import merge_task, task_delta_weight
+from .modeling_adapted import ADAPTER_METHODS, AdaptedTransformerConfig, AdaptedTransformerModel
 from .multi_head_lora import (
     MULTI_HEAD_LORA,
     MultiHeadLoraConfig,
@@ -13,9 +16,16 @@ from .multi_head_lora import (
 from .task_routing import TaskRouting
 
 register_multi_head_lora()
+# Loadable with transformers' Auto classes; not a `moezoo.create_model` architecture, since it is built on
+# a pretrained transformer (`AdaptedTransformerModel.from_base`).
+AutoConfig.register(AdaptedTransformerConfig.model_type, AdaptedTransformerConfig, exist_ok=True)
+AutoModel.register(AdaptedTransformerConfig, AdaptedTransformerModel, exist_ok=True)
 
 __all__ = [
+    "ADAPTER_METHODS",
     "ALIGNMENT_WEIGHT",
+    "AdaptedTransformerConfig",
+    "AdaptedTransformerModel",
     "LoraAlignment",
     "MULTI_HEAD_LORA",
     "MultiHeadLoraConfig",

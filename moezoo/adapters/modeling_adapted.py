@@ -1,0 +1,253 @@
+"""A pretrained transformer adapted to several tasks at once: a PEFT adapter inside, a head per task.
+
+`AdaptedTransformerModel` wraps any transformers encoder or decoder (``AutoModel``): the chosen adapter
+method goes into its linear layers through PEFT, each example's ``task_ids`` reach every adapted layer
+through `TaskRouting`, the last hidden states are pooled (mean over real tokens, [CLS], or the last real
+token for decoders), and each task reads the pooled vector through its own linear head. It is a moezoo
+multi-task model: the shared training loop, `transformers.Trainer`, the masked losses and metrics apply.
+
+Saved adapter-style: ``config.json`` (tasks, method, the base model's name and config), PEFT's
+``adapter_config.json`` and ``adapter_model.safetensors``, and ``heads.safetensors``; never the base
+weights, which `from_pretrained` reads from ``base_model_name_or_path``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import field
+from pathlib import Path
+from typing import Any
+
+import torch
+from huggingface_hub.dataclasses import strict
+from peft import LoraConfig, PeftModel, PolyConfig, get_peft_model, set_peft_model_state_dict
+from peft.tuners.poly.layer import Linear as PolyLinear
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+
+from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
+from ..suggestions import closest_names
+from .alignment import DISTANCES, LoraAlignment
+from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
+from .task_routing import UNKNOWN_TASK_POLICIES, TaskRouting
+
+#: Adapter methods by name: the PEFT config class each builds (``None``: the encoder stays frozen and
+#: only the heads train).
+ADAPTER_METHODS: dict[str, type | None] = {
+    "lora": LoraConfig,
+    "align_lora": LoraConfig,
+    "multi_head_lora": MultiHeadLoraConfig,
+    "mhr": PolyConfig,
+    "frozen": None,
+}
+POOLINGS = ("mean", "cls", "last")
+HEADS_FILE = "heads.safetensors"
+
+
+@strict
+class AdaptedTransformerConfig(MultiTaskConfig):
+    """Configuration of `AdaptedTransformerModel`.
+
+    Args:
+        base_model_name_or_path: The pretrained transformer (a Hub id or a folder) whose weights
+            `from_pretrained` reads.
+        base_config: Its config as a dict (filled from the model when built with `from_base`).
+        adapter_method: One of `ADAPTER_METHODS`: ``"lora"``, ``"align_lora"`` (LoRA plus the alignment loss),
+            ``"multi_head_lora"``, ``"mhr"`` (PEFT's Poly; ``n_splits > 1`` is MHR), ``"frozen"``.
+        adapter: Fields of the method's PEFT config (``r``, ``target_modules``, ...); the task count is filled in.
+        pooling: ``"mean"`` over real tokens, ``"cls"`` (the first token), or ``"last"`` real token (decoders).
+        head_dropout: Dropout on the pooled vector.
+        alignment_distance, alignment_weight: Align-LoRA's distance (``"kl"`` / ``"mmd"``) and λ.
+        unknown_tasks: ``"error"`` or ``"average"`` (see `TaskRouting`).
+    """
+
+    model_type = "adapted_transformer"
+
+    base_model_name_or_path: str | None = None
+    base_config: dict | None = None
+    adapter_method: str = "lora"
+    adapter: dict = field(default_factory=dict)
+    pooling: str = "mean"
+    head_dropout: float | int = 0.1
+    alignment_distance: str = "kl"
+    alignment_weight: float | int = 0.2
+    unknown_tasks: str = "error"
+    tower_hidden_sizes: list[int] = field(default_factory=list)
+
+    def validate_adapter(self) -> None:
+        """Part of `@strict` validation: a known method, pooling, distance and policy."""
+        for name, value, known in (
+            ("adapter_method", self.adapter_method, list(ADAPTER_METHODS)),
+            ("pooling", self.pooling, list(POOLINGS)),
+            ("alignment_distance", self.alignment_distance, list(DISTANCES)),
+            ("unknown_tasks", self.unknown_tasks, list(UNKNOWN_TASK_POLICIES)),
+        ):
+            if value not in known:
+                raise ValueError(f"Unknown {name} {value!r}{closest_names(value, known)}; choose one of {known}.")
+        if self.adapter_method == "frozen" and self.adapter:
+            raise ValueError(f"adapter_method='frozen' trains the heads only; it takes no adapter settings, got {self.adapter}.")
+
+    def peft_config(self):
+        """The PEFT config of the adapter (``None`` for ``"frozen"``), with the number of tasks filled in."""
+        config_class = ADAPTER_METHODS[self.adapter_method]
+        if config_class is None:
+            return None
+        settings = dict(self.adapter)
+        if config_class is PolyConfig:
+            settings.setdefault("n_tasks", len(self.tasks))
+        if config_class is MultiHeadLoraConfig and settings.get("router") == "task":
+            settings.setdefault("num_tasks", len(self.tasks))
+        return config_class(**settings)
+
+    @property
+    def task_routed(self) -> bool:
+        """Whether the adapter layers need each example's task id."""
+        return self.adapter_method == "mhr" or (self.adapter_method == "multi_head_lora" and self.adapter.get("router") == "task")
+
+
+class AdaptedTransformerModel(MultiTaskPreTrainedModel):
+    """A pretrained transformer with a multi-task adapter and a head per task (see the module's docstring).
+
+    Inputs: ``input_ids``, ``attention_mask`` (and ``token_type_ids`` for BERT-like models), ``task_ids``
+    (long ``[B]``: each example's task; needed by task-routed adapters and by Align-LoRA), ``labels``.
+    Returns `moezoo.MultiTaskOutput`; ``aux_loss`` holds the heads' balance loss and Align-LoRA's loss.
+    """
+
+    config_class = AdaptedTransformerConfig
+    main_input_name = "input_ids"
+
+    def __init__(self, config: AdaptedTransformerConfig, backbone: PreTrainedModel | None = None) -> None:
+        super().__init__(config)
+        if backbone is None:
+            if config.base_config is None:
+                raise ValueError("An AdaptedTransformerConfig needs base_config (build the model with from_base).")
+            backbone = AutoModel.from_config(AutoConfig.for_model(**config.base_config))
+        peft_config = config.peft_config()
+        if peft_config is None:
+            backbone.requires_grad_(False)
+            self.backbone = backbone
+        else:
+            self.backbone = get_peft_model(backbone, peft_config)
+        self.routing = TaskRouting(len(config.tasks), config.unknown_tasks)
+        if config.task_routed:
+            self.routing.attach(self.backbone, (PolyLinear, MultiHeadLoraLinear))
+        self.alignment = None
+        if config.adapter_method == "align_lora":
+            self.alignment = LoraAlignment(self.routing, config.alignment_distance, config.alignment_weight)
+            self.alignment.attach(self.backbone)
+        hidden_size = backbone.config.hidden_size
+        self.head_dropout = nn.Dropout(config.head_dropout)
+        self.heads = nn.ModuleDict({task.name: nn.Linear(hidden_size, task.num_labels) for task in self.task_specs})
+        for head in self.heads.values():
+            head.reset_parameters()
+        self.post_init()
+
+    @classmethod
+    def from_base(
+        cls, base_model_name_or_path: str | os.PathLike, tasks: Sequence[Mapping], adapter_method: str = "lora",
+        **config_fields: Any,
+    ) -> AdaptedTransformerModel:
+        """A new model on the pretrained transformer ``base_model_name_or_path``, for ``tasks``."""
+        backbone = AutoModel.from_pretrained(base_model_name_or_path)
+        config = AdaptedTransformerConfig(
+            tasks=list(tasks), adapter_method=adapter_method, base_model_name_or_path=str(base_model_name_or_path),
+            base_config=backbone.config.to_dict(), input_size=backbone.config.hidden_size, **config_fields,
+        )
+        return cls(config, backbone=backbone)
+
+    def _init_weights(self, module: nn.Module) -> None:
+        # The backbone is pretrained and the heads initialise themselves: nothing to do here.
+        return
+
+    def input_dtype(self) -> torch.dtype:
+        return next(iter(self.heads.values())).weight.dtype
+
+    def check_input_values(self, inputs: Mapping[str, torch.Tensor]) -> None:
+        """Every check of `forward` on a batch (or a materialised dataset), without computing anything."""
+        known = {"input_ids", "attention_mask", "token_type_ids", "labels", "task_ids"}
+        unknown = sorted(set(inputs) - known)
+        if unknown:
+            raise KeyError(f"Unknown input(s) {unknown}; {type(self).__name__} reads {sorted(known)}.")
+        if inputs.get("input_ids") is None:
+            raise ValueError("AdaptedTransformerModel reads token ids: pass input_ids.")
+        if inputs.get("labels") is not None:
+            self.labels_per_task(inputs["labels"], check_values=True)
+        if inputs.get("task_ids") is not None:
+            self.routing.set(inputs["task_ids"])  # checks them against the policy
+            self.routing.set(None)
+
+    def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """``[B, S, D]`` -> ``[B, D]`` by ``config.pooling``."""
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden_states.shape[:2], dtype=torch.long, device=hidden_states.device)
+        mask = attention_mask.to(hidden_states.dtype).unsqueeze(-1)
+        if self.config.pooling == "cls":
+            return hidden_states[:, 0]
+        if self.config.pooling == "last":
+            last = attention_mask.long().sum(1).clamp_min(1) - 1
+            return hidden_states[torch.arange(len(last), device=last.device), last]
+        return (hidden_states * mask).sum(1) / mask.sum(1).clamp_min(1)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        task_ids: torch.Tensor | None = None,
+        labels: torch.Tensor | Mapping[str, torch.Tensor] | None = None,
+        tasks: str | Sequence[str] | None = None,
+        **kwargs: Any,
+    ):
+        if kwargs:
+            raise TypeError(f"AdaptedTransformerModel.forward got unexpected argument(s) {sorted(kwargs)}.")
+        if input_ids is None:
+            raise ValueError("AdaptedTransformerModel reads token ids: pass input_ids.")
+        names = self.resolve_tasks(tasks)
+        self.routing.set(task_ids)
+        if self.alignment is not None:
+            self.alignment.start(attention_mask)
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        hidden_states = self.backbone(**inputs).last_hidden_state
+        pooled = self.head_dropout(self.pool(hidden_states, attention_mask).to(self.input_dtype()))
+        logits = {name: self.heads[name](pooled) for name in names}
+        aux_losses = []
+        if self.training:
+            balance = balance_loss(self.backbone)
+            if balance is not None:
+                aux_losses.append(balance)
+            if self.alignment is not None and task_ids is not None:
+                aux_losses.append(self.alignment.loss())
+        aux_loss = torch.stack(aux_losses).sum() if aux_losses else None
+        # A task not in the batch is a missing label: the routed ids are each example's own task.
+        return self.multitask_output(logits, labels, aux_loss, None, task_ids)
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
+        """Save adapter-style: ``config.json``, PEFT's adapter files (none for ``"frozen"``) and the heads;
+        never the base model's weights."""
+        folder = Path(save_directory)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(folder)
+        if isinstance(self.backbone, PeftModel):
+            self.backbone.save_pretrained(folder)
+        save_file({name: value.detach().contiguous() for name, value in self.heads.state_dict().items()}, folder / HEADS_FILE)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
+        """Load a model saved by `save_pretrained`: the base model from ``config.base_model_name_or_path``,
+        then the adapter and the heads (safetensors only)."""
+        folder = Path(pretrained_model_name_or_path)
+        config = AdaptedTransformerConfig.from_pretrained(folder)
+        if config.base_model_name_or_path is None:
+            raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
+        model = cls(config, backbone=AutoModel.from_pretrained(config.base_model_name_or_path))
+        if isinstance(model.backbone, PeftModel):
+            adapter = load_file(folder / "adapter_model.safetensors")
+            result = set_peft_model_state_dict(model.backbone, adapter)
+            if getattr(result, "unexpected_keys", None):
+                raise OSError(f"The adapter in {folder} does not match its config: unexpected {result.unexpected_keys}.")
+        model.heads.load_state_dict(load_file(folder / HEADS_FILE), strict=True)
+        return model.eval()

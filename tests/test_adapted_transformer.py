@@ -1,0 +1,106 @@
+"""A pretrained transformer with a multi-task adapter and task heads: every method trains, saves
+adapter-style and loads back with identical logits; bad settings are named."""
+
+import pytest
+import torch
+from huggingface_hub.errors import StrictDataclassClassValidationError
+from transformers import AutoModel, BertConfig, BertModel, GPT2Config, GPT2Model
+
+import moezoo
+from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerModel
+
+TASKS = [{"name": "sentiment", "kind": "multiclass", "num_labels": 2}, {"name": "similarity", "kind": "regression"}]
+ADAPTERS = {
+    "lora": {"target_modules": ["query", "value"], "r": 4},
+    "align_lora": {"target_modules": ["query", "value"], "r": 4},
+    "multi_head_lora": {"target_modules": ["query", "value"], "r": 4, "router": "task", "head_init": "random"},
+    "mhr": {"target_modules": ["query", "value"], "r": 2, "n_splits": 2, "init_weights": False},
+    "frozen": {},
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_bert_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    return folder
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    mask = torch.ones(4, 6, dtype=torch.long)
+    mask[:, 4:] = 0
+    labels = torch.tensor([[1.0, float("nan")], [float("nan"), 2.5], [0.0, float("nan")], [float("nan"), 1.0]])
+    return {"input_ids": torch.randint(0, 50, (4, 6), generator=generator), "attention_mask": mask,
+            "task_ids": torch.tensor([0, 1, 0, 1]), "labels": labels}
+
+
+@pytest.mark.parametrize("method", list(ADAPTERS))
+def test_every_method_trains_and_round_trips_adapter_style(method, tiny_bert_folder, tmp_path):
+    assert set(ADAPTERS) == set(ADAPTER_METHODS)
+    model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, method, adapter=ADAPTERS[method])
+    model.train()
+    output = model(**batch())
+    output.loss.backward()
+    trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+    assert all(parameter.grad is not None for name, parameter in model.named_parameters() if name in trained)
+    assert all(name.startswith("heads.") for name in trained) == (method == "frozen")
+    if method == "align_lora":
+        assert output.aux_loss > 0  # two tasks in the batch: something to align
+
+    model.eval()
+    inputs = {key: value for key, value in batch().items() if key != "labels"}
+    expected = model(**inputs).logits
+    model.save_pretrained(tmp_path)
+    saved = {path.name for path in tmp_path.iterdir()}
+    assert {"config.json", "heads.safetensors"} <= saved and "model.safetensors" not in saved
+    assert ("adapter_model.safetensors" in saved) == (method != "frozen")
+    loaded = AutoModel.from_pretrained(tmp_path)  # through the Auto classes after `import moezoo`
+    assert type(loaded) is AdaptedTransformerModel
+    for name, logits in loaded(**inputs).logits.items():
+        assert torch.equal(logits, expected[name]), name
+
+
+def test_a_decoder_pools_its_last_real_token_and_checkpointing_keeps_the_routing(tmp_path):
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=32, resid_pdrop=0.0,
+                         embd_pdrop=0.0, attn_pdrop=0.0)).save_pretrained(tmp_path)
+    model = AdaptedTransformerModel.from_base(
+        tmp_path, TASKS, "multi_head_lora", pooling="last", head_dropout=0.0,
+        adapter={"target_modules": ["c_attn"], "router": "task", "head_init": "random"},
+    )
+    inputs = batch()
+
+    def gradients():
+        model.zero_grad()
+        model(**inputs).loss.backward()
+        return {name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None}
+
+    model.train()
+    plain = gradients()
+    model.backbone.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    for name, grad in gradients().items():
+        torch.testing.assert_close(grad, plain[name], msg=name)
+    hidden = torch.arange(24.0).view(2, 3, 4)
+    pooled = model.pool(hidden, torch.tensor([[1, 1, 0], [1, 1, 1]]))
+    assert torch.equal(pooled, torch.stack([hidden[0, 1], hidden[1, 2]]))
+
+
+def test_bad_settings_are_named(tiny_bert_folder):
+    with pytest.raises(StrictDataclassClassValidationError, match=r"Unknown adapter_method 'lora2'.*'lora'"):
+        moezoo.adapters.AdaptedTransformerConfig(tasks=TASKS, adapter_method="lora2")
+    with pytest.raises(StrictDataclassClassValidationError, match="'frozen' trains the heads only"):
+        moezoo.adapters.AdaptedTransformerConfig(tasks=TASKS, adapter_method="frozen", adapter={"r": 4})
+    with pytest.raises(ValueError, match="Target modules {'querry'} not found"):
+        AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "lora", adapter={"target_modules": ["querry"]})
+    with pytest.raises(ValueError, match="r must be a positive integer, got 0"):
+        AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "multi_head_lora", adapter={"target_modules": ["query"], "r": 0})
+    model = AdaptedTransformerModel.from_base(
+        tiny_bert_folder, TASKS, "mhr", adapter={"target_modules": ["query"]}
+    )
+    inputs = batch()
+    inputs["task_ids"] = torch.tensor([0, 1, 2, 0])
+    with pytest.raises(ValueError, match=r"task_ids \[2\] are out of range: this model has 2 tasks"):
+        model(**inputs)

@@ -35,27 +35,20 @@ from moezoo.training import (
     build_model,
     config_to_dict,
     parse_config_and_args,
-    require_positive,
     start_run,
     subsample_splits,
     train_and_test,
 )
 from moezoo.training.splits import encode_multi_mnist_for_vit
+from train_image import DataArguments
 
 TASK_NAMES = [task["name"] for task in MULTI_MNIST_TASK_SPECS]
 
 
 @dataclass
-class VisionDataArguments:
-    dataset: str = field(
-        default="mnist",
-        metadata={"help": "mnist (MultiMNIST) or fashion-mnist (MultiFashion-MNIST).", "choices": ["mnist", "fashion-mnist"]},
-    )
-    data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set (default: ../shared/data)."})
-    validation_size: int = field(default=10_000, metadata={"help": "Training images held out for validation."})
-    data_seed: int = field(default=0, metadata={"help": "Seed of the validation hold-out and of the pairing."})
-    max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
-    max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first canvases only."})
+class VisionDataArguments(DataArguments):
+    """The image recipe's data settings, plus the tasks to train and a dense checkpoint to upcycle."""
+
     tasks: list[str] = field(
         default_factory=lambda: list(TASK_NAMES),
         metadata={"help": f"The tasks to train, from {TASK_NAMES} (default: all)."},
@@ -69,10 +62,7 @@ class VisionDataArguments:
     )
 
     def __post_init__(self) -> None:
-        require_positive(
-            validation_size=self.validation_size, max_train_samples=self.max_train_samples,
-            max_eval_samples=self.max_eval_samples,
-        )
+        super().__post_init__()
         unknown = [name for name in self.tasks if name not in TASK_NAMES]
         if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
             hint = closest_names(unknown[0], TASK_NAMES) if unknown else ""

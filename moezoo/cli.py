@@ -62,7 +62,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     from .hub.folder import find_results
     from .training import TensorDataset, evaluate, prepare_eval_loader
-    from .training.splits import run_split
+    from .training.splits import run_eval_batch_size, run_split
 
     folder = zoo.local_folder(args.model)
     model = zoo.from_pretrained(folder)
@@ -73,7 +73,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
         )
     accelerator = Accelerator()
     data = TensorDataset(run_split(results["arguments"], folder, args.split))
-    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, args.batch_size), accelerator)
+    batch_size = args.batch_size or run_eval_batch_size(results["arguments"])
+    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, batch_size), accelerator)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return
@@ -159,7 +160,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluation.add_argument("model", help="a checkpoint folder (beside or inside its run's results.json) or a zoo entry")
     evaluation.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: test")
-    evaluation.add_argument("--batch_size", type=int, default=8192, help="examples per forward pass")
+    evaluation.add_argument(
+        "--batch_size", type=int, default=None, help="examples per forward pass (default: the run's evaluation batch)"
+    )
     evaluation.add_argument("--json", action="store_true", help="print JSON instead of a table")
     evaluation.set_defaults(handler=evaluate_command)
 

@@ -7,11 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
 from transformers import AutoModel
 
 from ..models.modeling_utils import PROCESSOR_FILE, processor_auto_class_name
 from ..training.data import nest_task_labels
-from ..training.splits import run_split
+from ..training.splits import run_eval_batch_size, run_split
 from .cards import EXPERT_USAGE_CAPTION, CardDetails, build_model_card, task_parameter_counts
 from .datasets import describe_dataset
 from .figures import measure_expert_usage, measure_gate_weights, plot_expert_usage, plot_gate_weights
@@ -23,7 +24,6 @@ RESULTS = "results.json"
 #: whose gradients over every token of every pathway take far more memory per example).
 PROBE_EXAMPLES = 4096
 VIT_PROBE_EXAMPLES = 256
-EVAL_BATCH = 8192
 
 
 def find_results_file(folder: str | os.PathLike) -> Path | None:
@@ -42,10 +42,12 @@ def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """The test split the run was scored on, encoded as its recipe encodes it, in batches of 8,192."""
+    """The test split the run was scored on, encoded as its recipe encodes it, in the run's evaluation
+    batches (`moezoo.training.splits.run_eval_batch_size`)."""
     encoded = run_split(results["arguments"], folder, "test")
     size = len(next(iter(encoded.values())))
-    return [{name: value[start : start + EVAL_BATCH] for name, value in encoded.items()} for start in range(0, size, EVAL_BATCH)]
+    batch = run_eval_batch_size(results["arguments"])
+    return [{name: value[start : start + batch] for name, value in encoded.items()} for start in range(0, size, batch)]
 
 
 def write_card(
@@ -83,7 +85,7 @@ def write_card(
         else:
             plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
         details.figure = FIGURE
-        probe_inputs = nest_task_labels({name: value[:probe] for name, value in batches[0].items()})
+        probe_inputs = nest_task_labels({name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0]})
         details.task_parameters = task_parameter_counts(model, probe_inputs)
     build_model_card(model, results, details).save(card_path)
     return card_path

@@ -17,6 +17,14 @@ from .data import TASK_LABEL_PREFIX, materialize
 from .recipe import subsample_splits
 
 SPLITS = ("train", "validation", "test")
+#: The evaluation batch of a run whose settings do not record one.
+DEFAULT_EVAL_BATCH = 8192
+
+
+def run_eval_batch_size(arguments: Mapping[str, Any]) -> int:
+    """The evaluation batch size a run used (its ``per_device_eval_batch_size``): what its model is known
+    to fit in memory (a ViT evaluates every image through every task's pathway)."""
+    return int(arguments.get("per_device_eval_batch_size") or DEFAULT_EVAL_BATCH)
 
 
 def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str = "test") -> dict[str, torch.Tensor]:

@@ -80,7 +80,7 @@ def test_a_decoder_pools_its_last_real_token_and_checkpointing_keeps_the_routing
 
     model.train()
     plain = gradients()
-    model.backbone.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.backbone.get_base_model().activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     for name, grad in gradients().items():
         torch.testing.assert_close(grad, plain[name], msg=name)
     hidden = torch.arange(24.0).view(2, 3, 4)

@@ -105,7 +105,7 @@ def test_task_routing_reaches_gpt2_layers_through_gradient_checkpointing():
 
     model.train()
     plain = gradients()
-    model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.base_model.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     checkpointed = gradients()
     assert plain.keys() == checkpointed.keys() and any("mhlora_router" in name for name in plain)
     for name, grad in plain.items():

@@ -39,7 +39,7 @@ def test_task_ids_survive_gradient_checkpointing_where_peft_poly_loses_them():
     task_ids = torch.tensor([0, 2, 1, 2])
     reference, reference_grads = gradients(model, inputs, task_ids=task_ids)  # PEFT's own path, no recomputation
 
-    model.base_model.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.base_model.model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     model.base_model.model.train()  # checkpointing recomputes in training mode only
     model.base_model.model.embeddings.dropout.p = 0.0
     for module in model.modules():

@@ -21,6 +21,10 @@ from .specs import DictSpec
 
 TASK_KINDS = ("binary", "multiclass", "regression", "multilabel")
 IGNORE_INDEX = -100
+#: Metrics a task may ask for beyond its kind's own (``TaskSpec.metrics``): Matthews correlation and F1
+#: (of class 1 for two classes, macro otherwise) for classification, Pearson and Spearman correlation
+#: for single-output regression.
+EXTRA_METRICS = {"binary": ("mcc", "f1"), "multiclass": ("mcc", "f1"), "regression": ("pearson", "spearman")}
 
 
 @dataclass(frozen=True)
@@ -32,12 +36,15 @@ class TaskSpec(DictSpec):
         kind: ``"binary"``, ``"multiclass"``, ``"regression"`` or ``"multilabel"``.
         num_labels: Classes (multiclass), labels (multilabel) or outputs (regression); 1 for binary.
         weight: Weight of the task's loss in the total loss.
+        metrics: Metrics to report beyond the kind's own, from `EXTRA_METRICS` (GLUE's CoLA is scored by
+            ``"mcc"``, MRPC by ``"f1"``, STS-B by ``"pearson"``).
     """
 
     name: str
     kind: str = "binary"
     num_labels: int = 1
     weight: float = 1.0
+    metrics: tuple[str, ...] = ()
 
     spec_name: ClassVar[str] = "task"
 
@@ -54,6 +61,24 @@ class TaskSpec(DictSpec):
             raise ValueError(f"Task {self.name!r} needs num_labels >= 1, got {self.num_labels}.")
         if not (math.isfinite(self.weight) and self.weight >= 0):
             raise ValueError(f"Task {self.name!r} needs a finite, non-negative weight, got {self.weight}.")
+        object.__setattr__(self, "metrics", tuple(self.metrics))  # a JSON list, kept hashable
+        allowed = EXTRA_METRICS.get(self.kind, ())
+        if self.kind == "regression" and self.num_labels != 1:
+            allowed = ()
+        unknown = [metric for metric in self.metrics if metric not in allowed]
+        if unknown:
+            raise ValueError(
+                f"Task {self.name!r} ({self.kind}, {self.num_labels} label(s)) cannot report {unknown}; "
+                f"its extra metrics are {list(allowed)}."
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        spec = super().to_dict()
+        if not spec["metrics"]:  # configs written before the field existed stay as they were
+            del spec["metrics"]
+        else:
+            spec["metrics"] = list(spec["metrics"])
+        return spec
 
     @property
     def label_width(self) -> int:

@@ -2,7 +2,9 @@
 
 import pytest
 
-from moezoo.data.glue import GLUE_TASKS, glue_task_specs, load_glue, read_glue_file
+from moezoo.data.glue import GLUE_METRICS, GLUE_TASKS, glue_task_specs, load_glue, read_glue_file
+from moezoo.tasks import TaskSpec
+from moezoo.training.metrics import KIND_METRICS
 
 
 def test_the_five_tasks_load_with_glues_split_sizes_and_labels(data_dir):
@@ -23,7 +25,9 @@ def test_the_five_tasks_load_with_glues_split_sizes_and_labels(data_dir):
     stsb = test.filter(lambda row: row["task"] == "stsb")["label"]
     assert min(stsb) == 0.0 and max(stsb) == 5.0
     assert test.filter(lambda row: row["task"] == "sst2")["text_b"][0] == ""
-    assert [spec["kind"] for spec in glue_task_specs()] == ["multiclass"] * 4 + ["regression"]
+    specs = [TaskSpec.from_dict(spec) for spec in glue_task_specs()]
+    assert [spec.kind for spec in specs] == ["multiclass"] * 4 + ["regression"]
+    assert {spec.name: GLUE_METRICS[spec.name] in (*KIND_METRICS[spec.kind], *spec.metrics) for spec in specs} == dict.fromkeys(GLUE_TASKS, True)
 
 
 def test_mistakes_are_named(tmp_path, data_dir):

@@ -93,3 +93,32 @@ def test_dense_metrics_follow_their_definitions_across_batches_and_skip_missing_
     assert results["loss"] == pytest.approx(results["segmentation/loss"] + results["depth/loss"])
     assert results["mean_miou"] == results["segmentation/miou"]
     assert set(results) == set(metric_names([task, regression], ["segmentation", "depth"]))
+
+
+def test_extra_metrics_follow_their_definitions_and_unknown_ones_are_named():
+    generator = torch.Generator().manual_seed(0)
+    acceptability = TaskSpec(name="cola", kind="multiclass", num_labels=2, metrics=["mcc", "f1"])
+    similarity = TaskSpec.from_dict({"name": "stsb", "kind": "regression", "metrics": ["pearson", "spearman"]})
+    assert similarity.to_dict()["metrics"] == ["pearson", "spearman"] and "metrics" not in TaskSpec(name="a").to_dict()
+    logits = torch.randn(40, 2, generator=generator)
+    classes = torch.randint(0, 2, (40, 1), generator=generator).float()
+    scores, values = torch.randn(40, 1, generator=generator), torch.randn(40, 1, generator=generator)
+    results = multitask_metrics([acceptability, similarity], {"cola": logits, "stsb": scores}, {"cola": classes, "stsb": values})
+
+    predicted, truth = logits.argmax(1), classes.squeeze(1).long()
+    tp = ((predicted == 1) & (truth == 1)).sum().item()
+    tn = ((predicted == 0) & (truth == 0)).sum().item()
+    fp = ((predicted == 1) & (truth == 0)).sum().item()
+    fn = ((predicted == 0) & (truth == 1)).sum().item()
+    mcc = (tp * tn - fp * fn) / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)) ** 0.5
+    assert results["cola/mcc"] == pytest.approx(mcc, abs=1e-6)
+    assert results["cola/f1"] == pytest.approx(2 * tp / (2 * tp + fp + fn), abs=1e-6)
+    x, y = scores.squeeze(1), values.squeeze(1)
+    pearson = ((x - x.mean()) * (y - y.mean())).sum() / ((x - x.mean()).pow(2).sum() * (y - y.mean()).pow(2).sum()).sqrt()
+    assert results["stsb/pearson"] == pytest.approx(pearson.item(), abs=1e-5)
+    ranks = lambda v: v.argsort().argsort().float()  # noqa: E731  (no ties in continuous samples)
+    spearman = torch.corrcoef(torch.stack([ranks(x), ranks(y)]))[0, 1]
+    assert results["stsb/spearman"] == pytest.approx(spearman.item(), abs=1e-5)
+    assert {"cola/mcc", "cola/f1", "stsb/pearson", "stsb/spearman"} <= set(metric_names([acceptability, similarity]))
+    with pytest.raises(ValueError, match=r"Task 'stsb' \(regression, 1 label\(s\)\) cannot report \['mcc'\]"):
+        TaskSpec(name="stsb", kind="regression", metrics=["mcc"])

@@ -35,6 +35,7 @@ class GlueTask:
         header: Whether the files start with a header (CoLA's do not).
         columns: Column names for files without a header.
         label_values: Text labels -> class index (RTE's), if the labels are words.
+        metrics: GLUE's own metrics for the task beyond accuracy / MSE (`moezoo.TaskSpec.metrics`).
     """
 
     folder: str
@@ -44,23 +45,35 @@ class GlueTask:
     header: bool = True
     columns: tuple[str, ...] = ()
     label_values: tuple[tuple[str, int], ...] = ()
+    metrics: tuple[str, ...] = ()
 
 
 #: The tasks, by their lower-case GLUE name, in task-id order.
 GLUE_TASKS = {
-    "cola": GlueTask("CoLA", ("sentence",), "label", header=False, columns=("source", "label", "original_label", "sentence")),
+    "cola": GlueTask(
+        "CoLA", ("sentence",), "label", header=False, columns=("source", "label", "original_label", "sentence"),
+        metrics=("mcc",),
+    ),
     "sst2": GlueTask("SST-2", ("sentence",), "label"),
-    "mrpc": GlueTask("MRPC", ("#1 String", "#2 String"), "Quality"),
+    "mrpc": GlueTask("MRPC", ("#1 String", "#2 String"), "Quality", metrics=("f1",)),
     "rte": GlueTask("RTE", ("sentence1", "sentence2"), "label", label_values=(("entailment", 0), ("not_entailment", 1))),
-    "stsb": GlueTask("STS-B", ("sentence1", "sentence2"), "score", kind="regression"),
+    "stsb": GlueTask("STS-B", ("sentence1", "sentence2"), "score", kind="regression", metrics=("pearson", "spearman")),
 }
+#: The metric GLUE reports for each task (its mean over the tasks is the GLUE score).
+GLUE_METRICS = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
 GLUE_FILES = ("train.tsv", "dev.tsv")
 
 
 def glue_task_specs(tasks: Sequence[str] = tuple(GLUE_TASKS)) -> list[dict]:
-    """`moezoo.TaskSpec` dicts of ``tasks``: two-class tasks as multiclass, STS-B as regression."""
+    """`moezoo.TaskSpec` dicts of ``tasks``: two-class tasks as multiclass, STS-B as regression, each with
+    GLUE's metrics."""
     return [
-        {"name": name, "kind": GLUE_TASKS[name].kind, "num_labels": 2 if GLUE_TASKS[name].kind == "multiclass" else 1}
+        {
+            "name": name,
+            "kind": GLUE_TASKS[name].kind,
+            "num_labels": 2 if GLUE_TASKS[name].kind == "multiclass" else 1,
+            "metrics": list(GLUE_TASKS[name].metrics),
+        }
         for name in tasks
     ]
 

@@ -16,10 +16,19 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassJaccardInd
 from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
+    binary_f1_score,
+    binary_matthews_corrcoef,
     multiclass_accuracy,
+    multiclass_f1_score,
+    multiclass_matthews_corrcoef,
     multilabel_auroc,
 )
-from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
+from torchmetrics.functional.regression import (
+    mean_absolute_error,
+    mean_squared_error,
+    pearson_corrcoef,
+    spearman_corrcoef,
+)
 
 from ..tasks import IGNORE_INDEX, TaskSpec, pixels_as_rows, task_predictions, weighted_task_losses
 
@@ -46,7 +55,7 @@ def metric_names(tasks: Sequence[TaskSpec], dense_tasks: Sequence[str] = ()) -> 
     names = ["loss"]
     reported: set[str] = set()
     for task in tasks:
-        kind_metrics = (DENSE_KIND_METRICS if task.name in dense_tasks else KIND_METRICS)[task.kind]
+        kind_metrics = (DENSE_KIND_METRICS if task.name in dense_tasks else KIND_METRICS)[task.kind] + task.metrics
         names += [f"{task.name}/loss", *(f"{task.name}/{metric}" for metric in kind_metrics)]
         reported.update(kind_metrics)
     return names + [f"mean_{metric}" for metric in AVERAGED_METRICS if metric in reported]
@@ -56,7 +65,8 @@ def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
     """Metrics of one task over the examples whose labels are present.
 
     binary: ``auc``, ``accuracy``; multiclass: ``accuracy``; multilabel: ``auc`` (macro);
-    regression: ``mse``, ``mae``. Empty when no label is present.
+    regression: ``mse``, ``mae``; then the task's own ``metrics`` (`moezoo.tasks.EXTRA_METRICS`).
+    Empty when no label is present.
     """
     logits, labels = logits.float(), labels.float()
     if task.kind == "multiclass":
@@ -64,11 +74,11 @@ def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
         present = ~torch.isnan(labels) & (labels != IGNORE_INDEX)
         if not present.any():
             return {}
-        return {
-            "accuracy": multiclass_accuracy(
-                logits[present], labels[present].long(), num_classes=task.num_labels, average="micro"
-            ).item()
+        targets = labels[present].long()
+        results = {
+            "accuracy": multiclass_accuracy(logits[present], targets, num_classes=task.num_labels, average="micro").item()
         }
+        return {**results, **_extra_metrics(task, logits[present].argmax(dim=1), targets)}
     if task.kind == "multilabel":
         present = ~torch.isnan(labels).any(dim=1)
         if not present.any():
@@ -82,11 +92,36 @@ def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
     targets = labels[present].squeeze(1) if labels.shape[1] == 1 else labels[present]
     if task.kind == "binary":
         targets = targets.long()
-        return {
+        results = {
             "auc": binary_auroc(predictions, targets).item(),
             "accuracy": binary_accuracy(predictions, targets).item(),
         }
-    return {"mse": mean_squared_error(predictions, targets).item(), "mae": mean_absolute_error(predictions, targets).item()}
+        return {**results, **_extra_metrics(task, (predictions > 0.5).long(), targets)}
+    results = {"mse": mean_squared_error(predictions, targets).item(), "mae": mean_absolute_error(predictions, targets).item()}
+    return {**results, **_extra_metrics(task, predictions, targets)}
+
+
+def _extra_metrics(task: TaskSpec, predictions: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """The task's own ``metrics``: from predicted classes (classification) or values (regression)."""
+    results = {}
+    two_classes = task.kind == "binary" or task.num_labels == 2
+    for metric in task.metrics:
+        if metric == "mcc":
+            value = (
+                binary_matthews_corrcoef(predictions, targets) if two_classes
+                else multiclass_matthews_corrcoef(predictions, targets, num_classes=task.num_labels)
+            )
+        elif metric == "f1":
+            value = (
+                binary_f1_score(predictions, targets) if two_classes
+                else multiclass_f1_score(predictions, targets, num_classes=task.num_labels, average="macro")
+            )
+        elif metric == "pearson":
+            value = pearson_corrcoef(predictions, targets)
+        else:
+            value = spearman_corrcoef(predictions, targets)
+        results[metric] = value.item()
+    return results
 
 
 def multitask_metrics(

@@ -93,6 +93,8 @@ def test_bad_settings_are_named(tiny_bert_folder):
         moezoo.adapters.AdaptedTransformerConfig(tasks=TASKS, adapter_method="lora2")
     with pytest.raises(StrictDataclassClassValidationError, match="'frozen' trains the heads only"):
         moezoo.adapters.AdaptedTransformerConfig(tasks=TASKS, adapter_method="frozen", adapter={"r": 4})
+    with pytest.raises(ValueError, match=r"adapter setting\(s\) \['num_head'\] are not fields of MultiHeadLoraConfig.*'num_heads'"):
+        AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "multi_head_lora", adapter={"num_head": 2})
     with pytest.raises(ValueError, match="Target modules {'querry'} not found"):
         AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "lora", adapter={"target_modules": ["querry"]})
     with pytest.raises(ValueError, match="r must be a positive integer, got 0"):

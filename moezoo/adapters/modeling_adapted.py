@@ -13,6 +13,7 @@ weights, which `from_pretrained` reads from ``base_model_name_or_path``.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import field
@@ -30,6 +31,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from .alignment import DISTANCES, LoraAlignment
+from .base_models import resolve_base_model
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
 from .task_routing import UNKNOWN_TASK_POLICIES, TaskRouting
 
@@ -56,7 +58,8 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         base_config: Its config as a dict (filled from the model when built with `from_base`).
         adapter_method: One of `ADAPTER_METHODS`: ``"lora"``, ``"align_lora"`` (LoRA plus the alignment loss),
             ``"multi_head_lora"``, ``"mhr"`` (PEFT's Poly; ``n_splits > 1`` is MHR), ``"frozen"``.
-        adapter: Fields of the method's PEFT config (``r``, ``target_modules``, ...); the task count is filled in.
+        adapter: Fields of the method's PEFT config (``r``, ``target_modules``, ...); the task count is filled
+            in, and a ``None`` value drops the field.
         pooling: ``"mean"`` over real tokens, ``"cls"`` (the first token), or ``"last"`` real token (decoders).
         head_dropout: Dropout on the pooled vector.
         alignment_distance, alignment_weight: Align-LoRA's distance (``"kl"`` / ``"mmd"``) and λ.
@@ -94,7 +97,15 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         config_class = ADAPTER_METHODS[self.adapter_method]
         if config_class is None:
             return None
-        settings = dict(self.adapter)
+        # A null setting removes the key (a YAML's setting for another method, say).
+        settings = {name: value for name, value in self.adapter.items() if value is not None}
+        known = [config_field.name for config_field in dataclasses.fields(config_class)]
+        unknown = [name for name in settings if name not in known]
+        if unknown:
+            raise ValueError(
+                f"adapter setting(s) {unknown} are not fields of {config_class.__name__} "
+                f"({self.adapter_method}){closest_names(unknown[0], known)}."
+            )
         if config_class is PolyConfig:
             settings.setdefault("n_tasks", len(self.tasks))
         if config_class is MultiHeadLoraConfig and settings.get("router") == "task":
@@ -149,8 +160,9 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         cls, base_model_name_or_path: str | os.PathLike, tasks: Sequence[Mapping], adapter_method: str = "lora",
         **config_fields: Any,
     ) -> AdaptedTransformerModel:
-        """A new model on the pretrained transformer ``base_model_name_or_path``, for ``tasks``."""
-        backbone = AutoModel.from_pretrained(base_model_name_or_path)
+        """A new model on the pretrained transformer ``base_model_name_or_path`` (a Hub id, found in an installed
+        package when one ships it: `resolve_base_model`; or a folder), for ``tasks``."""
+        backbone = AutoModel.from_pretrained(resolve_base_model(base_model_name_or_path))
         config = AdaptedTransformerConfig(
             tasks=list(tasks), adapter_method=adapter_method, base_model_name_or_path=str(base_model_name_or_path),
             base_config=backbone.config.to_dict(), input_size=backbone.config.hidden_size, **config_fields,
@@ -243,7 +255,7 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         config = AdaptedTransformerConfig.from_pretrained(folder)
         if config.base_model_name_or_path is None:
             raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
-        model = cls(config, backbone=AutoModel.from_pretrained(config.base_model_name_or_path))
+        model = cls(config, backbone=AutoModel.from_pretrained(resolve_base_model(config.base_model_name_or_path)))
         if isinstance(model.backbone, PeftModel):
             adapter = load_file(folder / "adapter_model.safetensors")
             result = set_peft_model_state_dict(model.backbone, adapter)

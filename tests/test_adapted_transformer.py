@@ -106,3 +106,21 @@ def test_bad_settings_are_named(tiny_bert_folder):
     inputs["task_ids"] = torch.tensor([0, 1, 2, 0])
     with pytest.raises(ValueError, match=r"task_ids \[2\] are out of range: this model has 2 tasks"):
         model(**inputs)
+
+
+def test_transformers_trainer_trains_it_with_task_ids(tiny_bert_folder, tmp_path):
+    from datasets import Dataset
+    from transformers import Trainer, TrainingArguments
+
+    model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "mhr", adapter=ADAPTERS["mhr"])
+    rows = {key: value.tolist() for key, value in batch().items()}
+    data = Dataset.from_dict({key: value * 4 for key, value in rows.items()}).with_format("torch")
+    before = {name: parameter.detach().clone() for name, parameter in model.named_parameters() if parameter.requires_grad}
+    arguments = TrainingArguments(
+        output_dir=str(tmp_path), per_device_train_batch_size=4, num_train_epochs=1, learning_rate=1e-2,
+        report_to=[], use_cpu=True, save_strategy="no", logging_strategy="no",
+    )
+    Trainer(model=model, args=arguments, train_dataset=data).train()
+    moved = [name for name, parameter in model.named_parameters() if name in before and not torch.equal(parameter, before[name])]
+    assert any("poly_lora" in name for name in moved) and any(name.startswith("heads.") for name in moved)
+    assert any("poly_router" in name for name in moved)  # the task ids reached the routers

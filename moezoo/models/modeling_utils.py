@@ -254,6 +254,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     # Set by `skip_input_value_checks` for inputs that were checked once, where they were prepared.
     _check_input_values: bool = True
     _labels_complete: bool = False
+    # Each task's loss averages its own present labels; `transformers.Trainer` must not pass its
+    # `num_items_in_batch` (for token-count normalisation) to forward.
+    accepts_loss_kwargs = False
 
     def __init__(self, config: MultiTaskConfig) -> None:
         super().__init__(config)

@@ -16,7 +16,6 @@ tokenizer; metrics (GLUE's per task) go to ``{output_dir}/results.json``.
 
 from __future__ import annotations
 
-import json
 import sys
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +40,7 @@ from moezoo.training import (
     start_run,
     train_and_test,
 )
+from moezoo.training.arguments import parse_json_object
 
 
 @dataclass
@@ -81,15 +81,8 @@ class GlueArguments:
         self.adapter_settings()  # malformed JSON is reported before any work
 
     def adapter_settings(self) -> dict[str, Any]:
-        if not self.adapter:
-            return {}
-        try:
-            settings = json.loads(self.adapter)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"adapter is not valid JSON ({error}): {self.adapter!r}.") from error
-        if not isinstance(settings, dict):
-            raise ValueError(f"adapter must be a JSON object, got {self.adapter!r}.")
-        return settings
+        """``adapter`` parsed into a dict (empty when unset)."""
+        return parse_json_object("adapter", self.adapter)
 
 
 def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Dataset:

@@ -71,10 +71,7 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
             flag = f"--{name}"
             if given is None or not any(arg == flag or arg.startswith(f"{flag}=") for arg in args):
                 continue
-            override = json.loads(given)
-            if not isinstance(override, dict):
-                raise ValueError(f"--{name} must be a JSON object, got {given!r}.")
-            setattr(arguments, name, json.dumps({**yaml_value, **override}))
+            setattr(arguments, name, json.dumps({**yaml_value, **parse_json_object(name, given)}))
     return tuple(parsed)
 
 
@@ -83,3 +80,17 @@ def require_positive(**values: int | None) -> None:
     for name, value in values.items():
         if value is not None and value < 1:
             raise ValueError(f"{name} must be at least 1, got {value}.")
+
+
+def parse_json_object(name: str, text: str | None) -> dict[str, Any]:
+    """A flag's JSON object (such as ``--model_config``) as a dict, empty when unset; a `ValueError` that
+    names the flag when it is not valid JSON or not an object."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{name} is not valid JSON ({error}): {text!r}.") from error
+    if not isinstance(value, dict):
+        raise ValueError(f"{name} must be a JSON object, got {text!r}.")
+    return value

@@ -4,7 +4,6 @@ test split, and write ``results.json``."""
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import os
 import platform
 import time
@@ -23,6 +22,7 @@ from .. import registry
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..models.transfer import FREEZABLE_PARTS, freeze, load_for_tasks
 from ..suggestions import closest_names
+from .arguments import parse_json_object
 from .checkpoints import prepare_output_dir, write_json_atomic
 from .loop import (
     TrainingConfig,
@@ -80,15 +80,7 @@ class ModelArguments:
 
     def config_overrides(self) -> dict[str, Any]:
         """``model_config`` parsed into a dict (empty when unset)."""
-        if not self.model_config:
-            return {}
-        try:
-            overrides = json.loads(self.model_config)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"model_config is not valid JSON ({error}): {self.model_config!r}.") from error
-        if not isinstance(overrides, dict):
-            raise ValueError(f"model_config must be a JSON object, got {self.model_config!r}.")
-        return overrides
+        return parse_json_object("model_config", self.model_config)
 
 
 def build_model(

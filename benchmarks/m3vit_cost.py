@@ -105,8 +105,7 @@ def model_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[
     common = {"tasks": list(MULTI_MNIST_TASK_SPECS), "dense_tasks": list(MULTI_MNIST_DENSE_TASKS)}
     torch.manual_seed(0)
     m3vit = M3ViTModel(M3ViTConfig(**common, **base)).to(device, dtype).eval()
-    dense_config = {name: value for name, value in base.items() if name not in ("moe_intermediate_size", "num_experts")}
-    dense = M3ViTModel(M3ViTConfig(**common, **dense_config, moe_layers=[])).to(device, dtype).eval()
+    dense = M3ViTModel(M3ViTConfig(**common, **{**base, "moe_layers": []})).to(device, dtype).eval()
     batch = 64
     images = torch.randn(batch, 1, 36, 36, device=device, dtype=dtype)
     cases = {

@@ -28,7 +28,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from recipe_runs import REPO, RESULTS, merge_runs
 
 sys.path.insert(0, str(REPO / "recipes"))
@@ -41,12 +40,11 @@ OUTPUT = REPO / "outputs" / "benchmarks" / "m3vit"
 RESULTS_FILE = RESULTS / "m3vit_multi_mnist.json"
 #: The test metric reported per task.
 HEADLINE = {"top_left": "accuracy", "bottom_right": "accuracy", "pixel_class": "miou", "pixel_item": "miou"}
-MOE_FIELDS = ("num_experts", "num_experts_per_tok", "moe_intermediate_size", "moe_layers")
 
 
-def variant_arguments(variant: str, base: dict[str, Any]) -> list[str]:
-    """The recipe flags (after the YAML) of a variant."""
-    dense = json.dumps({**{k: v for k, v in base.items() if k not in MOE_FIELDS}, "moe_layers": []})
+def variant_arguments(variant: str) -> list[str]:
+    """The recipe flags (after the YAML; they override its model_config key by key) of a variant."""
+    dense = json.dumps({"moe_layers": []})
     if variant == "m3vit":
         return []
     if variant == "dense_vit":
@@ -91,13 +89,12 @@ def main() -> None:
     parser.add_argument("--retrain_m3vit", action="store_true", help="train m3vit here instead of reading the zoo entry")
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args()
-    base = yaml.safe_load(CONFIG.read_text())["model_config"]
 
     for variant in args.variants:
         if variant == "m3vit" and not args.retrain_m3vit and ZOO_RESULTS.is_file():
             run = record(variant, json.loads(ZOO_RESULTS.read_text()), None)
         else:
-            argv = [str(CONFIG), *variant_arguments(variant, base), "--output_dir", str(OUTPUT / variant),
+            argv = [str(CONFIG), *variant_arguments(variant), "--output_dir", str(OUTPUT / variant),
                     "--overwrite_output_dir", "true"]
             if args.data_dir:
                 argv += ["--data_dir", args.data_dir]

@@ -187,8 +187,7 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         if inputs.get("labels") is not None:
             self.labels_per_task(inputs["labels"], check_values=True)
         if inputs.get("task_ids") is not None:
-            self.routing.set(inputs["task_ids"])  # checks them against the policy
-            self.routing.set(None)
+            self.routing.check(inputs["task_ids"])
 
     def pool(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """``[B, S, D]`` -> ``[B, D]`` by ``config.pooling``."""
@@ -234,7 +233,7 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             if self.alignment is not None and task_ids is not None:
                 aux_losses.append(self.alignment.loss())
         aux_loss = torch.stack(aux_losses).sum() if aux_losses else None
-        # A task not in the batch is a missing label: the routed ids are each example's own task.
+        # With task ids, each example's labels count for its own task only.
         return self.multitask_output(logits, labels, aux_loss, None, task_ids)
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:

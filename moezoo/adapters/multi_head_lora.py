@@ -156,7 +156,8 @@ class MultiHeadLoraLayer(BaseTunerLayer):
             return torch.softmax(router(inputs.to(router.weight.dtype)), dim=-1)
         if task_ids is None:
             raise ValueError("This multi-head LoRA routes by task: pass task_ids (see moezoo.adapters.TaskRouting).")
-        check_task_ids(task_ids, router.num_embeddings, inputs.shape[0])
+        # Shape only: the values were checked once for the batch (`TaskRouting.set`), not again per layer.
+        check_task_ids(task_ids, router.num_embeddings, inputs.shape[0], check_values=False)
         weights = torch.softmax(router(task_ids), dim=-1)
         return weights.view(inputs.shape[0], *[1] * (inputs.dim() - 2), -1)
 

@@ -80,14 +80,18 @@ class TaskRouting:
         """The ids of the next batch: long ``[B]``, each in ``[0, num_tasks)``; ``None`` clears them. They
         stay until the next call, through the backward pass and any recomputation in it."""
         self._unknown = None
+        if task_ids is not None:
+            self.check(task_ids)
         if task_ids is not None and self.unknown_tasks == "average":
-            check_task_ids(task_ids, self.num_tasks, check_values=False)
             unknown = (task_ids < 0) | (task_ids >= self.num_tasks)
             if unknown.any():
                 self._unknown, task_ids = unknown, task_ids.masked_fill(unknown, 0)
-        elif task_ids is not None:
-            check_task_ids(task_ids, self.num_tasks)
         self._task_ids = task_ids
+
+    def check(self, task_ids: torch.Tensor) -> None:
+        """Raise naming the problem unless ``task_ids`` is a long ``[B]`` tensor whose ids are known (or,
+        with ``unknown_tasks="average"``, any ids)."""
+        check_task_ids(task_ids, self.num_tasks, check_values=self.unknown_tasks == "error")
 
     @property
     def task_ids(self) -> torch.Tensor | None:

@@ -7,11 +7,11 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
+from ..models.m3vit import M3ViTModel
 from ..models.routed import RoutedMultiTaskModel
 from ..routing import RoutingStatistics
 
@@ -70,7 +70,7 @@ def plot_gate_weights(model: RoutedMultiTaskModel, weights: Mapping[int, torch.T
     return path
 
 
-def measure_expert_usage(model: Any, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
+def measure_expert_usage(model: M3ViTModel, batches: Iterable[Mapping[str, torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
     """For each task, the fraction of its tokens (times ``k``: each token picks ``k`` experts) that each
     expert of each MoE block receives over ``batches``, from the model's ``expert_usage`` (`M3ViTModel`):
     task -> one ``[E]`` tensor per MoE block, each summing to 1."""

@@ -245,9 +245,7 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         if inputs.get("task_ids") is not None:
             check_task_ids(inputs["task_ids"], len(self.task_specs), pixel_values.shape[0])
         if inputs.get("labels") is not None:
-            sizes = {name: len(value) for name, value in self.labels_per_task(inputs["labels"]).items()}
-            if any(size != pixel_values.shape[0] for size in sizes.values()):
-                raise ValueError(f"Labels have batch sizes {sizes}, pixel_values {pixel_values.shape[0]}.")
+            self._labels_for_batch(inputs["labels"], pixel_values.shape[0], check_values=True)
 
     def _checked_pixels(self, pixel_values: torch.Tensor | None, check_values: bool) -> torch.Tensor:
         config = self.config
@@ -346,17 +344,24 @@ class M3ViTModel(MultiTaskPreTrainedModel):
     ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
         """Each task's loss with dense tasks' pixels as rows (so every kind's masked loss applies as
         is), and their weighted sum; with ``task_ids`` each example counts for its own task only."""
-        per_task = self.labels_per_task(labels, check_values=self._check_input_values)
         batch = next(iter(logits.values())).shape[0]
-        sizes = {name: value.shape[0] for name, value in per_task.items()}
-        if any(size != batch for size in sizes.values()):
-            raise ValueError(f"Labels have batch sizes {sizes}, inputs {batch}.")
+        per_task = self._labels_for_batch(labels, batch, check_values=self._check_input_values)
         if task_ids is not None:
             per_task = own_task_labels(self.task_specs, per_task, task_ids)
         dense = self.dense_tasks
         rows = {name: pixels_as_rows(value) if name in dense else value for name, value in per_task.items()}
         logit_rows = {name: pixels_as_rows(value) if name in dense else value for name, value in logits.items()}
         return weighted_task_losses(self.task_specs, logit_rows, rows, self._labels_complete and task_ids is None)
+
+    def _labels_for_batch(
+        self, labels: Mapping[str, torch.Tensor], batch: int, check_values: bool
+    ) -> dict[str, torch.Tensor]:
+        """`labels_per_task`, and an error unless every task's labels have ``batch`` rows."""
+        per_task = self.labels_per_task(labels, check_values=check_values)
+        sizes = {name: value.shape[0] for name, value in per_task.items()}
+        if any(size != batch for size in sizes.values()):
+            raise ValueError(f"Labels have batch sizes {sizes}, inputs {batch}.")
+        return per_task
 
     def labels_per_task(self, labels: Mapping[str, torch.Tensor], check_values: bool = True) -> dict[str, torch.Tensor]:
         """Labels per task, checked: ``[B, label_width]`` for image-level tasks, ``[B, label_width, H, W]``

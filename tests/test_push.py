@@ -15,7 +15,7 @@ from moezoo.cli import main
 from moezoo.zoo import entry_folder
 
 REPO = Path(__file__).resolve().parents[1]
-PUSHED_ENTRIES = ("mmoe-census-income", "dselect-k-multi-mnist")
+PUSHED_ENTRIES = ("mmoe-census-income", "dselect-k-multi-mnist", "multi-head-lora-glue")
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def pushed(tmp_path_factory, data_dir):
         )
         completed = subprocess.run(
             [sys.executable, str(REPO / "tests" / "scripts" / "push_and_pull.py"), str(scratch / "report.json"),
-             str(scratch / "work")],
+             str(scratch / "work"), *PUSHED_ENTRIES],
             env=environment, capture_output=True, text=True, timeout=600,
         )
     assert completed.returncode == 0, completed.stderr[-4000:]
@@ -60,7 +60,8 @@ def test_every_architecture_and_the_processor_round_trip_through_push_to_hub(pus
 def test_a_pushed_zoo_entry_holds_the_folder_byte_for_byte_and_predicts_identically(pushed, name):
     entry = pushed[0]["entries"][name]
     assert entry["status"] == 0
-    assert {"README.md", "config.json", "model.safetensors", "results.json", "routing.png"} <= set(entry["local_files"])
+    weights = {"adapter_model.safetensors", "heads.safetensors", "tokenizer.json"} if name.endswith("-glue") else {"model.safetensors"}
+    assert {"README.md", "config.json", "results.json", "routing.png", *weights} <= set(entry["local_files"])
     assert entry["remote_files"] == entry["local_files"]  # the card too: the model's push_to_hub kept it
     assert entry["predictions_equal"] is True
 

@@ -34,14 +34,22 @@ MMD_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
 VARIANCE_EPS = 1e-5
 
 
+def symmetric_kl_of_moments(
+    mean_p: torch.Tensor, var_p: torch.Tensor, mean_q: torch.Tensor, var_q: torch.Tensor
+) -> torch.Tensor:
+    """``KL(p || q) + KL(q || p)`` of two diagonal Gaussians given by their means and variances (last
+    dimension ``d``), summed over the ``d`` dimensions."""
+    squared_gap = (mean_p - mean_q) ** 2
+    # The log-variance terms of the two directions cancel.
+    return 0.5 * ((var_p + squared_gap) / var_q + (var_q + squared_gap) / var_p - 2).sum(-1)
+
+
 def gaussian_symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     """``KL(p || q) + KL(q || p)`` of diagonal Gaussians fitted to two sets of vectors ``[n, d]`` / ``[m, d]``
     (means and population variances, plus `VARIANCE_EPS`), summed over the ``d`` dimensions."""
-    mean_p, var_p = first.mean(0), first.var(0, unbiased=False) + VARIANCE_EPS
-    mean_q, var_q = second.mean(0), second.var(0, unbiased=False) + VARIANCE_EPS
-    squared_gap = (mean_p - mean_q) ** 2
-    # The log-variance terms of the two directions cancel.
-    return 0.5 * ((var_p + squared_gap) / var_q + (var_q + squared_gap) / var_p - 2).sum()
+    return symmetric_kl_of_moments(
+        first.mean(0), first.var(0, unbiased=False) + VARIANCE_EPS, second.mean(0), second.var(0, unbiased=False) + VARIANCE_EPS
+    )
 
 
 def multi_kernel_mmd(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
@@ -122,7 +130,12 @@ class LoraAlignment:
         per_layer = [self._layer_distance(output, task_ids, pairs) for output in self._outputs]
         return self.weight * torch.stack(per_layer).mean()
 
-    def _layer_distance(self, output: torch.Tensor, task_ids: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+    def layer_tokens(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each LoRA layer's ``A`` output in the pass since `start`, as ``(output [B, S, r] in float32, mask
+        [B, S])`` with ``mask`` true on the real (non-padding) tokens."""
+        return [self._tokens(output) for output in self._outputs]
+
+    def _tokens(self, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         output = output.float()
         if output.dim() == 2:  # a layer that sees one vector per example
             output = output.unsqueeze(1)
@@ -130,6 +143,10 @@ class LoraAlignment:
         mask = torch.ones(output.shape[:2], dtype=torch.bool, device=output.device) if mask is None else mask.bool().to(output.device)
         if mask.shape != output.shape[:2]:
             raise ValueError(f"attention_mask has shape {list(mask.shape)}, the LoRA layer's tokens {list(output.shape[:2])}.")
+        return output, mask
+
+    def _layer_distance(self, output: torch.Tensor, task_ids: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+        output, mask = self._tokens(output)
         task_ids = task_ids.to(output.device)
         distances = []
         for first, second in pairs:

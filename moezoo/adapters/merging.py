@@ -20,23 +20,14 @@ from transformers.pytorch_utils import Conv1D
 from .multi_head_lora import MultiHeadLoraLinear
 
 
-def poly_delta_weight(layer: PolyLinear, adapter_name: str, task_id: int) -> torch.Tensor:
-    """Task ``task_id``'s update ``[out, in]`` of a PEFT Poly / MHR layer, with its evaluation-mode mixing."""
-    n_splits, n_skills = layer.n_splits[adapter_name], layer.n_skills[adapter_name]
-    logits = layer.poly_router[adapter_name].module_logits[task_id].view(n_splits, n_skills)
-    mixing = torch.sigmoid(logits)
-    mixing = mixing / (mixing.sum(dim=-1, keepdim=True) + POLY_EPS)
-    rank = layer.r[adapter_name]
-    A = torch.einsum("qs,qsdr->qdr", mixing, layer.poly_lora_A[adapter_name]).reshape(layer.in_features, rank)
-    B = torch.einsum("qs,qsrd->qrd", mixing, layer.poly_lora_B[adapter_name]).transpose(0, 1).reshape(rank, layer.out_features)
-    return (A @ B / rank).T
-
-
-def task_delta_weight(layer: nn.Module, adapter_name: str, task_id: int) -> torch.Tensor:
-    """Task ``task_id``'s update ``[out, in]`` of a task-routed adapter layer.
+def task_mixing_weights(layer: nn.Module, adapter_name: str, task_id: int) -> torch.Tensor:
+    """How a task-routed adapter layer mixes its units for task ``task_id``: ``[n_splits, n_skills]`` for a
+    PEFT Poly / MHR layer (evaluation-mode mixing: sigmoid of the skill logits, normalised per split), and
+    ``[num_heads]`` (the router's softmax) for a multi-head LoRA layer with ``router="task"``.
 
     Raises:
-        ValueError: the layer routes by token (its update depends on the input), or ``task_id`` is unknown.
+        TypeError: the layer is not a task-routed adapter layer.
+        ValueError: the layer routes by token (its mixing depends on the input), or ``task_id`` is unknown.
     """
     if isinstance(layer, PolyLinear):
         num_tasks = layer.n_tasks[adapter_name]
@@ -51,10 +42,32 @@ def task_delta_weight(layer: nn.Module, adapter_name: str, task_id: int) -> torc
         raise TypeError(f"{type(layer).__name__} is not a task-routed adapter layer.")
     if not 0 <= task_id < num_tasks:
         raise ValueError(f"Task id {task_id} is out of range: the adapter knows {num_tasks} tasks (ids 0 to {num_tasks - 1}).")
+    if isinstance(layer, MultiHeadLoraLinear):
+        return torch.softmax(layer.mhlora_router[adapter_name].weight[task_id], dim=-1)
+    n_splits, n_skills = layer.n_splits[adapter_name], layer.n_skills[adapter_name]
+    mixing = torch.sigmoid(layer.poly_router[adapter_name].module_logits[task_id].view(n_splits, n_skills))
+    return mixing / (mixing.sum(dim=-1, keepdim=True) + POLY_EPS)
+
+
+def poly_delta_weight(layer: PolyLinear, adapter_name: str, mixing: torch.Tensor) -> torch.Tensor:
+    """The update ``[out, in]`` of a PEFT Poly / MHR layer whose skills are mixed by ``mixing`` ``[n_splits, n_skills]``."""
+    rank = layer.r[adapter_name]
+    A = torch.einsum("qs,qsdr->qdr", mixing, layer.poly_lora_A[adapter_name]).reshape(layer.in_features, rank)
+    B = torch.einsum("qs,qsrd->qrd", mixing, layer.poly_lora_B[adapter_name]).transpose(0, 1).reshape(rank, layer.out_features)
+    return (A @ B / rank).T
+
+
+def task_delta_weight(layer: nn.Module, adapter_name: str, task_id: int) -> torch.Tensor:
+    """Task ``task_id``'s update ``[out, in]`` of a task-routed adapter layer (errors: `task_mixing_weights`)."""
+    mixing = task_mixing_weights(layer, adapter_name, task_id)
     if isinstance(layer, PolyLinear):
-        return poly_delta_weight(layer, adapter_name, task_id)
-    head_weights = torch.softmax(layer.mhlora_router[adapter_name].weight[task_id], dim=-1)
-    return layer.delta_weight(adapter_name, head_weights)
+        return poly_delta_weight(layer, adapter_name, mixing)
+    return layer.delta_weight(adapter_name, mixing)
+
+
+def task_routed_layers(model: nn.Module) -> dict[str, nn.Module]:
+    """The task-routed adapter layers of ``model`` (PEFT Poly / MHR, multi-head LoRA), by module name."""
+    return {name: module for name, module in model.named_modules() if isinstance(module, (PolyLinear, MultiHeadLoraLinear))}
 
 
 @torch.no_grad()
@@ -68,9 +81,7 @@ def merge_task(model: PeftModel, task_id: int, adapter_name: str = "default") ->
     """
     merged = copy.deepcopy(model.get_base_model())
     replaced = 0
-    for name, module in list(merged.named_modules()):
-        if not isinstance(module, (PolyLinear, MultiHeadLoraLinear)):
-            continue
+    for name, module in task_routed_layers(merged).items():
         delta = task_delta_weight(module, adapter_name, task_id)
         base = module.get_base_layer()
         base.weight += (delta.T if isinstance(base, Conv1D) else delta).to(base.weight.dtype)

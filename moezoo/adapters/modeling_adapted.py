@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import snapshot_download
 from huggingface_hub.dataclasses import strict
 from peft import LoraConfig, PeftModel, PolyConfig, get_peft_model, set_peft_model_state_dict
+from peft.utils import SAFETENSORS_WEIGHTS_NAME as ADAPTER_WEIGHTS_NAME
 from peft.tuners.poly.layer import Linear as PolyLinear
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -46,6 +48,10 @@ ADAPTER_METHODS: dict[str, type | None] = {
 }
 POOLINGS = ("mean", "cls", "last")
 HEADS_FILE = "heads.safetensors"
+#: Keyword arguments of `AdaptedTransformerModel.from_pretrained`, handed to ``snapshot_download``.
+HUB_DOWNLOAD_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+#: Keyword arguments `transformers.AutoModel.from_pretrained` adds on its way to a model class's own.
+AUTO_CLASS_ARGUMENTS = ("config", "trust_remote_code", "adapter_kwargs", "_from_auto", "_commit_hash", "code_revision")
 
 
 @strict
@@ -89,16 +95,22 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         ):
             if value not in known:
                 raise ValueError(f"Unknown {name} {value!r}{closest_names(value, known)}; choose one of {known}.")
-        if self.adapter_method == "frozen" and self.adapter:
-            raise ValueError(f"adapter_method='frozen' trains the heads only; it takes no adapter settings, got {self.adapter}.")
+        if self.adapter_method == "frozen" and self.adapter_settings():
+            raise ValueError(
+                f"adapter_method='frozen' trains the heads only; it takes no adapter settings, got {self.adapter_settings()}."
+            )
+
+    def adapter_settings(self) -> dict[str, Any]:
+        """``adapter`` without its ``None`` values: a null setting removes the key (a YAML's setting for
+        another method, say)."""
+        return {name: value for name, value in self.adapter.items() if value is not None}
 
     def peft_config(self):
         """The PEFT config of the adapter (``None`` for ``"frozen"``), with the number of tasks filled in."""
         config_class = ADAPTER_METHODS[self.adapter_method]
         if config_class is None:
             return None
-        # A null setting removes the key (a YAML's setting for another method, say).
-        settings = {name: value for name, value in self.adapter.items() if value is not None}
+        settings = self.adapter_settings()
         known = [config_field.name for config_field in dataclasses.fields(config_class)]
         unknown = [name for name in settings if name not in known]
         if unknown:
@@ -113,9 +125,33 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         return config_class(**settings)
 
     @property
+    def architecture_name(self) -> str:
+        return self.adapter_method
+
+    def describe_blocks(self) -> list[str]:
+        """The base model and the adapter in words, for model cards."""
+        base = self.base_config or {}
+        shape = ", ".join(
+            f"{label} {base[key]}" for key, label in (("num_hidden_layers", "layers"), ("hidden_size", "width")) if key in base
+        )
+        settings = ", ".join(f"{name} {value}" for name, value in self.adapter_settings().items())
+        adapter = f"`{self.adapter_method}` ({settings})" if settings else f"`{self.adapter_method}`"
+        if self.adapter_method == "frozen":
+            adapter = "none: the encoder is frozen and only the task heads train"
+        elif self.adapter_method == "align_lora":
+            adapter += f", alignment loss `{self.alignment_distance}` with weight {self.alignment_weight}"
+        return [
+            f"**Base model:** `{self.base_model_name_or_path}` (`{base.get('model_type', 'unknown')}`{', ' + shape if shape else ''})",
+            f"**Adapter:** {adapter}",
+            f"**Task heads:** linear, on the {self.pooling}-pooled last hidden states",
+        ]
+
+    @property
     def task_routed(self) -> bool:
         """Whether the adapter layers need each example's task id."""
-        return self.adapter_method == "mhr" or (self.adapter_method == "multi_head_lora" and self.adapter.get("router") == "task")
+        return self.adapter_method == "mhr" or (
+            self.adapter_method == "multi_head_lora" and self.adapter_settings().get("router") == "task"
+        )
 
 
 class AdaptedTransformerModel(MultiTaskPreTrainedModel):
@@ -238,27 +274,67 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """Save adapter-style: ``config.json``, PEFT's adapter files (none for ``"frozen"``) and the heads;
-        never the base model's weights."""
+        never the base model's weights. A model card (``README.md``) in the folder is left as it was, and
+        PEFT's own card, which would describe the bare encoder, is not written."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(folder)
         if isinstance(self.backbone, PeftModel):
+            card = folder / "README.md"
+            kept_card = card.read_bytes() if card.is_file() else None
             self.backbone.save_pretrained(folder)
+            if kept_card is None:
+                card.unlink(missing_ok=True)
+            else:
+                card.write_bytes(kept_card)
         save_file({name: value.detach().contiguous() for name, value in self.heads.state_dict().items()}, folder / HEADS_FILE)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | os.PathLike, *args: Any, **kwargs: Any):
-        """Load a model saved by `save_pretrained`: the base model from ``config.base_model_name_or_path``,
-        then the adapter and the heads (safetensors only)."""
+        """Load a model saved by `save_pretrained` from a folder or a Hub repository (fetched with
+        ``snapshot_download``, which takes ``revision``, ``token``, ``cache_dir``, ``local_files_only`` and
+        ``force_download``): the base model from ``config.base_model_name_or_path``, then the adapter and the
+        heads (safetensors only).
+
+        Raises:
+            TypeError: a positional or keyword argument this loader does not take.
+            OSError: the adapter or heads file is missing, or does not match the config.
+        """
+        for name in AUTO_CLASS_ARGUMENTS:  # what transformers' Auto classes pass along; the folder's config is read here
+            kwargs.pop(name, None)
+        unknown = sorted(set(kwargs) - set(HUB_DOWNLOAD_ARGUMENTS))
+        if args or unknown:
+            raise TypeError(
+                f"{cls.__name__}.from_pretrained takes a folder or Hub id and {list(HUB_DOWNLOAD_ARGUMENTS)}; got "
+                f"{'positional arguments ' + repr(args) if args else ''}{' ' if args and unknown else ''}"
+                f"{'unknown keyword(s) ' + repr(unknown) if unknown else ''}."
+            )
         folder = Path(pretrained_model_name_or_path)
+        if not folder.is_dir():
+            folder = Path(snapshot_download(str(pretrained_model_name_or_path), **kwargs))
         config = AdaptedTransformerConfig.from_pretrained(folder)
         if config.base_model_name_or_path is None:
             raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
         model = cls(config, backbone=AutoModel.from_pretrained(resolve_base_model(config.base_model_name_or_path)))
+        files = [HEADS_FILE, *([ADAPTER_WEIGHTS_NAME] if isinstance(model.backbone, PeftModel) else [])]
+        missing = [name for name in files if not (folder / name).is_file()]
+        if missing:
+            raise OSError(f"{folder} lacks {missing}: not a complete {cls.__name__} saved with save_pretrained.")
         if isinstance(model.backbone, PeftModel):
-            adapter = load_file(folder / "adapter_model.safetensors")
-            result = set_peft_model_state_dict(model.backbone, adapter)
+            try:
+                result = set_peft_model_state_dict(model.backbone, load_file(folder / ADAPTER_WEIGHTS_NAME))
+            except RuntimeError as error:  # a tensor of another shape than the config gives
+                raise OSError(
+                    f"The adapter in {folder} does not fit its config.json (another task count, rank or number of "
+                    f"heads?): {error}"
+                ) from error
             if getattr(result, "unexpected_keys", None):
                 raise OSError(f"The adapter in {folder} does not match its config: unexpected {result.unexpected_keys}.")
-        model.heads.load_state_dict(load_file(folder / HEADS_FILE), strict=True)
+        heads = load_file(folder / HEADS_FILE)
+        saved_tasks = sorted({name.split(".")[0] for name in heads})
+        if saved_tasks != sorted(config.task_names):
+            raise OSError(
+                f"{folder / HEADS_FILE} holds heads for tasks {saved_tasks}, its config.json lists {sorted(config.task_names)}."
+            )
+        model.heads.load_state_dict(heads, strict=True)
         return model.eval()

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from .paths import default_data_dir, resolve_dataset_dir
@@ -148,3 +151,76 @@ def load_glue(
             parts[split].append(Dataset.from_pandas(frame, preserve_index=False))
     return DatasetDict({split: concatenate_datasets(datasets) for split, datasets in parts.items()})
 
+
+
+def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Dataset:
+    """At most ``limit`` examples of each task: a random subset (``seed``), or the first ones (``None``)."""
+    if limit is None:
+        return split
+    task_ids = np.asarray(split["task_ids"])
+    rng = np.random.default_rng(seed) if seed is not None else None
+    keep = []
+    for task in np.unique(task_ids):
+        rows = np.flatnonzero(task_ids == task)
+        keep.extend(rng.permutation(rows)[:limit] if rng is not None else rows[:limit])
+    return split.select(sorted(keep))
+
+
+def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length: int) -> dict[str, torch.Tensor]:
+    """A split of `load_glue` as model inputs: token ids (padded to ``max_length``), ``task_ids``, and
+    ``labels`` ``[N, num_tasks]``, each row's own task's label in its column and NaN (missing) elsewhere,
+    so that each task is scored on its own examples."""
+    first, second = split["text_a"], split["text_b"]
+    paired = [index for index, text in enumerate(second) if text]
+    single = [index for index, text in enumerate(second) if not text]
+    # One-sentence and sentence-pair tasks are tokenised apart (a pair list cannot hold gaps), then put back in order.
+    parts = []
+    for rows, pairs in ((single, None), (paired, [second[index] for index in paired])):
+        if rows:
+            parts.append((rows, tokenizer(
+                [first[index] for index in rows], pairs, truncation=True, padding="max_length", max_length=max_length,
+                return_tensors="pt",
+            )))
+    order = torch.tensor([index for rows, _ in parts for index in rows]).argsort()
+    encoded = {name: torch.cat([tokens[name] for _, tokens in parts])[order] for name in parts[0][1]}
+    task_ids = torch.tensor(split["task_ids"], dtype=torch.long)
+    labels = torch.full((len(task_ids), num_tasks), float("nan"))
+    labels[torch.arange(len(task_ids)), task_ids] = torch.tensor(split["label"], dtype=torch.float32)
+    columns = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
+    return {**columns, "task_ids": task_ids, "labels": labels}
+
+
+#: The settings of a GLUE run (its ``results.json`` arguments) that say which data it read.
+GLUE_DATA_SETTINGS = (
+    "data_dir", "tasks", "max_seq_length", "validation_fraction", "data_seed", "max_train_samples_per_task",
+    "max_validation_samples_per_task",
+)
+
+
+def glue_data_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of `load_encoded_glue` among a run's settings (those it sets)."""
+    return {name: arguments[name] for name in GLUE_DATA_SETTINGS if name in arguments}
+
+
+def load_encoded_glue(
+    tokenizer: Any,
+    data_dir: str | os.PathLike | None = None,
+    tasks: Sequence[str] = tuple(GLUE_TASKS),
+    max_seq_length: int = 128,
+    validation_fraction: float = 0.1,
+    data_seed: int = 0,
+    max_train_samples_per_task: int | None = None,
+    max_validation_samples_per_task: int | None = None,
+    splits: Sequence[str] = ("train", "validation", "test"),
+) -> dict[str, dict[str, torch.Tensor]]:
+    """`load_glue`'s ``splits`` encoded by `encode_glue_split`, as the GLUE recipe trains and scores them: a
+    random ``max_train_samples_per_task`` of each task's training examples (``data_seed``), the first
+    ``max_validation_samples_per_task`` of its validation ones, and the test split (GLUE's dev set) whole,
+    so that its scores compare with published ones."""
+    loaded = load_glue(data_dir, tasks, validation_fraction, data_seed)
+    limits = {"train": (max_train_samples_per_task, data_seed), "validation": (max_validation_samples_per_task, None)}
+    encoded = {}
+    for name in splits:
+        limit, seed = limits.get(name, (None, None))
+        encoded[name] = encode_glue_split(per_task_subset(loaded[name], limit, seed), tokenizer, len(tasks), max_seq_length)
+    return encoded

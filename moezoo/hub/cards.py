@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from ..adapters.modeling_adapted import AdaptedTransformerConfig
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..routing import effective_num_parameters
 from .figures import format_unit_label
@@ -32,18 +33,40 @@ ARCHITECTURE_PAPERS = {
         "Liang et al., M³ViT: Mixture-of-Experts Vision Transformer for Efficient Multi-task Learning with "
         "Model-Accelerator Co-design, NeurIPS 2022"
     ),
+    "lora": "Hu et al., LoRA: Low-Rank Adaptation of Large Language Models, ICLR 2022",
+    "align_lora": "Align, Don't Divide: Revisiting the LoRA Architecture in Multi-Task Learning, 2025",
+    "multi_head_lora": "Tian et al., HydraLoRA: An Asymmetric LoRA Architecture for Efficient Fine-Tuning, NeurIPS 2024",
+    "mhr": "Caccia et al., Multi-Head Adapter Routing for Cross-Task Generalization, NeurIPS 2023",
 }
 #: How moezoo's metric names appear in a model-index (Hub metric ids where one exists).
 HUB_METRIC_TYPES = {
     "auc": "roc_auc", "accuracy": "accuracy", "mse": "mse", "mae": "mae", "miou": "mean_iou",
-    "pixel_accuracy": "accuracy",
+    "pixel_accuracy": "accuracy", "mcc": "matthews_correlation", "f1": "f1", "pearson": "pearsonr",
+    "spearman": "spearmanr",
 }
 GATE_WEIGHTS_CAPTION = "Mean gate weight of every gate on every expert over the test split"
 EXPERT_USAGE_CAPTION = (
     "Share of each task's expert choices (each token picks k experts) that each expert of each MoE block "
     "received over the test split"
 )
+ADAPTER_MIXING_CAPTION = (
+    "Weight each task gives each {unit} of each adapted layer (layer index and projection), as the task router "
+    "sets it"
+)
+TASK_GAPS_CAPTION = (
+    "Symmetric KL divergence between diagonal Gaussians fitted to each pair of tasks' LoRA A outputs over the test "
+    "split (real tokens), averaged over the LoRA layers: the distance the alignment loss shrinks"
+)
 LIBRARY_NAME = "moezoo"
+MODEL_DOWNSTREAM_USE = (
+    "Fine-tuning on related tasks: `--model_name_or_path` in moezoo's recipes loads it, and `--allow_task_changes` "
+    "adds or drops tasks."
+)
+ADAPTER_DOWNSTREAM_USE = (
+    "Further training: `--model_name_or_path` in `recipes/train_glue.py` continues from it. Where the adapter routes "
+    "by task alone (MHR, a multi-head LoRA with a task router), `moezoo.adapters.merge_task` exports one task's "
+    "model with the update merged into the base weights."
+)
 
 
 @dataclass
@@ -57,7 +80,8 @@ class DatasetDescription:
         description: A sentence on the splits (sizes, protocol).
         hub_id: The dataset's Hub id, when it has one (listed in the card's ``datasets``).
         license: The data's licence, which the trained weights follow (a Hub licence id).
-        modality: ``"tabular"`` or ``"image"``: what the card says under "language".
+        modality: ``"tabular"``, ``"image"`` or ``"text"``.
+        language: The language of text data (an ISO code, such as ``"en"``); ``None`` for other data.
     """
 
     name: str
@@ -67,6 +91,7 @@ class DatasetDescription:
     hub_id: str | None = None
     license: str | None = None
     modality: str = "tabular"
+    language: str | None = None
 
 
 @dataclass
@@ -91,7 +116,7 @@ class CardDetails:
     model_id: str
     dataset: DatasetDescription | None = None
     command: str | None = None
-    intended_use: str = "Research and benchmarking of multi-task Mixture-of-Experts models."
+    intended_use: str = "Research and benchmarking of multi-task models."
     limitations: str = (
         "Trained on one public benchmark; its predictions carry that data's biases and are not calibrated "
         "for any other population. Not for decisions about individuals."
@@ -172,7 +197,11 @@ def architecture_summary(model: MultiTaskPreTrainedModel, task_parameters: Mappi
     describe = getattr(config, "describe_blocks", None)
     if describe is not None:
         lines += [f"- {line}" for line in describe()]
-    lines.append(f"- **Parameters:** {model.num_parameters():,} ({effective_num_parameters(model):,} that can affect an output)")
+    trainable = model.num_parameters(only_trainable=True)
+    counts = [f"{effective_num_parameters(model):,} that can affect an output"]
+    if trainable < model.num_parameters():  # an adapter: the base model's weights stay as they were
+        counts.append(f"{trainable:,} trained")
+    lines.append(f"- **Parameters:** {model.num_parameters():,} ({', '.join(counts)})")
     if task_parameters:
         lines.append("- **Parameters each task uses on the test split:** " + ", ".join(
             f"`{task}` {count:,}" for task, count in task_parameters.items()))
@@ -220,6 +249,12 @@ def loading_snippet(model_id: str, processor_class: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _card_language(dataset: DatasetDescription | None) -> str:
+    if dataset is None:
+        return "not applicable"
+    return dataset.language or f"not applicable ({dataset.modality} inputs)"
+
+
 def build_model_card(
     model: MultiTaskPreTrainedModel, results: Mapping[str, Any] | None, details: CardDetails
 ) -> ModelCard:
@@ -228,15 +263,25 @@ def build_model_card(
     dataset = details.dataset
     if dataset is None and results:
         raise ValueError("A card with results needs the data set they were measured on (CardDetails.dataset).")
-    base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
+    architecture = config.architecture_name
+    adapter = isinstance(config, AdaptedTransformerConfig)
+    if adapter:
+        base_model = config.base_model_name_or_path
+        tags = ["multi-task", "peft", "adapter", architecture]
+    else:
+        base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
+        tags = ["mixture-of-experts", "multi-task", architecture]
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
-        tags=["mixture-of-experts", "multi-task", config.model_type, *details.extra_tags],
+        tags=[*tags, *details.extra_tags],
         datasets=[dataset.hub_id] if dataset is not None and dataset.hub_id else None,
+        language=dataset.language if dataset is not None else None,
         model_name=details.model_id,
         license=dataset.license if dataset is not None else None,
         base_model=base_model,
         eval_results=(eval_results(results, dataset, model.dense_tasks) or None) if results else None,
+        # The Hub lists an adapter under its base model's adapters.
+        **({"base_model_relation": "adapter"} if adapter and base_model else {}),
     )
     software = "moezoo"
     environment = (results or {}).get("environment", {})
@@ -247,18 +292,19 @@ def build_model_card(
         card_data,
         model_id=details.model_id,
         model_summary=(
-            f"A multi-task `{config.model_type}` model for {', '.join(f'`{name}`' for name in model.task_names)}"
+            (f"A multi-task `{architecture}` adapter on `{base_model}`" if adapter else f"A multi-task `{architecture}` model")
+            + f" for {', '.join(f'`{name}`' for name in model.task_names)}"
             + (f" on {dataset.name}" if dataset is not None else "") + ", trained and published with moezoo."
         ),
         model_description=architecture_summary(model, details.task_parameters),
-        model_type=f"multi-task Mixture-of-Experts (`{config.model_type}`)",
-        developers="the moezoo contributors",
-        language=f"not applicable ({dataset.modality} inputs)" if dataset is not None else "not applicable",
-        paper=ARCHITECTURE_PAPERS.get(config.model_type),
-        downstream_use=(
-            "Fine-tuning on related tasks: `--model_name_or_path` in moezoo's recipes loads it, and "
-            "`--allow_task_changes` adds or drops tasks."
+        model_type=(
+            f"multi-task adapter (`{architecture}`) on a pretrained transformer, with a head per task" if adapter
+            else f"multi-task Mixture-of-Experts (`{architecture}`)"
         ),
+        developers="the moezoo contributors",
+        language=_card_language(dataset),
+        paper=ARCHITECTURE_PAPERS.get(architecture),
+        downstream_use=ADAPTER_DOWNSTREAM_USE if adapter else MODEL_DOWNSTREAM_USE,
         bias_recommendations="Evaluate on your own data before relying on any prediction.",
         direct_use=details.intended_use,
         out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
@@ -272,7 +318,8 @@ def build_model_card(
         testing_data=f"The test split of {dataset.name}." if dataset is not None else None,
         testing_metrics=(
             "ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression; "
-            "for dense (per-pixel) tasks, mean intersection over union (mIoU) and pixel accuracy."
+            "for dense (per-pixel) tasks, mean intersection over union (mIoU) and pixel accuracy; where a task asks "
+            "for them (GLUE's do), Matthews correlation, F1, Pearson and Spearman correlation."
         ),
         results=results_table(results),
         results_summary=details.comparison,

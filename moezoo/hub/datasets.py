@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from ..data.glue import GLUE_TASKS
 from .cards import DatasetDescription
 
 MULTI_MNIST_DESCRIPTION = (
@@ -37,9 +38,35 @@ RECIPE_DATASETS = {
 }
 
 
+def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
+    """GLUE as a GLUE recipe run read it (its tasks and subset sizes, from its settings)."""
+    tasks = arguments.get("tasks") or list(GLUE_TASKS)
+    per_task = arguments.get("max_train_samples_per_task")
+    validation = arguments.get("max_validation_samples_per_task")
+    fraction = arguments.get("validation_fraction", 0.1)
+    return DatasetDescription(
+        name="GLUE", slug="glue", task_type="text-classification", hub_id="nyu-mll/glue",
+        description=(
+            f"Tasks {', '.join(GLUE_TASKS[name].folder for name in tasks)} as one mixed multi-task dataset "
+            f"(moezoo.data.load_glue; GLUE's own TSV files): {fraction:.0%} of each task's training file held out for "
+            "validation"
+            + (f" (the first {validation:,} per task used)" if validation else "")
+            + ", training on "
+            + (f"a random {per_task:,} examples per task of the rest" if per_task else "the rest")
+            + f", tokens truncated to {arguments.get('max_seq_length', 128)}; the test split is GLUE's dev set, whole. "
+            "Each task is scored by GLUE's metric: Matthews correlation (CoLA), F1 (MRPC), Pearson correlation (STS-B), "
+            "accuracy (SST-2, RTE)."
+        ),
+        # The tasks keep their sources' licences, most for research use only (nyu-mll/glue's card lists them).
+        license="other", modality="text", language="en",
+    )
+
+
 def describe_dataset(arguments: Mapping[str, Any]) -> DatasetDescription:
     """The description of the data set named by a run's settings (``results.json``'s ``arguments``)."""
     name = arguments.get("dataset")
+    if name == "glue":
+        return describe_glue(arguments)
     if name not in RECIPE_DATASETS:
-        raise ValueError(f"The run's settings name data set {name!r}; cards know {sorted(RECIPE_DATASETS)}.")
+        raise ValueError(f"The run's settings name data set {name!r}; cards know {sorted([*RECIPE_DATASETS, 'glue'])}.")
     return RECIPE_DATASETS[name]

@@ -1,5 +1,6 @@
-"""Figures for model cards: how much weight each gate gives each expert, or, for sparse (top-k) routing,
-how many of each task's tokens each expert receives."""
+"""Figures for model cards: how much weight each gate gives each expert; for sparse (top-k) routing, how
+many of each task's tokens each expert receives; for task-routed adapters, how each task mixes each
+layer's heads or skills; for Align-LoRA, how far apart the tasks' representations are."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from ..adapters.alignment import VARIANCE_EPS, symmetric_kl_of_moments
+from ..adapters.merging import task_mixing_weights, task_routed_layers
+from ..adapters.modeling_adapted import AdaptedTransformerModel
 from ..models.m3vit import M3ViTModel
 from ..models.routed import RoutedMultiTaskModel
 from ..routing import RoutingStatistics
@@ -83,9 +87,87 @@ def measure_expert_usage(model: M3ViTModel, batches: Iterable[Mapping[str, torch
     return usage
 
 
-def plot_expert_usage(usage: Mapping[str, Sequence[torch.Tensor]], layer_names: Sequence[str], path: str | os.PathLike) -> Path:
-    """Save a PNG heatmap per MoE block (side by side): rows are tasks, columns experts, each cell the
-    share of the task's expert choices that went to the expert (see `measure_expert_usage`). Returns the path."""
+def measure_adapter_mixing(model: AdaptedTransformerModel) -> tuple[list[str], dict[str, list[torch.Tensor]]]:
+    """How each task mixes the units of each task-routed adapter layer (`moezoo.adapters.task_mixing_weights`:
+    a multi-head LoRA's heads; MHR's skills, averaged over its splits): the layers' short names
+    (``"3 query"``: layer 3's query map) and, per task, one ``[units]`` tensor per layer, each summing to 1."""
+    layers = task_routed_layers(model.backbone)
+    if not layers:
+        raise ValueError(f"The model's {model.config.adapter_method!r} adapter does not route by task: nothing to plot.")
+    usage: dict[str, list[torch.Tensor]] = {task: [] for task in model.task_names}
+    with torch.no_grad():
+        for layer in layers.values():
+            for task_id, task in enumerate(model.task_names):
+                mixing = task_mixing_weights(layer, "default", task_id)
+                usage[task].append(mixing.reshape(-1, mixing.shape[-1]).mean(0))
+    names = []
+    for name in layers:
+        index = re.search(r"\.(\d+)\.", name)
+        names.append(f"{index.group(1)} {name.rsplit('.', 1)[-1]}" if index else name)
+    return names, usage
+
+
+def measure_task_gaps(model: AdaptedTransformerModel, batches: Iterable[Mapping[str, torch.Tensor]]) -> torch.Tensor:
+    """``[T, T]``: for each pair of tasks, the symmetric KL divergence between diagonal Gaussians fitted to
+    their real tokens' LoRA ``A`` outputs over all of ``batches``, averaged over the LoRA layers: the
+    distance Align-LoRA's loss shrinks, measured on whole splits instead of batches."""
+    alignment = model.alignment
+    if alignment is None:
+        raise ValueError("Task gaps are measured on LoRA A outputs: the model needs adapter_method='align_lora'.")
+    num_tasks = len(model.task_names)
+    moments: list[list[torch.Tensor]] = []  # per layer: token count [T], sum [T, r], sum of squares [T, r]
+    model.eval()
+    with torch.no_grad():
+        for batch in batches:
+            model(**{name: value for name, value in batch.items() if name != "labels"})
+            for layer, (output, mask) in enumerate(alignment.layer_tokens()):
+                task_of_token = batch["task_ids"].to(output.device)[:, None].expand(mask.shape)[mask]
+                tokens = output[mask].double()
+                if layer == len(moments):
+                    moments.append([torch.zeros(num_tasks, dtype=torch.float64), *torch.zeros(2, num_tasks, tokens.shape[-1], dtype=torch.float64)])
+                count, total, squares = moments[layer]
+                count.index_add_(0, task_of_token, torch.ones_like(task_of_token, dtype=torch.float64))
+                total.index_add_(0, task_of_token, tokens)
+                squares.index_add_(0, task_of_token, tokens**2)
+    if not moments:
+        raise ValueError("No batch reached the model's LoRA layers: give at least one batch of inputs.")
+    gaps = torch.zeros(num_tasks, num_tasks, dtype=torch.float64)
+    for count, total, squares in moments:
+        mean = total / count.clamp_min(1)[:, None]
+        variance = (squares / count.clamp_min(1)[:, None] - mean**2).clamp_min(0) + VARIANCE_EPS
+        gaps += symmetric_kl_of_moments(mean[:, None], variance[:, None], mean[None], variance[None])
+    return (gaps / len(moments)).float()
+
+
+def plot_task_gaps(gaps: torch.Tensor, task_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Save a PNG heatmap of `measure_task_gaps` (tasks by tasks). Returns the path."""
+    values = gaps.numpy()
+    figure = Figure(figsize=(2.2 + 0.7 * len(task_names), 1.6 + 0.6 * len(task_names)), layout="constrained")
+    axis = figure.subplots()
+    image = axis.imshow(values, cmap="viridis")
+    axis.set_xticks(range(len(task_names)), task_names, rotation=90)
+    axis.set_yticks(range(len(task_names)), task_names)
+    for row in range(len(task_names)):
+        for column in range(len(task_names)):
+            axis.text(column, row, f"{values[row, column]:.2g}", ha="center", va="center", fontsize=7,
+                      color="white" if values[row, column] < values.max() / 2 else "black")
+    axis.set_title("symmetric KL of LoRA A outputs")
+    figure.colorbar(image, ax=axis, fraction=0.05, label="mean over layers")
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_task_shares(
+    usage: Mapping[str, Sequence[torch.Tensor]],
+    layer_names: Sequence[str],
+    path: str | os.PathLike,
+    unit: str = "expert",
+    label: str = "share of the task's expert choices",
+) -> Path:
+    """Save a PNG heatmap per layer (side by side): rows are tasks, columns the layer's units (experts,
+    heads, skills), each cell the task's share of the unit (`measure_expert_usage`,
+    `measure_adapter_mixing`); ``unit`` names the columns, ``label`` the colour scale. Returns the path."""
     tasks = list(usage)
     num_layers = len(layer_names)
     widths = [len(usage[tasks[0]][layer]) for layer in range(num_layers)]
@@ -97,10 +179,10 @@ def plot_expert_usage(usage: Mapping[str, Sequence[torch.Tensor]], layer_names: 
         image = axis.imshow(values, vmin=0.0, vmax=peak, cmap="viridis", aspect="auto")
         axis.set_xticks(range(values.shape[1]), [str(expert) for expert in range(values.shape[1])], fontsize=7)
         axis.set_yticks(range(len(tasks)), tasks if layer == 0 else [""] * len(tasks))
-        axis.set_xlabel("expert")
+        axis.set_xlabel(unit)
         axis.set_title(layer_names[layer])
     axes[0].set_ylabel("task")
-    figure.colorbar(image, ax=list(axes), fraction=0.03, label="share of the task's expert choices")
+    figure.colorbar(image, ax=list(axes), fraction=0.03, label=label)
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

@@ -10,12 +10,28 @@ from typing import Any
 import torch
 from transformers import AutoModel
 
-from ..models.modeling_utils import PROCESSOR_FILE, processor_auto_class_name
+from ..adapters.modeling_adapted import AdaptedTransformerModel
+from ..models.modeling_utils import checkpoint_processor_class
 from ..training.data import nest_task_labels
 from ..training.splits import run_eval_batch_size, run_split
-from .cards import EXPERT_USAGE_CAPTION, CardDetails, build_model_card, task_parameter_counts
+from .cards import (
+    ADAPTER_MIXING_CAPTION,
+    EXPERT_USAGE_CAPTION,
+    TASK_GAPS_CAPTION,
+    CardDetails,
+    build_model_card,
+    task_parameter_counts,
+)
 from .datasets import describe_dataset
-from .figures import measure_expert_usage, measure_gate_weights, plot_expert_usage, plot_gate_weights
+from .figures import (
+    measure_adapter_mixing,
+    measure_expert_usage,
+    measure_gate_weights,
+    measure_task_gaps,
+    plot_gate_weights,
+    plot_task_gaps,
+    plot_task_shares,
+)
 
 FIGURE = "routing.png"
 CARD = "README.md"
@@ -50,6 +66,25 @@ def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> 
     return [{name: value[start : start + batch] for name, value in encoded.items()} for start in range(0, size, batch)]
 
 
+def plot_adapter_figure(
+    model: AdaptedTransformerModel, batches: list[dict[str, Any]], path: Path, details: CardDetails
+) -> bool:
+    """The card figure of an adapted transformer, with its caption in ``details``: each task's mixing of
+    each layer's heads or skills (task-routed adapters), or the gaps between the tasks' LoRA A outputs on
+    the test split (Align-LoRA). ``False`` when the method has neither (plain LoRA, a frozen encoder)."""
+    if model.config.task_routed:
+        layer_names, mixing = measure_adapter_mixing(model)
+        unit = "skill" if model.config.adapter_method == "mhr" else "head"
+        plot_task_shares(mixing, layer_names, path, unit=unit, label=f"the task's weight on the {unit}")
+        details.figure_caption = ADAPTER_MIXING_CAPTION.format(unit=unit)
+        return True
+    if model.alignment is not None:
+        plot_task_gaps(measure_task_gaps(model, batches), model.task_names, path)
+        details.figure_caption = TASK_GAPS_CAPTION
+        return True
+    return False
+
+
 def write_card(
     folder: str | os.PathLike,
     model_id: str | None = None,
@@ -71,21 +106,26 @@ def write_card(
     results = find_results(folder)
     details = CardDetails(
         model_id=model_id or folder.name, command=command, comparison=comparison,
-        processor_class=processor_auto_class_name(folder / PROCESSOR_FILE),
+        processor_class=checkpoint_processor_class(folder),
     )
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])
         batches = encoded_test_batches(results, folder)
-        probe = PROBE_EXAMPLES
-        if hasattr(model, "expert_usage"):  # sparse, per-token routing: which experts each task's tokens use
-            layer_names = [f"block {index}" for index in model.config.moe_layers]
-            plot_expert_usage(measure_expert_usage(model, batches), layer_names, folder / FIGURE)
-            details.figure_caption = EXPERT_USAGE_CAPTION
-            probe = VIT_PROBE_EXAMPLES
+        if isinstance(model, AdaptedTransformerModel):
+            # Every task uses the whole base model: the figure shows what the adapter does per task instead.
+            if plot_adapter_figure(model, batches, folder / FIGURE, details):
+                details.figure = FIGURE
         else:
-            plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
-        details.figure = FIGURE
-        probe_inputs = nest_task_labels({name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0]})
-        details.task_parameters = task_parameter_counts(model, probe_inputs)
+            probe = PROBE_EXAMPLES
+            if hasattr(model, "expert_usage"):  # sparse, per-token routing: which experts each task's tokens use
+                layer_names = [f"block {index}" for index in model.config.moe_layers]
+                plot_task_shares(measure_expert_usage(model, batches), layer_names, folder / FIGURE)
+                details.figure_caption = EXPERT_USAGE_CAPTION
+                probe = VIT_PROBE_EXAMPLES
+            else:
+                plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
+            details.figure = FIGURE
+            probe_inputs = nest_task_labels({name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0]})
+            details.task_parameters = task_parameter_counts(model, probe_inputs)
     build_model_card(model, results, details).save(card_path)
     return card_path

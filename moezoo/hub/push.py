@@ -10,7 +10,8 @@ from huggingface_hub import CommitOperationAdd, HfApi
 from transformers import AutoModel
 from transformers.utils import SAFE_WEIGHTS_INDEX_NAME, SAFE_WEIGHTS_NAME
 
-from ..models.modeling_utils import PROCESSOR_FILE
+from ..adapters.modeling_adapted import HEADS_FILE
+from ..models.modeling_utils import checkpoint_processor_class
 from ..zoo import processor_from_pretrained
 from .folder import CARD, FIGURE, RESULTS, find_results_file
 
@@ -25,8 +26,9 @@ def push_checkpoint(
 ) -> str:
     """Push a checkpoint folder (a zoo entry, or a recipe's ``best/`` after ``moezoo card``) to ``repo_id``
     so that the repository holds what a zoo folder holds: ``README.md``, ``results.json`` (from the
-    folder or the one above), the routing figure, then the model and its processor, each through its
-    `transformers` ``push_to_hub``. The card is committed first, so the model's ``push_to_hub`` keeps it
+    folder or the one above), the routing figure, then the model and its processor (or tokenizer), each
+    through its `transformers` ``push_to_hub``. An adapted transformer is pushed adapter-style: its config,
+    adapter files and heads, never the base model's weights. The card is committed first, so the model's ``push_to_hub`` keeps it
     instead of writing transformers' default one.
 
     Everything is read and loaded before the first request, so a folder that cannot be published
@@ -41,15 +43,16 @@ def push_checkpoint(
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"{folder} is not a checkpoint folder (no config.json): nothing to push.")
-    if not any((folder / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME)):
+    # An adapted transformer's weights are its heads (and adapter); the base model stays where it is.
+    if not any((folder / name).is_file() for name in (SAFE_WEIGHTS_NAME, SAFE_WEIGHTS_INDEX_NAME, HEADS_FILE)):
         raise FileNotFoundError(
-            f"{folder} holds no weights ({SAFE_WEIGHTS_NAME}): nothing to push. Save the model there with "
-            "save_pretrained first."
+            f"{folder} holds no weights ({SAFE_WEIGHTS_NAME}, or {HEADS_FILE} for an adapted transformer): nothing "
+            "to push. Save the model there with save_pretrained first."
         )
     if not (folder / CARD).is_file():
         raise FileNotFoundError(f"{folder} has no model card ({CARD}); write it with `moezoo card {folder}` first.")
     model = AutoModel.from_pretrained(folder)
-    processor = processor_from_pretrained(folder) if (folder / PROCESSOR_FILE).is_file() else None
+    processor = processor_from_pretrained(folder) if checkpoint_processor_class(folder) else None
     results = find_results_file(folder)
     operations = [CommitOperationAdd(path_in_repo=CARD, path_or_fileobj=str(folder / CARD))]
     if results is not None:

@@ -28,6 +28,7 @@ logger = logging.get_logger(__name__)
 
 #: Where a processor (tabular or image) is saved beside a model: transformers' own file name.
 PROCESSOR_FILE = FEATURE_EXTRACTOR_NAME
+TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 WEIGHTS_INDEX_FILE = "model.safetensors.index.json"
 
 
@@ -38,6 +39,15 @@ def processor_auto_class_name(path: Path) -> str | None:
     if not path.is_file():
         return None
     return "AutoImageProcessor" if "image_processor_type" in json.loads(path.read_text()) else "AutoFeatureExtractor"
+
+
+def checkpoint_processor_class(folder: Path) -> str | None:
+    """The transformers Auto class that loads what a checkpoint folder holds beside the model: a tokenizer
+    (``"AutoTokenizer"``, an adapted transformer's), or the processor of `processor_auto_class_name`;
+    ``None`` when there is neither."""
+    if (folder / TOKENIZER_CONFIG_FILE).is_file():
+        return "AutoTokenizer"
+    return processor_auto_class_name(folder / PROCESSOR_FILE)
 
 
 def processor_matches(folder: Path, config: "MultiTaskConfig") -> bool:
@@ -187,6 +197,12 @@ class MultiTaskConfig(PreTrainedConfig):
     @property
     def task_specs(self) -> list[TaskSpec]:
         return parse_tasks(self.tasks)
+
+    @property
+    def architecture_name(self) -> str:
+        """The architecture's name in the zoo and on cards: the model type (an adapted transformer gives its
+        adapter method)."""
+        return self.model_type
 
     @property
     def task_names(self) -> list[str]:

@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 from datasets import Dataset, DatasetDict
-from transformers import BaseImageProcessor
+from transformers import AutoTokenizer, BaseImageProcessor
 
 from ..data import MULTI_MNIST_TASKS, load_census_income, load_multi_mnist
+from ..data.glue import glue_data_settings, load_encoded_glue
 from ..tabular import TabularProcessor
 from ..zoo import processor_from_pretrained
 from .data import TASK_LABEL_PREFIX, materialize
@@ -33,8 +34,9 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
 
     Args:
         arguments: The run's settings (``results.json``'s ``arguments``): its data set, tasks, seeds,
-            data folder and subsets (``max_train_samples``, ``max_eval_samples``).
-        checkpoint: The run's checkpoint folder; a tabular run's processor is read from there.
+            data folder and subsets (``max_train_samples``, ``max_eval_samples``; per task for GLUE).
+        checkpoint: The run's checkpoint folder; a run's processor (tabular, image) or tokenizer (GLUE) is read
+            from there.
         split: ``train``, ``validation`` or ``test``.
 
     Raises:
@@ -53,6 +55,10 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
         if vision_transformer:
             return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
         return materialize(splits[split]).columns
+    if dataset == "glue":
+        # The run's tokenizer is saved beside its checkpoint.
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        return load_encoded_glue(tokenizer, **glue_data_settings(arguments), splits=(split,))[split]
     if dataset == "census_income":
         raw = _subsets(load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"]), arguments)
         processor = TabularProcessor.from_pretrained(checkpoint)

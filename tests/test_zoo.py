@@ -31,7 +31,7 @@ def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_d
     folder = entry_folder(name)
     model = moezoo.from_pretrained(name)
     assert type(model) is type(AutoModel.from_pretrained(folder))
-    assert model.config.model_type == ZOO[name].architecture
+    assert model.config.architecture_name == ZOO[name].architecture
     if model.config.features is not None:  # tabular entries ship their processor
         assert isinstance(moezoo.processor_from_pretrained(name), moezoo.TabularProcessor)
         assert isinstance(AutoFeatureExtractor.from_pretrained(folder), moezoo.TabularProcessor)

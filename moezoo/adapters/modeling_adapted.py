@@ -33,7 +33,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from .alignment import DISTANCES, LoraAlignment
-from .base_models import resolve_base_model
+from .base_models import load_pretrained
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
 from .task_routing import UNKNOWN_TASK_POLICIES, TaskRouting
 
@@ -197,8 +197,8 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         **config_fields: Any,
     ) -> AdaptedTransformerModel:
         """A new model on the pretrained transformer ``base_model_name_or_path`` (a Hub id, found in an installed
-        package when one ships it: `resolve_base_model`; or a folder), for ``tasks``."""
-        backbone = AutoModel.from_pretrained(resolve_base_model(base_model_name_or_path))
+        package when one ships it: `moezoo.adapters.base_models.resolve_base_model`; or a folder), for ``tasks``."""
+        backbone = load_pretrained(AutoModel, base_model_name_or_path)
         config = AdaptedTransformerConfig(
             tasks=list(tasks), adapter_method=adapter_method, base_model_name_or_path=str(base_model_name_or_path),
             base_config=backbone.config.to_dict(), input_size=backbone.config.hidden_size, **config_fields,
@@ -315,7 +315,7 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         config = AdaptedTransformerConfig.from_pretrained(folder)
         if config.base_model_name_or_path is None:
             raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
-        model = cls(config, backbone=AutoModel.from_pretrained(resolve_base_model(config.base_model_name_or_path)))
+        model = cls(config, backbone=load_pretrained(AutoModel, config.base_model_name_or_path))
         files = [HEADS_FILE, *([ADAPTER_WEIGHTS_NAME] if isinstance(model.backbone, PeftModel) else [])]
         missing = [name for name in files if not (folder / name).is_file()]
         if missing:

@@ -17,6 +17,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 RECIPE_SCRIPTS = {"census_income": "train_tabular.py", "mnist": "train_image.py", "fashion-mnist": "train_image.py"}
 #: Architectures with a recipe of their own, whatever the data set.
 MODEL_RECIPE_SCRIPTS = {"m3vit": "train_vit.py"}
+#: The recipe of a config that adapts a pretrained transformer (one that sets ``adapter_method``).
+ADAPTER_RECIPE_SCRIPT = "train_glue.py"
 
 
 def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
@@ -24,7 +26,7 @@ def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
 
     - a recipe script (``recipes/train_tabular.py``): itself, then ``flags`` (its YAML among them);
     - a YAML config: the script of its ``model_name`` when that architecture has its own recipe (M³ViT's),
-      or else the script that trains on its ``dataset`` (``--model_name`` / ``--dataset`` in ``flags`` win),
+      the GLUE adapter recipe when it sets ``adapter_method``, or else the script that trains on its ``dataset`` (``--model_name`` / ``--dataset`` in ``flags`` win),
       then the YAML, then ``flags``;
     - a zoo entry's name: the entry's recipe, YAML and arguments, then ``flags``.
 
@@ -44,6 +46,8 @@ def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
         model_name = _flag_value(flags, "--model_name") or values.get("model_name")
         if model_name in MODEL_RECIPE_SCRIPTS:
             return [str(_find(f"recipes/{MODEL_RECIPE_SCRIPTS[model_name]}")), str(config), *flags]
+        if "adapter_method" in values or _flag_value(flags, "--adapter_method"):
+            return [str(_find(f"recipes/{ADAPTER_RECIPE_SCRIPT}")), str(config), *flags]
         dataset = _flag_value(flags, "--dataset") or values.get("dataset")
         if dataset not in RECIPE_SCRIPTS:
             raise ValueError(

@@ -28,6 +28,7 @@ import transformers
 from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
 from . import registry, zoo
+from .adapters import ADAPTER_METHODS
 from .models.modeling_utils import PROCESSOR_FILE
 from .inference import predict_rows
 
@@ -42,9 +43,10 @@ REPORTED_ERRORS = (ValueError, KeyError, OSError, StrictDataclassError, HUB_CONN
 def list_command(args: argparse.Namespace) -> None:
     entries = zoo.list_pretrained()
     if args.json:
-        print(json.dumps({"architectures": registry.list_models(), "zoo": entries}, indent=2))
+        print(json.dumps({"architectures": registry.list_models(), "adapter_methods": list(ADAPTER_METHODS), "zoo": entries}, indent=2))
         return
     print("Architectures: " + ", ".join(registry.list_models()))
+    print("Adapter methods (on a pretrained transformer): " + ", ".join(ADAPTER_METHODS))
     print("\nZoo entries:")
     rows = [
         (

@@ -39,10 +39,12 @@ def test_the_command_is_installed():
 def test_list_shows_architectures_and_every_entry(capsys):
     code, out, _ = run(capsys, "list")
     assert code == 0 and "Architectures: cgc, dselect_k, dselect_k_static, home, m3vit, mmoe" in out
+    assert "Adapter methods (on a pretrained transformer): lora, align_lora, multi_head_lora, mhr, frozen" in out
     assert all(name in out for name in ZOO)
     code, out, _ = run(capsys, "list", "--json")
     listed = json.loads(out)
     assert {entry["name"] for entry in listed["zoo"]} == set(ZOO) and "home" in listed["architectures"]
+    assert "mhr" in listed["adapter_methods"]
 
 
 def test_evaluate_reproduces_the_entrys_results(capsys, census_entry, data_dir):

@@ -80,6 +80,7 @@ class DatasetDescription:
         description: A sentence on the splits (sizes, protocol).
         hub_id: The dataset's Hub id, when it has one (listed in the card's ``datasets``).
         license: The data's licence, which the trained weights follow (a Hub licence id).
+        license_link: Where the licence terms are stated, for a licence of ``"other"`` (the Hub asks for it).
         modality: ``"tabular"``, ``"image"`` or ``"text"``.
         language: The language of text data (an ISO code, such as ``"en"``); ``None`` for other data.
     """
@@ -90,6 +91,7 @@ class DatasetDescription:
     description: str = ""
     hub_id: str | None = None
     license: str | None = None
+    license_link: str | None = None
     modality: str = "tabular"
     language: str | None = None
 
@@ -278,6 +280,8 @@ def build_model_card(
         language=dataset.language if dataset is not None else None,
         model_name=details.model_id,
         license=dataset.license if dataset is not None else None,
+        license_name=dataset.slug if dataset is not None and dataset.license_link else None,
+        license_link=dataset.license_link if dataset is not None else None,
         base_model=base_model,
         eval_results=(eval_results(results, dataset, model.dense_tasks) or None) if results else None,
         # The Hub lists an adapter under its base model's adapters.

@@ -58,7 +58,7 @@ def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
             "accuracy (SST-2, RTE)."
         ),
         # The tasks keep their sources' licences, most for research use only (nyu-mll/glue's card lists them).
-        license="other", modality="text", language="en",
+        license="other", license_link="https://huggingface.co/datasets/nyu-mll/glue", modality="text", language="en",
     )
 
 

@@ -62,3 +62,31 @@ def test_a_token_router_has_nothing_to_merge():
     model = get_peft_model(tiny_bert(), MultiHeadLoraConfig(target_modules=["query"]))
     with pytest.raises(ValueError, match="token router mixes its heads by each token's input"):
         merge_task(model, 0)
+
+
+def test_an_adapted_model_exports_one_tasks_merged_encoder_that_gives_its_logits(tmp_path):
+    from transformers import BertModel as LoadedBert
+
+    from moezoo.adapters import AdaptedTransformerModel
+
+    tiny_bert().save_pretrained(tmp_path / "base")
+    tasks = [{"name": "sentiment", "kind": "multiclass", "num_labels": 2}, {"name": "similarity", "kind": "regression"}]
+    model = AdaptedTransformerModel.from_base(
+        tmp_path / "base", tasks, "mhr", adapter={"target_modules": ["query", "value"], "n_splits": 2, "init_weights": False}
+    ).eval()
+    for layer in model.backbone.modules():
+        if isinstance(layer, PolyLinear):
+            torch.nn.init.normal_(layer.poly_router["default"].module_logits)
+    tokens = torch.randint(0, 50, (3, 6), generator=torch.Generator().manual_seed(1))
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 5 + [0]])
+    merged = model.merge_task("similarity")
+    merged.save_pretrained(tmp_path / "merged")  # a plain transformers model
+    encoder = LoadedBert.from_pretrained(tmp_path / "merged").eval()
+    pooled = model.pool(encoder(input_ids=tokens, attention_mask=mask).last_hidden_state, mask)
+    expected = model(input_ids=tokens, attention_mask=mask, task_ids=torch.ones(3, dtype=torch.long)).logits["similarity"]
+    torch.testing.assert_close(model.heads["similarity"](pooled), expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(KeyError, match="Unknown task 'similarty'.*'similarity'"):
+        model.merge_task("similarty")
+    lora = AdaptedTransformerModel.from_base(tmp_path / "base", tasks, "lora", adapter={"target_modules": ["query"]})
+    with pytest.raises(ValueError, match="backbone.merge_and_unload"):
+        lora.merge_task("sentiment")

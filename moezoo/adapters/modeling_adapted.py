@@ -33,6 +33,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from .alignment import DISTANCES, LoraAlignment
+from .merging import merge_task
 from .base_models import load_pretrained
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
 from .task_routing import UNKNOWN_TASK_POLICIES, TaskRouting
@@ -271,6 +272,25 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         aux_loss = torch.stack(aux_losses).sum() if aux_losses else None
         # With task ids, each example's labels count for its own task only.
         return self.multitask_output(logits, labels, aux_loss, None, task_ids)
+
+    def merge_task(self, task: str) -> PreTrainedModel:
+        """The base transformer for task ``task`` alone, with the task's adapter update merged into its
+        weights (`moezoo.adapters.merge_task`; a plain transformers model, saved and loaded without moezoo).
+        Its last hidden states, pooled by `pool`, through ``self.heads[task]`` give the task's logits.
+
+        Raises:
+            KeyError: an unknown task.
+            ValueError: the adapter does not route by task alone (plain LoRA and Align-LoRA share one update:
+                PEFT's ``merge_and_unload`` merges it; a token router's update depends on the input).
+        """
+        if task not in self.task_names:
+            raise KeyError(f"Unknown task {task!r}{closest_names(task, self.task_names)}; this model's tasks are {self.task_names}.")
+        if not self.config.task_routed:
+            raise ValueError(
+                f"A {self.config.adapter_method!r} adapter does not route by task: no per-task update to merge"
+                + (" (every task shares one LoRA: backbone.merge_and_unload() merges it)." if self.config.adapter_method in ("lora", "align_lora") else ".")
+            )
+        return merge_task(self.backbone, self.task_names.index(task))
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
         """Save adapter-style: ``config.json``, PEFT's adapter files (none for ``"frozen"``) and the heads;

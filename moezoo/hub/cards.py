@@ -64,8 +64,8 @@ MODEL_DOWNSTREAM_USE = (
 )
 ADAPTER_DOWNSTREAM_USE = (
     "Further training: `--model_name_or_path` in `recipes/train_glue.py` continues from it. Where the adapter routes "
-    "by task alone (MHR, a multi-head LoRA with a task router), `moezoo.adapters.merge_task` exports one task's "
-    "model with the update merged into the base weights."
+    "by task alone (MHR, a multi-head LoRA with a task router), `model.merge_task(task)` exports one task's "
+    "base model with its update merged into the weights, a plain transformers model."
 )
 
 

@@ -95,18 +95,17 @@ class GlueArguments:
 def build_adapted_model(glue_args: GlueArguments) -> AdaptedTransformerModel:
     """A fresh adapter on ``--base_model``, or the ``--model_name_or_path`` checkpoint, checked against the
     run's base model, adapter and tasks."""
+    # A null setting drops the YAML's key (a setting of another method).
+    adapter = {name: value for name, value in glue_args.adapter_settings().items() if value is not None}
     model_fields = {
-        "adapter": glue_args.adapter_settings(), "pooling": glue_args.pooling,
+        "adapter": adapter, "pooling": glue_args.pooling,
         "alignment_distance": glue_args.alignment_distance, "alignment_weight": glue_args.alignment_weight,
     }
     tasks = glue_task_specs(glue_args.tasks)
     if glue_args.model_name_or_path is None:
         return AdaptedTransformerModel.from_base(glue_args.base_model, tasks, glue_args.adapter_method, **model_fields)
     model = load_for_tasks(glue_args.model_name_or_path, tasks, model_type=AdaptedTransformerConfig.model_type)
-    wanted = {
-        "base_model_name_or_path": glue_args.base_model, "adapter_method": glue_args.adapter_method,
-        **model_fields, "adapter": {name: value for name, value in model_fields["adapter"].items() if value is not None},
-    }
+    wanted = {"base_model_name_or_path": glue_args.base_model, "adapter_method": glue_args.adapter_method, **model_fields}
     held = {**model.config.to_dict(), "adapter": model.config.adapter_settings()}
     differing = [f"{name}: {held[name]!r} in the checkpoint, {value!r} here" for name, value in wanted.items() if held[name] != value]
     if differing:

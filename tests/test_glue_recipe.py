@@ -70,6 +70,7 @@ def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, ti
     assert card.data.language == "en" and method in card.data.tags and "peft" in card.data.tags
     assert card.data.license == "other" and card.data.license_link == "https://huggingface.co/datasets/nyu-mll/glue"
     scores = {(result.task_name, result.metric_type): result.metric_value for result in card.data.eval_results}
+    assert {result.dataset_split for result in card.data.eval_results} == {"validation"}  # GLUE's dev set, on the Hub
     assert scores[("cola", "matthews_correlation")] == round(test["cola/mcc"], 6)
     assert scores[("stsb", "pearsonr")] == round(test["stsb/pearson"], 6)
     assert f"**Adapter:** `{method}`" in card.text and "AutoTokenizer.from_pretrained" in card.text

@@ -51,6 +51,11 @@ def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_d
         assert round(metrics[f"{result.task_name}/{metric}"], 4) == round(result.metric_value, 4), (result.task_name, metric)
     assert (folder / "routing.png").is_file() and "](routing.png)" in card.text
     assert ZOO[name].command in card.text
+    # The card's loading snippet runs as written, the entry's folder standing in for its Hub id.
+    snippet = card.text.split("```python\n", 1)[1].split("\n```", 1)[0]
+    namespace = {}
+    exec(snippet.replace(repr(ZOO[name].hub_id), repr(str(folder))), namespace)
+    assert type(namespace["model"]) is type(model)
 
 
 def test_names_resolve_to_the_local_folder_or_the_hub_and_unknown_names_are_named(monkeypatch, tmp_path):

@@ -83,6 +83,8 @@ class DatasetDescription:
         license_link: Where the licence terms are stated, for a licence of ``"other"`` (the Hub asks for it).
         modality: ``"tabular"``, ``"image"`` or ``"text"``.
         language: The language of text data (an ISO code, such as ``"en"``); ``None`` for other data.
+        test_split: The name, in the dataset's Hub repository, of the split the test metrics are measured on.
+        test_split_description: What that split is, for the card's text (default: "The test split of <name>.").
     """
 
     name: str
@@ -94,6 +96,8 @@ class DatasetDescription:
     license_link: str | None = None
     modality: str = "tabular"
     language: str | None = None
+    test_split: str = "test"
+    test_split_description: str | None = None
 
 
 @dataclass
@@ -171,7 +175,7 @@ def eval_results(
                 dataset_type=dataset.slug,
                 dataset_name=dataset.name,
                 dataset_config=task,
-                dataset_split="test",
+                dataset_split=dataset.test_split,
                 metric_type=HUB_METRIC_TYPES[metric],
                 metric_name=f"{task} {metric}",
                 metric_value=round(float(value), 6),
@@ -251,6 +255,18 @@ def loading_snippet(model_id: str, processor_class: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _adapter_example(model: MultiTaskPreTrainedModel) -> str:
+    """Lines for the loading snippet of an adapted transformer: one prediction, with the task's id."""
+    task = model.task_names[min(1, len(model.task_names) - 1)]
+    return (
+        f"\n\n# The base model, {model.config.base_model_name_or_path}, is loaded first; then the adapter and heads.\n"
+        f"# Each example names its task by index in {model.task_names}.\n"
+        "import torch\n\n"
+        'inputs = processor(["a gripping, funny film"], return_tensors="pt")\n'
+        f"logits = model(**inputs, task_ids=torch.tensor([{model.task_names.index(task)}])).logits[{task!r}]"
+    )
+
+
 def _card_language(dataset: DatasetDescription | None) -> str:
     if dataset is None:
         return "not applicable"
@@ -287,10 +303,9 @@ def build_model_card(
         # The Hub lists an adapter under its base model's adapters.
         **({"base_model_relation": "adapter"} if adapter and base_model else {}),
     )
-    software = "moezoo"
     environment = (results or {}).get("environment", {})
-    if environment:
-        software += ", " + ", ".join(f"{name} {version}" for name, version in environment.get("versions", {}).items())
+    versions = environment.get("versions", {})
+    software = ", ".join(f"{name} {version}" for name, version in versions.items()) if versions else LIBRARY_NAME
     figure = f"{details.figure_caption}:\n\n![{details.figure_caption}]({details.figure})" if details.figure else None
     return ModelCard.from_template(
         card_data,
@@ -313,13 +328,13 @@ def build_model_card(
         direct_use=details.intended_use,
         out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
         bias_risks_limitations=details.limitations,
-        get_started_code=f"```python\n{loading_snippet(details.model_id, details.processor_class)}\n```",
+        get_started_code=f"```python\n{loading_snippet(details.model_id, details.processor_class)}{_adapter_example(model) if adapter else ''}\n```",
         training_data=f"{dataset.name}. {dataset.description}".strip() if dataset is not None else "Not recorded.",
         training_regime=training_regime(results, details.command),
         speeds_sizes_times=(
             f"Training took {environment['train_seconds']:.0f} s." if "train_seconds" in environment else None
         ),
-        testing_data=f"The test split of {dataset.name}." if dataset is not None else None,
+        testing_data=(dataset.test_split_description or f"The test split of {dataset.name}.") if dataset is not None else None,
         testing_metrics=(
             "ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression; "
             "for dense (per-pixel) tasks, mean intersection over union (mIoU) and pixel accuracy; where a task asks "

@@ -59,6 +59,11 @@ def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
         ),
         # The tasks keep their sources' licences, most for research use only (nyu-mll/glue's card lists them).
         license="other", license_link="https://huggingface.co/datasets/nyu-mll/glue", modality="text", language="en",
+        # GLUE's test labels are hidden: its dev set, the Hub repository's "validation" split, is the one reported.
+        test_split="validation",
+        test_split_description=(
+            "GLUE's dev set, whole: the validation split of nyu-mll/glue on the Hub (GLUE's test labels are not public)."
+        ),
     )
 
 

@@ -124,8 +124,9 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "GLUE dev set (the test split, whole), in %: Matthews correlation (CoLA), accuracy (SST-2, RTE), F1 (MRPC), "
         "Pearson (STS-B), and their mean; mean ± std over the seeds listed. Budget of every run: 1,000 training "
         "examples per task, 2 epochs (314 steps of 32), 64 tokens, AdamW 5e-4 with linear decay, the best of the 2 "
-        "epochs by validation loss; adapters in the query and value maps of all 6 layers. Training minutes on "
-        "this 2-core CPU (each run alone).",
+        "epochs by validation loss; adapters in the query and value maps of all 6 layers. Training minutes: wall "
+        "time on this 2-core CPU, where some runs shared it with other work (benchmarks/results/adapter_cost.md "
+        "has step times measured alone).",
         "",
         "| method | adapter parameters | seeds | CoLA | SST-2 | MRPC | RTE | STS-B | mean | train min |",
         "|---|---|---|---|---|---|---|---|---|---|",

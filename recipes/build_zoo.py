@@ -78,10 +78,8 @@ def build(entry_name: str, overwrite: bool) -> Path:
         best = Path(training_dir) / "best"
 
         def write(folder: Path) -> None:
-            folder.mkdir(parents=True)
-            for path in best.iterdir():  # config, weights (or adapter and heads), processor or tokenizer
-                if path.is_file():
-                    shutil.copy2(path, folder / path.name)
+            # config, weights (or an adapter's adapter/ and heads), processor or tokenizer
+            shutil.copytree(best, folder, ignore=shutil.ignore_patterns(".*"))
             (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
             write_card(folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results))
 

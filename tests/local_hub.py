@@ -100,7 +100,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             ("PUT", r"/lfs-upload/(?P<oid>[0-9a-f]{64})", self._lfs_upload),
             ("POST", rf"/api/models/{REPO_ID}/commit/(?P<revision>[^/]+)", self._commit),
             ("GET", rf"/api/models/{REPO_ID}(?:/revision/(?P<revision>[^/]+))?", self._repo_info),
-            ("GET", rf"/api/models/{REPO_ID}/tree/(?P<revision>[^/]+)", self._repo_tree),
+            ("GET", rf"/api/models/{REPO_ID}/tree/(?P<revision>[^/]+)(?:/(?P<folder>.+))?", self._repo_tree),
             ("HEAD", rf"/{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
             ("GET", rf"/{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
         ]
@@ -215,13 +215,17 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         siblings = [{"rfilename": path, "size": len(content)} for path, content in sorted(repository.files.items())]
         self._send_json({"id": repo, "modelId": repo, "sha": repository.head, "private": False, "siblings": siblings})
 
-    def _repo_tree(self, body: bytes, repo: str, revision: str) -> None:
-        """The whole file list in one page (the client asks recursively; no folders are needed here)."""
+    def _repo_tree(self, body: bytes, repo: str, revision: str, folder: str | None = None) -> None:
+        """The file list (of ``folder`` when given; a folder without files does not exist, as on the Hub), in
+        one page: the client asks recursively, and no folder entries are needed here."""
         repository = self._repository(repo)
         if repository is None:
             return self._not_found("RepoNotFound", f"Repository {repo} not found")
+        files = {path: content for path, content in repository.files.items() if folder is None or path.startswith(f"{folder}/")}
+        if folder is not None and not files:
+            return self._not_found("EntryNotFound", f"{folder} does not exist on {revision}")
         tree = []
-        for path, content in sorted(repository.files.items()):
+        for path, content in sorted(files.items()):
             entry = {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
             if path.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}

@@ -57,9 +57,16 @@ def test_every_method_trains_and_round_trips_adapter_style(method, tiny_bert_fol
     inputs = {key: value for key, value in batch().items() if key != "labels"}
     expected = model(**inputs).logits
     model.save_pretrained(tmp_path)
-    saved = {path.name for path in tmp_path.iterdir()}
+    saved = {str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*") if path.is_file()}
     assert {"config.json", "heads.safetensors"} <= saved and "model.safetensors" not in saved
-    assert ("adapter_model.safetensors" in saved) == (method != "frozen")
+    adapter_files = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
+    assert (adapter_files <= saved) == (method != "frozen") and not {"README.md", "adapter/README.md"} & saved
+    if method == "lora":  # PEFT alone loads the adapter from its subfolder
+        from peft import PeftModel
+
+        alone = PeftModel.from_pretrained(BertModel.from_pretrained(tiny_bert_folder), tmp_path, subfolder="adapter")
+        torch.testing.assert_close(alone.state_dict()["base_model.model.encoder.layer.0.attention.self.query.lora_A.default.weight"],
+                                   model.backbone.state_dict()["base_model.model.encoder.layer.0.attention.self.query.lora_A.default.weight"])
     loaded = AutoModel.from_pretrained(tmp_path)  # through the Auto classes after `import moezoo`
     assert type(loaded) is AdaptedTransformerModel
     for name, logits in loaded(**inputs).logits.items():
@@ -131,11 +138,10 @@ def test_transformers_trainer_trains_it_with_task_ids(tiny_bert_folder, tmp_path
 
 def test_loading_names_a_checkpoint_whose_files_disagree_with_its_config(tiny_bert_folder, tmp_path):
     model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "mhr", adapter=ADAPTERS["mhr"])
-    model.save_pretrained(tmp_path)
-    assert not (tmp_path / "README.md").exists()  # PEFT's card of the bare encoder is not left behind
     (tmp_path / "README.md").write_text("my card")
     model.save_pretrained(tmp_path)
     assert (tmp_path / "README.md").read_text() == "my card"  # a card in the folder is kept as it was
+    assert not (tmp_path / "adapter" / "README.md").exists()  # PEFT's card of the bare encoder is not left behind
 
     config = json.loads((tmp_path / "config.json").read_text())
     config["tasks"].append({"name": "topic", "kind": "multiclass", "num_labels": 3})

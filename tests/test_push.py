@@ -60,7 +60,7 @@ def test_every_architecture_and_the_processor_round_trip_through_push_to_hub(pus
 def test_a_pushed_zoo_entry_holds_the_folder_byte_for_byte_and_predicts_identically(pushed, name):
     entry = pushed[0]["entries"][name]
     assert entry["status"] == 0
-    weights = {"adapter_model.safetensors", "heads.safetensors", "tokenizer.json"} if name.endswith("-glue") else {"model.safetensors"}
+    weights = {"adapter/adapter_model.safetensors", "heads.safetensors", "tokenizer.json"} if name.endswith("-glue") else {"model.safetensors"}
     assert {"README.md", "config.json", "results.json", "routing.png", *weights} <= set(entry["local_files"])
     assert entry["remote_files"] == entry["local_files"]  # the card too: the model's push_to_hub kept it
     assert entry["predictions_equal"] is True

@@ -7,8 +7,11 @@ token for decoders), and each task reads the pooled vector through its own linea
 multi-task model: the shared training loop, `transformers.Trainer`, the masked losses and metrics apply.
 
 Saved adapter-style: ``config.json`` (tasks, method, the base model's name and config), PEFT's
-``adapter_config.json`` and ``adapter_model.safetensors``, and ``heads.safetensors``; never the base
-weights, which `from_pretrained` reads from ``base_model_name_or_path``.
+``adapter_config.json`` and ``adapter_model.safetensors`` in ``adapter/``, and ``heads.safetensors``; never
+the base weights, which `from_pretrained` reads from ``base_model_name_or_path``. The PEFT files sit in a
+subfolder because `transformers.AutoModel` takes a Hub repository with ``adapter_config.json`` at its root
+for a bare PEFT adapter of the base model; ``PeftModel.from_pretrained(base, repo, subfolder="adapter")``
+still loads them alone.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ ADAPTER_METHODS: dict[str, type | None] = {
 }
 POOLINGS = ("mean", "cls", "last")
 HEADS_FILE = "heads.safetensors"
+#: Where PEFT's adapter files go inside a saved model's folder (see the module's docstring).
+ADAPTER_SUBFOLDER = "adapter"
 #: Keyword arguments of `AdaptedTransformerModel.from_pretrained`, handed to ``snapshot_download``.
 HUB_DOWNLOAD_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
 #: Keyword arguments `transformers.AutoModel.from_pretrained` adds on its way to a model class's own.
@@ -293,20 +298,19 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         return merge_task(self.backbone, self.task_names.index(task))
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args: Any, **kwargs: Any) -> None:
-        """Save adapter-style: ``config.json``, PEFT's adapter files (none for ``"frozen"``) and the heads;
-        never the base model's weights. A model card (``README.md``) in the folder is left as it was, and
-        PEFT's own card, which would describe the bare encoder, is not written."""
+        """Save adapter-style: ``config.json``, PEFT's adapter files in ``adapter/`` (none for ``"frozen"``) and
+        the heads; never the base model's weights. PEFT's own card, which would describe the bare encoder,
+        is not kept."""
         folder = Path(save_directory)
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(folder)
         if isinstance(self.backbone, PeftModel):
-            card = folder / "README.md"
-            kept_card = card.read_bytes() if card.is_file() else None
-            self.backbone.save_pretrained(folder)
-            if kept_card is None:
-                card.unlink(missing_ok=True)
-            else:
-                card.write_bytes(kept_card)
+            for peft_config in self.backbone.peft_config.values():
+                # PEFT writes a set in hash order, which changes between processes: sorted, saves are reproducible.
+                if isinstance(peft_config.target_modules, set):
+                    peft_config.target_modules = sorted(peft_config.target_modules)
+            self.backbone.save_pretrained(folder / ADAPTER_SUBFOLDER)
+            (folder / ADAPTER_SUBFOLDER / "README.md").unlink(missing_ok=True)
         save_file({name: value.detach().contiguous() for name, value in self.heads.state_dict().items()}, folder / HEADS_FILE)
 
     @classmethod
@@ -336,13 +340,14 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         if config.base_model_name_or_path is None:
             raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
         model = cls(config, backbone=load_pretrained(AutoModel, config.base_model_name_or_path))
-        files = [HEADS_FILE, *([ADAPTER_WEIGHTS_NAME] if isinstance(model.backbone, PeftModel) else [])]
+        adapter_weights = f"{ADAPTER_SUBFOLDER}/{ADAPTER_WEIGHTS_NAME}"
+        files = [HEADS_FILE, *([adapter_weights] if isinstance(model.backbone, PeftModel) else [])]
         missing = [name for name in files if not (folder / name).is_file()]
         if missing:
             raise OSError(f"{folder} lacks {missing}: not a complete {cls.__name__} saved with save_pretrained.")
         if isinstance(model.backbone, PeftModel):
             try:
-                result = set_peft_model_state_dict(model.backbone, load_file(folder / ADAPTER_WEIGHTS_NAME))
+                result = set_peft_model_state_dict(model.backbone, load_file(folder / adapter_weights))
             except RuntimeError as error:  # a tensor of another shape than the config gives
                 raise OSError(
                     f"The adapter in {folder} does not fit its config.json (another task count, rank or number of "

@@ -25,6 +25,18 @@ def data_dir():
     return path
 
 
+@pytest.fixture(scope="session")
+def tiny_bert_folder(tmp_path_factory):
+    """A tiny randomly initialised BERT (vocabulary 50, width 16, 2 layers) saved as a base model folder."""
+    from transformers import BertConfig, BertModel
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=32)).save_pretrained(folder)
+    return folder
+
+
 @pytest.fixture
 def toy_rows():
     """Small raw tabular rows with two numeric, two categorical features and two binary labels."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub.errors import StrictDataclassClassValidationError
-from transformers import AutoModel, BertConfig, BertModel, GPT2Config, GPT2Model
+from transformers import AutoModel, BertModel, GPT2Config, GPT2Model
 
 import moezoo
 from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerModel
@@ -20,15 +20,6 @@ ADAPTERS = {
     "mhr": {"target_modules": ["query", "value"], "r": 2, "n_splits": 2, "init_weights": False},
     "frozen": {},
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    return folder
 
 
 def batch():

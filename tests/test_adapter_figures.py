@@ -5,21 +5,11 @@ import itertools
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 from moezoo.adapters import AdaptedTransformerModel, gaussian_symmetric_kl
 from moezoo.hub.figures import measure_adapter_mixing, measure_task_gaps, plot_task_gaps, plot_task_shares
 
 TASKS = [{"name": name, "kind": "multiclass", "num_labels": 2} for name in ("first", "second", "third")]
-
-
-@pytest.fixture(scope="module")
-def tiny_bert_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=32)).save_pretrained(folder)
-    return folder
 
 
 def batches(num_batches=3, size=5, length=7):

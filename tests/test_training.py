@@ -75,7 +75,11 @@ def test_two_process_run_keeps_replicas_identical(tmp_path, data_dir, monkeypatc
         "train", "--num_processes", "2", str(REPO / "tests" / "scripts" / "distributed_recipe.py"),
         *short_run_args(tmp_path, data_dir, num_train_epochs=2, max_train_samples=4000),
     ])
-    assert status == 0, capfd.readouterr().err[-4000:]
+    captured = capfd.readouterr()
+    assert status == 0, captured.err[-4000:]
+    # One line per epoch from the main process only, not one per process.
+    epoch_lines = [line for line in (captured.out + captured.err).splitlines() if line.startswith("epoch=")]
+    assert [line.split()[0] for line in epoch_lines] == ["epoch=1", "epoch=2"], epoch_lines
     ranks = [json.loads((tmp_path / f"rank{rank}.json").read_text()) for rank in (0, 1)]
     assert [r["world_size"] for r in ranks] == [2, 2]
     assert json.loads((tmp_path / "results.json").read_text())["num_processes"] == 2

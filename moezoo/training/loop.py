@@ -335,7 +335,9 @@ def train(
                     state.best_value, state.best_epoch, state.best_metrics = value, state.epoch + 1, metrics
                     best_checkpoint = output_dir / "best"
                     save_checkpoint(accelerator, model, best_checkpoint, processor)
-                progress.write(_format_record(record))
+                if accelerator.is_main_process:
+                    # tqdm.write prints even where the bar is disabled, so guard it.
+                    progress.write(_format_record(record))
             state.history.append(record)
             state.epoch += 1
             state.step_in_epoch = 0

@@ -10,6 +10,9 @@
 
 A mistake (an unknown entry, a missing file, a CSV without a feature column) is reported on one line,
 with a non-zero exit status; ``MOEZOO_DEBUG=1`` shows the traceback instead.
+
+The installed ``moezoo`` command starts in `moezoo_cli` (its parser and ``list``, without torch) and runs
+the other commands here; ``python -m moezoo.cli`` runs them all here.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ import pandas as pd
 import transformers
 from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
-from . import registry, zoo
-from .adapters import ADAPTER_METHODS
+from moezoo_cli.listing import list_command, table
+from moezoo_cli.parser import build_parser
+
+from . import zoo
 from .models.modeling_utils import PROCESSOR_FILE
 from .inference import predict_rows
 
@@ -38,25 +43,6 @@ DEBUG_ENV = "MOEZOO_DEBUG"
 HUB_CONNECTION_ERROR = HfHubHTTPError.__mro__[1]
 #: What a user's mistake or a failed download / upload raises: reported in one line, not a traceback.
 REPORTED_ERRORS = (ValueError, KeyError, OSError, StrictDataclassError, HUB_CONNECTION_ERROR)
-
-
-def list_command(args: argparse.Namespace) -> None:
-    entries = zoo.list_pretrained()
-    if args.json:
-        print(json.dumps({"architectures": registry.list_models(), "adapter_methods": list(ADAPTER_METHODS), "zoo": entries}, indent=2))
-        return
-    print("Architectures: " + ", ".join(registry.list_models()))
-    print("Adapter methods (on a pretrained transformer): " + ", ".join(ADAPTER_METHODS))
-    print("\nZoo entries:")
-    rows = [
-        (
-            entry["name"], entry["architecture"], entry["dataset"],
-            ", ".join(f"{name} {value:.4f}" for name, value in entry["metrics"].items()) or "-",
-            entry["folder"] or entry["hub_id"],
-        )
-        for entry in entries
-    ]
-    print(_table(("name", "architecture", "data", "test metrics", "where"), rows))
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
@@ -81,7 +67,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         print(json.dumps(metrics, indent=2))
         return
     rows = [(*name.split("/", 1), f"{value:.4f}") for name, value in metrics.items() if "/" in name and not name.endswith("/loss")]
-    print(_table(("task", "metric", args.split), rows))
+    print(table(("task", "metric", args.split), rows))
 
 
 def predict_command(args: argparse.Namespace) -> None:
@@ -134,81 +120,6 @@ def train_command(args: argparse.Namespace) -> int:
     return subprocess.run(command, env=environment).returncode
 
 
-TRAIN_EPILOG = """\
-RECIPE is a YAML config (the recipe script is chosen by its `dataset`), a recipe script followed by its
-YAML, or a zoo entry (its own recipe, YAML and arguments). Everything after RECIPE goes to the recipe:
-`moezoo train RECIPE --help` lists its flags.
-
-examples:
-  moezoo train recipes/configs/census_income_mmoe.yaml --output_dir outputs/mmoe
-  moezoo train ple-census-income --num_train_epochs 2
-  moezoo train --num_processes 2 recipes/configs/census_income_home.yaml
-"""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="moezoo", description="Multi-task Mixture-of-Experts models: the zoo, evaluation, prediction, cards.",
-        allow_abbrev=False,
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    listing = commands.add_parser("list", help="architectures and zoo entries", allow_abbrev=False)
-    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    listing.set_defaults(handler=list_command)
-
-    evaluation = commands.add_parser(
-        "evaluate", help="per-task metrics of a checkpoint or zoo entry on its run's data", allow_abbrev=False
-    )
-    evaluation.add_argument("model", help="a checkpoint folder (beside or inside its run's results.json) or a zoo entry")
-    evaluation.add_argument("--split", default="test", choices=["train", "validation", "test"], help="default: test")
-    evaluation.add_argument(
-        "--batch_size", type=int, default=None, help="examples per forward pass (default: the run's evaluation batch)"
-    )
-    evaluation.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    evaluation.set_defaults(handler=evaluate_command)
-
-    prediction = commands.add_parser("predict", help="score a CSV of raw rows (one column per task)", allow_abbrev=False)
-    prediction.add_argument("model", help="a tabular checkpoint folder (with its processor) or zoo entry")
-    prediction.add_argument("rows", help="CSV file of raw rows with the model's feature columns")
-    prediction.add_argument("--output", help="CSV file to write (default: standard output)")
-    prediction.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    prediction.set_defaults(handler=predict_command)
-
-    card = commands.add_parser("card", help="write a checkpoint folder's model card and gate figure", allow_abbrev=False)
-    card.add_argument("checkpoint", help="a checkpoint folder; its run's results.json is read from it or its parent")
-    card.add_argument("--model_id", help="the name the card gives the model (default: the folder's name)")
-    card.add_argument("--overwrite", action="store_true", help="replace an existing README.md")
-    card.set_defaults(handler=card_command)
-
-    push = commands.add_parser(
-        "push", help="publish a checkpoint folder (card, results, figure, model, processor) to the Hub",
-        description="Push a checkpoint folder to a Hub repository (created if needed): its README.md, results.json "
-        "and routing figure, then the model and its processor through their push_to_hub.",
-        allow_abbrev=False,
-    )
-    push.add_argument("checkpoint", help="a checkpoint folder with weights and a card (see `moezoo card`), or a zoo entry")
-    push.add_argument("repo_id", help="the Hub repository, org/name")
-    push.add_argument("--private", action="store_true", help="create the repository private")
-    push.add_argument("--token", help="a Hub token (default: the one `hf auth login` saved, or $HF_TOKEN)")
-    push.add_argument("--revision", help="the branch to push to (default: main)")
-    push.set_defaults(handler=push_command)
-
-    train = commands.add_parser(
-        "train", help="run a recipe (a YAML config, a recipe script or a zoo entry), on one or several processes",
-        usage="moezoo train [-h] [--num_processes N] RECIPE [recipe flags ...]",
-        epilog=TRAIN_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False,
-    )
-    train.add_argument(
-        "--num_processes", type=int, default=1, metavar="N",
-        help="processes to train on; more than 1 runs the recipe under `accelerate launch --multi_gpu` (on the CPU "
-        "when there is no GPU). Default: 1",
-    )
-    train.add_argument("recipe_flags", nargs=argparse.REMAINDER, metavar="RECIPE [recipe flags ...]", help=argparse.SUPPRESS)
-    train.set_defaults(handler=train_command)
-    return parser
-
-
 def run_reporting_errors(run: Callable[[], object], name: str) -> int:
     """Run ``run`` and return its exit status (what it returns if that is an int, else 0). A user's mistake
     or a failed connection (`REPORTED_ERRORS`) is one line on standard error, ``<name>: error: ...``, and
@@ -226,17 +137,26 @@ def run_reporting_errors(run: Callable[[], object], name: str) -> int:
         return 1
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+#: The function behind each command.
+HANDLERS: dict[str, Callable[[argparse.Namespace], object]] = {
+    "list": list_command,
+    "evaluate": evaluate_command,
+    "predict": predict_command,
+    "card": card_command,
+    "push": push_command,
+    "train": train_command,
+}
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run the command ``args`` were parsed for (`moezoo_cli.build_parser`), reporting mistakes in one line."""
     # A command prints its result and nothing else: no bars for loading a few megabytes of weights.
     transformers.utils.logging.disable_progress_bar()
-    return run_reporting_errors(lambda: args.handler(args), f"moezoo {args.command}")
+    return run_reporting_errors(lambda: HANDLERS[args.command](args), f"moezoo {args.command}")
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(str(cell)) for cell in column) for column in zip(header, *rows)]
-    lines = ["  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip() for row in [header, *rows]]
-    return "\n".join([lines[0], "  ".join("-" * width for width in widths), *lines[1:]])
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_command(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

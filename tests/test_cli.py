@@ -3,11 +3,14 @@
 import importlib.metadata
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+import moezoo
 from moezoo.cli import main
 from moezoo.data import load_census_income
 from moezoo.training.launch import launch_command
@@ -33,7 +36,7 @@ def run(capsys, *argv):
 
 def test_the_command_is_installed():
     scripts = {entry.name: entry.value for entry in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts.get("moezoo") == "moezoo.cli:main"
+    assert scripts.get("moezoo") == "moezoo_cli:main"
 
 
 def test_list_shows_architectures_and_every_entry(capsys):
@@ -105,6 +108,62 @@ def test_mistakes_are_one_line_and_a_non_zero_exit(capsys, tmp_path):
     assert exit_info.value.code == 2 and "invalid choice: 'dev'" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["evaluate", ENTRY, "--batch_size", "0"], "argument --batch_size: must be at least 1, got 0"),
+        (["evaluate", ENTRY, "--batch_size", "-3"], "argument --batch_size: must be at least 1, got -3"),
+        (["evaluate", ENTRY, "--batch_size", "1.5"], "argument --batch_size: invalid int value: '1.5'"),
+        (["train", "--num_processes", "0", ENTRY], "argument --num_processes: must be at least 1, got 0"),
+        (["train", "--num_processes", "two", ENTRY], "argument --num_processes: invalid int value: 'two'"),
+    ],
+)
+def test_every_subcommand_refuses_invalid_numbers(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines()[-1] == f"moezoo {argv[0]}: error: {message}"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["list"], ["list", "--json"], ["evaluate", ENTRY, "--bogus"]])
+def test_help_list_and_a_misspelt_flag_answer_without_importing_torch(argv):
+    # The installed command's entry point: answering these must not pay for torch, transformers or PEFT.
+    probe = (
+        "import sys, moezoo_cli\n"
+        "try:\n    moezoo_cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted(name for name in ('torch', 'transformers', 'peft', 'moezoo') if name in sys.modules)\n"
+        "print('imported:', heavy, file=sys.stderr)\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", probe, *argv], capture_output=True, text=True, cwd=REPO)
+    assert completed.stderr.strip().splitlines()[-1] == "imported: []", completed.stderr[-2000:]
+
+
+def test_the_commands_index_names_what_moezoo_registers():
+    from moezoo.adapters import ADAPTER_METHODS
+    from moezoo_cli import catalog
+
+    assert list(catalog.ARCHITECTURES) == moezoo.list_models()
+    assert list(catalog.ADAPTER_METHODS) == list(ADAPTER_METHODS)
+
+
+def test_a_damaged_entry_is_named_by_its_cause_and_the_others_are_still_listed(capsys, monkeypatch, tmp_path, census_entry):
+    zoo = tmp_path / "zoo"
+    for name in ("mmoe-census-income", "ple-census-income", "home-census-income"):
+        shutil.copytree(census_entry.parent / name, zoo / name)
+    (zoo / "ple-census-income" / "results.json").write_text('{"test": {"mean_auc": 0.9')
+    (zoo / "home-census-income" / "config.json").unlink()
+    monkeypatch.setenv("MOEZOO_ZOO_DIR", str(zoo))
+    code, out, _ = run(capsys, "list")
+    rows = {line.split()[0]: line for line in out.splitlines() if line.split() and line.split()[0] in ZOO}
+    assert code == 0
+    assert f"damaged: {zoo / 'ple-census-income' / 'results.json'} is not valid JSON" in rows["ple-census-income"]
+    assert f"damaged: {zoo / 'home-census-income'} has no config.json" in rows["home-census-income"]
+    assert str(zoo / "mmoe-census-income") in rows["mmoe-census-income"] and "mean_auc" in rows["mmoe-census-income"]
+    code, _, err = run(capsys, "evaluate", "home-census-income")
+    assert code == 1 and f"Zoo entry 'home-census-income' is damaged: {zoo / 'home-census-income'} has no config.json" in err
+    assert "Rebuild it with `python recipes/build_zoo.py home-census-income`" in err
+
+
 def test_train_finds_the_recipe_of_a_yaml_an_entry_or_a_script():
     tabular, image = str(REPO / "recipes" / "train_tabular.py"), str(REPO / "recipes" / "train_image.py")
     mmoe_yaml = str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml")
@@ -133,8 +192,6 @@ def test_train_errors_name_the_problem(capfd, tmp_path):
     config.write_text("dataset: cifar\n")
     code, _, err = run(capfd, "train", str(config))
     assert code == 1 and "names data set 'cifar'; the recipes train on ['census_income', 'fashion-mnist', 'mnist']" in err
-    code, _, err = run(capfd, "train", "--num_processes", "0", "mmoe-census-income")
-    assert code == 1 and "--num_processes must be at least 1, got 0" in err
     # The recipe's own mistakes come back the same way, from its process.
     code = main(["train", "recipes/configs/census_income_mmoe.yaml", "--num_train_epoch", "3"])
     err = capfd.readouterr().err

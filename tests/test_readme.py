@@ -49,3 +49,23 @@ def test_every_python_snippet_of_the_readme_runs_as_written(tmp_path, monkeypatc
     assert list(scores.columns) == ["income", "marital"] and len(scores) == 5
     zoo_model = next(namespace["model"] for namespace in namespaces if "processor" in namespace and "scores" not in namespace)
     assert isinstance(zoo_model, moezoo.MMoEModel)
+
+
+def test_the_lock_pins_every_dependency_within_the_projects_ranges():
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    pins = {}
+    for line in (REPO / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = Version(version)
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for requirement in map(Requirement, project["dependencies"] + project["optional-dependencies"]["test"]):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside pyproject's {requirement}"
+    assert all(" -c constraints.txt " in command for command in setup_commands())

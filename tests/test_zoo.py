@@ -1,6 +1,7 @@
 """The pretrained zoo: every committed entry loads by name and reproduces the metrics its card states."""
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -82,3 +83,34 @@ def test_the_zoo_builder_refuses_an_existing_folder_before_training(monkeypatch,
         build_zoo.main(["mmoe-census-income", "ple-census-income"])
     assert sorted(path.name for path in tmp_path.iterdir()) == ["ple-census-income"]
     assert (tmp_path / "ple-census-income" / "config.json").read_text() == "{}"
+
+
+#: An absolute path of the machine that wrote a file: a POSIX path of two or more parts after a quote, a
+#: space, a bracket or "=" (URLs do not match: their slashes follow "http:" and a host), or a drive path.
+MACHINE_PATH = re.compile(r"""(?:^|[\s"'(\[=])(/[\w.+-]+){2,}|[A-Za-z]:\\\\?[\w.+-]|site-packages""")
+
+
+def safetensors_metadata(path: Path) -> str:
+    header_size = int.from_bytes(path.read_bytes()[:8], "little")
+    return path.read_bytes()[8 : 8 + header_size].decode()
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_no_file_of_an_entry_holds_a_path_of_the_machine_that_built_it(name):
+    folder = entry_folder(name)
+    for path in sorted(folder.rglob("*")):
+        if path.suffix in (".json", ".md", ".txt"):
+            text = path.read_text()
+        elif path.suffix == ".safetensors":
+            text = safetensors_metadata(path)
+        else:
+            continue
+        found = [match.group(0).strip() for match in MACHINE_PATH.finditer(text)]
+        assert found == [], f"{path.relative_to(folder)} holds {found}"
+
+
+def test_the_path_scan_finds_the_paths_it_is_for():
+    for text in ('"output_dir": "/tmp/tmpbt4_31t0"', "base /root/.pyenv/x/site-packages/pkg", r"C:\Users\me"):
+        assert MACHINE_PATH.search(text), text
+    for text in ("https://huggingface.co/moezoo/mmoe-census-income", "income / marital", "train/validation/test"):
+        assert not MACHINE_PATH.search(text), text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 from pathlib import Path
@@ -37,7 +38,7 @@ from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from .alignment import DISTANCES, LoraAlignment
 from .merging import merge_task
-from .base_models import load_pretrained
+from .base_models import load_pretrained, weights_digest
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
 from .task_routing import UNKNOWN_TASK_POLICIES, TaskRouting
 
@@ -56,6 +57,9 @@ HEADS_FILE = "heads.safetensors"
 ADAPTER_SUBFOLDER = "adapter"
 #: Keyword arguments of `AdaptedTransformerModel.from_pretrained`, handed to ``snapshot_download``.
 HUB_DOWNLOAD_ARGUMENTS = ("revision", "token", "cache_dir", "local_files_only", "force_download")
+#: The keyword of `AdaptedTransformerModel.from_pretrained` that accepts a base model other than the one the
+#: adapter was trained on (with a warning).
+ALLOW_DIFFERENT_BASE = "allow_different_base"
 #: Keyword arguments `transformers.AutoModel.from_pretrained` adds on its way to a model class's own.
 AUTO_CLASS_ARGUMENTS = ("config", "trust_remote_code", "adapter_kwargs", "_from_auto", "_commit_hash", "code_revision")
 
@@ -68,6 +72,9 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         base_model_name_or_path: The pretrained transformer (a Hub id or a folder) whose weights
             `from_pretrained` reads.
         base_config: Its config as a dict (filled from the model when built with `from_base`).
+        base_model_digest: `moezoo.adapters.base_models.weights_digest` of the base weights the adapter was
+            trained on (filled by `from_base`); `from_pretrained` refuses a base with other weights.
+        base_model_revision: The base model's Hub commit, when it was downloaded from the Hub.
         adapter_method: One of `ADAPTER_METHODS`: ``"lora"``, ``"align_lora"`` (LoRA plus the alignment loss),
             ``"multi_head_lora"``, ``"mhr"`` (PEFT's Poly; ``n_splits > 1`` is MHR), ``"frozen"``.
         adapter: Fields of the method's PEFT config (``r``, ``target_modules``, ...); the task count is filled
@@ -82,6 +89,8 @@ class AdaptedTransformerConfig(MultiTaskConfig):
 
     base_model_name_or_path: str | None = None
     base_config: dict | None = None
+    base_model_digest: str | None = None
+    base_model_revision: str | None = None
     adapter_method: str = "lora"
     adapter: dict = field(default_factory=dict)
     pooling: str = "mean"
@@ -183,6 +192,11 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             self.backbone = backbone
         else:
             self.backbone = get_peft_model(backbone, peft_config)
+            for adapter_config in self.backbone.peft_config.values():
+                # PEFT keeps a set, which it writes in hash order, different in every process: sorted, two
+                # saves of one model are byte-identical.
+                if isinstance(adapter_config.target_modules, set):
+                    adapter_config.target_modules = sorted(adapter_config.target_modules)
         self.routing = TaskRouting(len(config.tasks), config.unknown_tasks)
         if config.task_routed:
             self.routing.attach(self.backbone, (PolyLinear, MultiHeadLoraLinear))
@@ -207,7 +221,9 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         backbone = load_pretrained(AutoModel, base_model_name_or_path)
         config = AdaptedTransformerConfig(
             tasks=list(tasks), adapter_method=adapter_method, base_model_name_or_path=str(base_model_name_or_path),
-            base_config=backbone.config.to_dict(), input_size=backbone.config.hidden_size, **config_fields,
+            base_config=backbone.config.to_dict(), base_model_digest=weights_digest(backbone),
+            base_model_revision=getattr(backbone.config, "_commit_hash", None),
+            input_size=backbone.config.hidden_size, **config_fields,
         )
         return cls(config, backbone=backbone)
 
@@ -305,10 +321,6 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         folder.mkdir(parents=True, exist_ok=True)
         self.config.save_pretrained(folder)
         if isinstance(self.backbone, PeftModel):
-            for peft_config in self.backbone.peft_config.values():
-                # PEFT writes a set in hash order, which changes between processes: sorted, saves are reproducible.
-                if isinstance(peft_config.target_modules, set):
-                    peft_config.target_modules = sorted(peft_config.target_modules)
             self.backbone.save_pretrained(folder / ADAPTER_SUBFOLDER)
             (folder / ADAPTER_SUBFOLDER / "README.md").unlink(missing_ok=True)
         save_file({name: value.detach().contiguous() for name, value in self.heads.state_dict().items()}, folder / HEADS_FILE)
@@ -320,16 +332,21 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         ``force_download``): the base model from ``config.base_model_name_or_path``, then the adapter and the
         heads (safetensors only).
 
+        The base model's weights must be those the adapter was trained on (``config.base_model_digest``);
+        ``allow_different_base=True`` loads the adapter onto other weights of the same shape with a warning.
+
         Raises:
             TypeError: a positional or keyword argument this loader does not take.
+            ValueError: the base model's weights are not those the adapter was trained on.
             OSError: the adapter or heads file is missing, or does not match the config.
         """
         for name in AUTO_CLASS_ARGUMENTS:  # what transformers' Auto classes pass along; the folder's config is read here
             kwargs.pop(name, None)
+        allow_different_base = bool(kwargs.pop(ALLOW_DIFFERENT_BASE, False))
         unknown = sorted(set(kwargs) - set(HUB_DOWNLOAD_ARGUMENTS))
         if args or unknown:
             raise TypeError(
-                f"{cls.__name__}.from_pretrained takes a folder or Hub id and {list(HUB_DOWNLOAD_ARGUMENTS)}; got "
+                f"{cls.__name__}.from_pretrained takes a folder or Hub id and {[*HUB_DOWNLOAD_ARGUMENTS, ALLOW_DIFFERENT_BASE]}; got "
                 f"{'positional arguments ' + repr(args) if args else ''}{' ' if args and unknown else ''}"
                 f"{'unknown keyword(s) ' + repr(unknown) if unknown else ''}."
             )
@@ -339,7 +356,9 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         config = AdaptedTransformerConfig.from_pretrained(folder)
         if config.base_model_name_or_path is None:
             raise ValueError(f"{folder}/config.json names no base model (base_model_name_or_path).")
-        model = cls(config, backbone=load_pretrained(AutoModel, config.base_model_name_or_path))
+        backbone = load_pretrained(AutoModel, config.base_model_name_or_path)
+        check_base_identity(config, backbone, folder, allow_different_base)
+        model = cls(config, backbone=backbone)
         adapter_weights = f"{ADAPTER_SUBFOLDER}/{ADAPTER_WEIGHTS_NAME}"
         files = [HEADS_FILE, *([adapter_weights] if isinstance(model.backbone, PeftModel) else [])]
         missing = [name for name in files if not (folder / name).is_file()]
@@ -363,3 +382,24 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             )
         model.heads.load_state_dict(heads, strict=True)
         return model.eval()
+
+
+def check_base_identity(
+    config: AdaptedTransformerConfig, backbone: PreTrainedModel, folder: Path, allow_different: bool = False
+) -> None:
+    """Refuse (or, with ``allow_different``, warn about) a base model whose weights are not those the adapter
+    in ``folder`` was trained on. A config without a digest (saved before moezoo recorded one) is not checked."""
+    if config.base_model_digest is None:
+        return
+    found = weights_digest(backbone)
+    if found == config.base_model_digest:
+        return
+    message = (
+        f"The base model {config.base_model_name_or_path} has other weights than the one the adapter in {folder} was "
+        f"trained on (weights digest {found}, the adapter's config.json records {config.base_model_digest}"
+        + (f", Hub revision {config.base_model_revision}" if config.base_model_revision else "")
+        + "): the adapter's updates would be applied to weights they were not learnt for."
+    )
+    if not allow_different:
+        raise ValueError(f"{message} Load the recorded base, or pass {ALLOW_DIFFERENT_BASE}=True to load it anyway.")
+    warnings.warn(f"{message} Loading it anyway ({ALLOW_DIFFERENT_BASE}=True).", stacklevel=3)

@@ -8,7 +8,11 @@
 2. The zoo entries named through ``moezoo push``, then ``moezoo.from_pretrained`` / ``processor_from_pretrained``
    of the Hub id and ``snapshot_download`` of the repository (an adapter entry: adapter files, heads and
    tokenizer; its base model is read locally).
-3. ``moezoo push`` of a folder without weights.
+3. ``moezoo push`` of a folder without weights, and of an entry with a token the Hub refuses.
+4. A commit whose ``parentCommit`` is no longer the branch's head.
+
+The client keeps huggingface_hub's defaults (Xet storage when ``hf_xet`` is installed): the endpoint has
+no Xet, so every upload goes through `moezoo.hub.push.upload_falling_back_to_lfs`.
 
 Writes what it saw (predictions compared bitwise, file contents, exit statuses) to REPORT.json.
 """
@@ -21,13 +25,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from huggingface_hub import snapshot_download
+from huggingface_hub import CommitOperationAdd, HfApi, snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoFeatureExtractor, AutoModel
 
 import moezoo
 from moezoo.data import load_census_income
 from moezoo.cli import main as moezoo_command
 from moezoo.hub.folder import find_results_file
+from moezoo.hub.push import upload_falling_back_to_lfs
 from moezoo.zoo import entry_folder
 
 ORG = "test-org"
@@ -69,14 +75,14 @@ def push_every_architecture(scratch: Path) -> dict[str, bool]:
             model, inputs = moezoo.create_model(name, tasks=TASKS, **settings), pixels
         else:
             model, inputs = moezoo.create_model(name, tasks=TASKS, features=processor.feature_schema.to_dict()), tabular
-        model.push_to_hub(f"{ORG}/{name}")
+        upload_falling_back_to_lfs(lambda: model.push_to_hub(f"{ORG}/{name}"))
         # Compared with the same model loaded from a local save, as another machine would load it: a
         # loaded tensor's memory alignment can change which CPU kernel runs, and so the last bit of a
         # float, against the model built in memory.
         model.save_pretrained(scratch / name)
         local = logits_of(AutoModel.from_pretrained(scratch / name), inputs)
         equal[name] = same_logits(local, logits_of(AutoModel.from_pretrained(f"{ORG}/{name}"), inputs))
-    processor.push_to_hub(f"{ORG}/mmoe")
+    upload_falling_back_to_lfs(lambda: processor.push_to_hub(f"{ORG}/mmoe"))
     pulled = AutoFeatureExtractor.from_pretrained(f"{ORG}/mmoe")
     equal["processor"] = pulled.to_dict() == processor.to_dict()
     return equal
@@ -129,11 +135,31 @@ def push_without_weights(scratch: Path) -> int:
     return moezoo_command(["push", str(folder), f"{ORG}/no-weights"])
 
 
+def push_with_a_refused_token() -> int:
+    return moezoo_command(["push", "mmoe-census-income", f"{ORG}/refused", "--token", "hf_not_the_hub_token"])
+
+
+def commit_on_a_stale_parent() -> str:
+    """A commit that names the repository's first commit as its parent after a second one landed."""
+    api, repo_id = HfApi(), f"{ORG}/stale-parent"
+    api.create_repo(repo_id)
+    first = api.create_commit(repo_id, [CommitOperationAdd("a.txt", b"first")], commit_message="first").oid
+    api.create_commit(repo_id, [CommitOperationAdd("a.txt", b"second")], commit_message="second")
+    try:
+        api.create_commit(repo_id, [CommitOperationAdd("a.txt", b"stale")], commit_message="stale", parent_commit=first)
+        status = "accepted"
+    except HfHubHTTPError as error:
+        status = str(error.response.status_code)
+    return f"{status}, the file holds {Path(api.hf_hub_download(repo_id, 'a.txt')).read_text()!r}"
+
+
 if __name__ == "__main__":
     report_path, scratch = Path(sys.argv[1]), Path(sys.argv[2])
     report = {
         "architectures": push_every_architecture(scratch / "saved"),
         "entries": {name: push_zoo_entry(name) for name in sys.argv[3:]},
         "no_weights_status": push_without_weights(scratch),
+        "refused_token_status": push_with_a_refused_token(),
+        "stale_parent": commit_on_a_stale_parent(),
     }
     report_path.write_text(json.dumps(report, indent=2))

@@ -62,7 +62,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
     accelerator = Accelerator()
     data = TensorDataset(run_split(results["arguments"], folder, args.split))
     batch_size = args.batch_size or run_eval_batch_size(results["arguments"])
-    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, batch_size), accelerator)
+    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, batch_size), accelerator, show_progress=True)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return

@@ -58,7 +58,22 @@ def load_and_fit_processor(
     raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
     raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
     if checkpoint is not None:
-        return raw, moezoo.processor_from_pretrained(checkpoint).with_label_columns(data_args.tasks)
+        processor = moezoo.processor_from_pretrained(checkpoint)
+        if not isinstance(processor, moezoo.TabularProcessor):
+            raise ValueError(
+                f"{checkpoint} is not a tabular checkpoint (its processor is a {type(processor).__name__}): this recipe "
+                "fine-tunes models of table rows. Adapter entries train with recipes/train_glue.py, image models with "
+                "recipes/train_image.py or recipes/train_vit.py."
+            )
+        processor = processor.with_label_columns(data_args.tasks)
+        widths = sorted({feature["embedding_dim"] for feature in processor.feature_schema.to_dict()["categorical"]})
+        if widths and data_args.embedding_dim not in widths:
+            raise ValueError(
+                f"--embedding_dim {data_args.embedding_dim} conflicts with the checkpoint {checkpoint}, whose embeddings "
+                f"are {' / '.join(map(str, widths))} wide: a checkpoint brings its own processor and embeddings. Drop "
+                "--embedding_dim, or train a new model without --model_name_or_path."
+            )
+        return raw, processor
     numeric, categorical = census_feature_columns(data_args.tasks)
     processor = moezoo.TabularProcessor.fit(
         raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,

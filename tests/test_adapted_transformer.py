@@ -210,3 +210,8 @@ def test_a_packaged_base_is_named_by_its_hub_id_and_put_into_the_hub_cache(tmp_p
     assert base_models.weights_digest(cached) == base_models.weights_digest(model)
     with pytest.raises(LookupError, match="No installed package ships org/unknown"):
         base_models.cache_packaged_model("org/unknown", cache_dir=tmp_path)
+
+
+def test_align_lora_with_one_task_says_it_cannot_align(tiny_bert_folder):
+    with pytest.raises(StrictDataclassClassValidationError, match="with 1 task its alignment loss is always 0"):
+        AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS[:1], "align_lora", adapter=ADAPTERS["align_lora"])

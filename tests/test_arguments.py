@@ -99,3 +99,36 @@ def test_an_output_dir_holding_a_run_needs_overwrite_or_resume(tmp_path, data_di
     train_tabular([*args, "--overwrite_output_dir"])
     assert json.loads((run / "results.json").read_text())["completed"] is True
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("tasks: [income, marital]\nseed: 1\nseed: 2\n", r"key 'seed' is given twice \(lines 2 and 3\)"),
+        ("tasks: [income, marital]\n\tseed: 1\n", r"is not valid YAML: line 2, column 1: .*found character '\\t'"),
+        ("tasks: [1, 2\nseed: 1\n", r"is not valid YAML: line 2, column 5: while parsing a flow sequence expected ',' or ']'"),
+        ("- seed\n", r"must hold a mapping of argument names to values, not a list"),
+        ("tasks: income\n", r"tasks in .* must be a list \(tasks: \[income\]\), got 'income'"),
+        ("seed: [1, 2]\n", r"seed in .* must be a single value, got \[1, 2\]"),
+        ("dataset: census\n", r"argument --dataset: invalid choice: 'census' \(choose from 'census_income'\) \(set in .*\.yaml\)"),
+        ("learning_rate: fast\n", r"argument --learning_rate/--learning-rate: invalid float value: 'fast' \(set in .*\.yaml\)"),
+    ],
+)
+def test_yaml_mistakes_are_one_line_errors_that_name_the_problem(tmp_path, text, message):
+    config = tmp_path / "config.yaml"
+    config.write_text(text)
+    with pytest.raises(ValueError, match=message) as error:
+        parse_config_and_args(DATACLASSES, [str(config)])
+    assert "\n" not in str(error.value)
+
+
+def test_yaml_values_are_parsed_as_their_flags_are_and_flags_win(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text("tasks: [income]\nlearning_rate: 1e-3\nmax_eval_samples: null\ndataloader_drop_last: true\n")
+    data_args, _, training = parse_config_and_args(DATACLASSES, [str(config), "--tasks", "marital", "income"])
+    assert data_args.tasks == ["marital", "income"] and training.learning_rate == 0.001  # YAML reads 1e-3 as text
+    assert data_args.max_eval_samples is None and training.dataloader_drop_last is True
+    with pytest.raises(ValueError, match=r"^argument --dataset: invalid choice: 'census' \(choose from 'census_income'\)\.$"):
+        parse_config_and_args(DATACLASSES, [str(config), "--dataset", "census"])
+    with pytest.raises(FileNotFoundError, match="Config file .*missing.yaml does not exist"):
+        parse_config_and_args(DATACLASSES, [str(tmp_path / "missing.yaml")])

@@ -135,3 +135,34 @@ def test_recipe_fine_tunes_a_zoo_entry_by_name(tmp_path, data_dir):
         model.state_dict()["router.levels.0.experts.layers.0.weight"], entry.state_dict()["router.levels.0.experts.layers.0.weight"]
     )
     assert json.loads((tmp_path / "results.json").read_text())["arguments"]["model_name_or_path"] == "mmoe-census-income"
+
+
+def test_an_override_that_changes_the_checkpoints_model_is_refused_unless_allowed(tmp_path, caplog):
+    source = saved_model(tmp_path / "mmoe", num_shared_experts=4)
+    with pytest.raises(ValueError, match=r"would change the checkpoint .* itself \(num_shared_experts 4 -> 6\).*--allow_config_changes"):
+        load_for_tasks(tmp_path / "mmoe", TWO_TASKS, config_overrides={"num_shared_experts": 6})
+    with caplog.at_level("WARNING"):
+        grown = load_for_tasks(tmp_path / "mmoe", TWO_TASKS, config_overrides={"num_shared_experts": 6}, allow_config_changes=True)
+    message = next(record.getMessage() for record in caplog.records if "num_shared_experts 4 -> 6" in record.getMessage())
+    assert "new (fresh): ['expert shared 4', 'expert shared 5']; dropped: []" in message
+    assert "kept from the checkpoint: ['expert shared 0', 'expert shared 1', 'expert shared 2', 'expert shared 3'," in message
+    kept = source.state_dict()["router.levels.0.experts.layers.0.weight"]
+    assert torch.equal(grown.state_dict()["router.levels.0.experts.layers.0.weight"][:4], kept)
+    shrunk = load_for_tasks(tmp_path / "mmoe", TWO_TASKS, config_overrides={"num_shared_experts": 2}, allow_config_changes=True)
+    assert torch.equal(shrunk.state_dict()["router.levels.0.experts.layers.0.weight"], kept[:2])
+    # A width cannot be kept: the error says so even when allowed.
+    with pytest.raises(ValueError, match="the configs differ in more than their tasks"):
+        load_for_tasks(tmp_path / "mmoe", TWO_TASKS, config_overrides={"expert_hidden_sizes": [7]}, allow_config_changes=True)
+
+
+def test_the_recipe_refuses_flags_a_checkpoint_overrides(tmp_path, data_dir):
+    if moezoo.zoo.entry_folder("mmoe-census-income") is None:
+        pytest.skip("the mmoe-census-income zoo entry is not built in this checkout")
+    base = [str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml"), "--output_dir", str(tmp_path), "--data_dir",
+            str(data_dir), "--max_train_samples", "500", "--num_train_epochs", "1", "--model_name_or_path", "mmoe-census-income"]
+    with pytest.raises(ValueError, match=r"--embedding_dim 16 conflicts with the checkpoint mmoe-census-income, whose embeddings are 8 wide"):
+        train_tabular([*base, "--embedding_dim", "16"])
+    with pytest.raises(ValueError, match=r"num_shared_experts 8 -> 4"):
+        train_tabular([*base, "--model_config", '{"num_shared_experts": 4}'])
+    with pytest.raises(ValueError, match="--allow_config_changes applies to a checkpoint: give --model_name_or_path too"):
+        train_tabular([*base[:-2], "--allow_config_changes"])

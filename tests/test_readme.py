@@ -69,3 +69,50 @@ def test_the_lock_pins_every_dependency_within_the_projects_ranges():
         assert name in pins, f"{requirement.name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name]), f"{name}=={pins[name]} is outside pyproject's {requirement}"
     assert all(" -c constraints.txt " in command for command in setup_commands())
+
+
+def readme_shell_commands() -> list[str]:
+    """Every command of the README's shell blocks, in order: continuation lines joined, comments dropped."""
+    readme = (REPO / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)\n```", readme, flags=re.S):
+        for command in block.replace("\\\n", " ").splitlines():
+            command = re.sub(r"\s+#.*$", "", command).strip()
+            if command and not command.startswith("#"):
+                commands.append(command)
+    return commands
+
+
+def output_folder(command: str) -> str | None:
+    """The folder a training command writes: its --output_dir, or else its YAML's (a zoo entry's YAML for
+    `moezoo train <entry>`); None for a command that trains nothing."""
+    import shlex
+
+    import yaml
+
+    from moezoo.zoo import ZOO
+
+    words = shlex.split(command.split(" && ")[-1])
+    words = [word for word in words if "=" not in word or word.startswith("--")]  # environment assignments
+    trains = any(word.startswith("recipes/train_") for word in words) or words[:2] == ["moezoo", "train"]
+    if not trains:
+        return None
+    if "--output_dir" in words:
+        return words[words.index("--output_dir") + 1]
+    config = next((word for word in words if word.endswith(".yaml")), None)
+    if config is None:
+        config = next(ZOO[word].config for word in words if word in ZOO)
+    return yaml.safe_load((REPO / config).read_text())["output_dir"]
+
+
+def test_the_readme_commands_run_in_order_in_one_clone():
+    commands = readme_shell_commands()
+    assert not [command for command in commands if "..." in command]  # no placeholder left to fill in
+    folders = [folder for folder in map(output_folder, commands) if folder is not None]
+    assert len(folders) >= 10
+    assert len(folders) == len(set(folders)), sorted(folder for folder in folders if folders.count(folder) > 1)
+    # A file a command reads is written by an earlier one.
+    predict = next(index for index, command in enumerate(commands) if command.startswith("moezoo predict"))
+    assert any("to_csv('rows.csv'" in command for command in commands[:predict])
+    card = next(index for index, command in enumerate(commands) if command.startswith("moezoo card"))
+    assert output_folder(commands[0]) == commands[card].split()[2].removesuffix("/best") and card > 0

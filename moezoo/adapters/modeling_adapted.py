@@ -110,6 +110,11 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         ):
             if value not in known:
                 raise ValueError(f"Unknown {name} {value!r}{closest_names(value, known)}; choose one of {known}.")
+        if self.adapter_method == "align_lora" and len(self.tasks) < 2:
+            raise ValueError(
+                f"adapter_method='align_lora' aligns the LoRA representations of several tasks; with "
+                f"{len(self.tasks)} task its alignment loss is always 0 and it trains plain LoRA. Use adapter_method='lora'."
+            )
         if self.adapter_method == "frozen" and self.adapter_settings():
             raise ValueError(
                 f"adapter_method='frozen' trains the heads only; it takes no adapter settings, got {self.adapter_settings()}."

@@ -39,12 +39,21 @@ FREEZABLE_PARTS: dict[str, Any] = {
 }
 
 
+#: Config fields that follow the tasks (M3ViT's per-pixel tasks, HoME's task groups): they may change with
+#: the tasks; any other override changes the model itself.
+TASK_FOLLOWING_FIELDS = ("dense_tasks", "task_groups")
+
+
 @dataclass
 class TransferReport:
-    """What `transfer_weights` did: the tasks added (fresh) and dropped, by name."""
+    """What `transfer_weights` did: the tasks added (fresh) and dropped, by name, and the gates and experts
+    by label (kept from the checkpoint, new and fresh, or dropped)."""
 
     added_tasks: list[str] = field(default_factory=list)
     dropped_tasks: list[str] = field(default_factory=list)
+    kept_units: set[str] = field(default_factory=set)
+    added_units: set[str] = field(default_factory=set)
+    dropped_units: set[str] = field(default_factory=set)
 
 
 def freeze(model: nn.Module, parts: Iterable[str]) -> list[str]:
@@ -76,23 +85,24 @@ def load_for_tasks(
     allow_task_changes: bool = False,
     config_overrides: Mapping[str, Any] | None = None,
     model_type: str | None = None,
+    allow_config_changes: bool = False,
     **loading_kwargs: Any,
 ) -> MultiTaskPreTrainedModel:
     """Load a moezoo checkpoint (a folder, a zoo entry's name, or a Hub id when online) for ``tasks``.
 
     With the checkpoint's own tasks (by name, kind and size, in that order) and no overrides, this is
     ``from_pretrained``. Otherwise the model is rebuilt from the checkpoint's config with ``tasks`` and
-    ``config_overrides`` (HoME's ``task_groups`` for a new task, say) and the checkpoint is moved into
-    it with `transfer_weights`; when tasks are added or dropped, only with ``allow_task_changes``, and
-    they are logged by name.
+    ``config_overrides`` and the checkpoint is moved into it with `transfer_weights`: tasks added or
+    dropped only with ``allow_task_changes``; overrides other than `TASK_FOLLOWING_FIELDS` (the number of
+    experts, say) only with ``allow_config_changes``. What was added, dropped or kept is logged by name.
 
     Args:
         model_type: The architecture the caller expects; another one in the checkpoint is an error.
 
     Raises:
-        ValueError: the tasks differ and ``allow_task_changes`` is not set (the message names them), the
-            checkpoint is of another architecture than ``model_type``, or the overrides change more
-            than the tasks' parts.
+        ValueError: the tasks differ and ``allow_task_changes`` is not set, an override changes the model
+            and ``allow_config_changes`` is not set (each message names what differs), the checkpoint is of
+            another architecture than ``model_type``, or the overrides change a tensor's shape (a width).
     """
     source = zoo.from_pretrained(checkpoint, **loading_kwargs)
     if not isinstance(source, MultiTaskPreTrainedModel):
@@ -107,6 +117,14 @@ def load_for_tasks(
     changed = {key: value for key, value in (config_overrides or {}).items() if current.get(key, object()) != value}
     if [task_identity(task) for task in wanted] == [task_identity(task) for task in source.task_specs] and not changed:
         return source
+    model_changes = {key: value for key, value in changed.items() if key not in TASK_FOLLOWING_FIELDS}
+    described = ", ".join(f"{key} {current.get(key, 'unset')!r} -> {value!r}" for key, value in model_changes.items())
+    if model_changes and not allow_config_changes:
+        raise ValueError(
+            f"The config overrides would change the checkpoint {checkpoint} itself ({described}), not only its tasks. "
+            "Pass allow_config_changes=True (--allow_config_changes) to build that model and keep the checkpoint's "
+            "weights where they fit (each gate and expert by its label), or drop the overrides."
+        )
     added = [task.name for task in wanted if task_identity(task) not in _identities(source)]
     dropped = [task.name for task in source.task_specs if task_identity(task) not in {task_identity(t) for t in wanted}]
     if (added or dropped) and not allow_task_changes:
@@ -126,6 +144,11 @@ def load_for_tasks(
             f"Loaded {checkpoint} for other tasks: new (fresh gates, task experts and towers): "
             f"{report.added_tasks}; dropped: {report.dropped_tasks}."
         )
+    if model_changes:
+        logger.warning(
+            f"Loaded {checkpoint} with {described}: kept from the checkpoint: {sorted(report.kept_units)}; new "
+            f"(fresh): {sorted(report.added_units)}; dropped: {sorted(report.dropped_units)}."
+        )
     return target
 
 
@@ -144,6 +167,10 @@ def transfer_weights(source: MultiTaskPreTrainedModel, target: MultiTaskPreTrain
     if type(source) is not type(target):
         raise ValueError(f"Cannot move a {type(source).__name__} into a {type(target).__name__}.")
     source_modules = dict(source.named_modules())
+    report = TransferReport(
+        added_tasks=[task.name for task in target.task_specs if task_identity(task) not in _identities(source)],
+        dropped_tasks=[task.name for task in source.task_specs if task_identity(task) not in _identities(target)],
+    )
     for module_name, module in target.named_modules():
         if module_name not in source_modules:
             continue  # a new task's output layer
@@ -158,7 +185,9 @@ def transfer_weights(source: MultiTaskPreTrainedModel, target: MultiTaskPreTrain
             old = getattr(old_module, name)
             qualified = f"{module_name}.{name}" if module_name else name
             if name in axes:
-                _copy_matching_units(target, source, module_name, (module, old_module), axes[name], (tensor, old), qualified)
+                _copy_matching_units(
+                    target, source, module_name, (module, old_module), axes[name], (tensor, old), qualified, report
+                )
             elif tensor.shape != old.shape:
                 raise ValueError(
                     f"{qualified} has shape {list(old.shape)} in the checkpoint but {list(tensor.shape)} in the model: "
@@ -166,10 +195,7 @@ def transfer_weights(source: MultiTaskPreTrainedModel, target: MultiTaskPreTrain
                 )
             else:
                 tensor.copy_(old)
-    return TransferReport(
-        added_tasks=[task.name for task in target.task_specs if task_identity(task) not in _identities(source)],
-        dropped_tasks=[task.name for task in source.task_specs if task_identity(task) not in _identities(target)],
-    )
+    return report
 
 
 def _copy_matching_units(
@@ -180,6 +206,7 @@ def _copy_matching_units(
     axes: tuple[str, ...],
     tensors: tuple[torch.Tensor, torch.Tensor],
     qualified: str,
+    report: TransferReport,
 ) -> None:
     """Copy the rows of ``tensors[1]`` (source) into ``tensors[0]`` (target) whose units' labels match,
     along the unit ``axes``; a module with a ``unit_view`` shows its tensors with the unit axes first."""
@@ -194,6 +221,9 @@ def _copy_matching_units(
             raise ValueError(f"{qualified}: axis {axis} does not index the {kind} its config labels.")
         old_index = {label: i for i, label in enumerate(old_labels)}
         pairs = [(i, old_index[label]) for i, label in enumerate(new_labels) if label in old_index]
+        report.kept_units.update(_unit_name(kind, label) for label in new_labels if label in old_index)
+        report.added_units.update(_unit_name(kind, label) for label in new_labels if label not in old_index)
+        report.dropped_units.update(_unit_name(kind, label) for label in old_labels if label not in set(new_labels))
         index_pairs.append(pairs)
     if any(not pairs for pairs in index_pairs):
         return
@@ -214,6 +244,12 @@ def _copy_matching_units(
         rows = block.index_select(0, targets[0])
         rows.index_copy_(1, targets[1], selected)
         block.index_copy_(0, targets[0], rows)
+
+
+def _unit_name(kind: str, label: tuple) -> str:
+    """A gate's or expert's label in words: ``expert shared 3``, ``gate task income`` (a task by its name)."""
+    parts = [str(part[0]) if isinstance(part, tuple) else str(part) for part in label]
+    return " ".join([kind.rstrip("s"), *parts])
 
 
 def _unit_labels(model: MultiTaskPreTrainedModel, module_name: str, kind: str) -> list[tuple]:

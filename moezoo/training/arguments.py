@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,13 +41,12 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
         config_path = args.pop(0)
 
     # No abbreviations: a misspelt flag that happens to prefix a real one is an error, not that flag.
-    parser = HfArgumentParser(dataclass_types, allow_abbrev=False)
+    parser = _RaisingArgumentParser(dataclass_types, allow_abbrev=False)
     known = {field.name for cls in dataclass_types for field in dataclasses.fields(cls)}
     yaml_mappings: dict[str, dict] = {}
+    yaml_flags: list[str] = []
     if config_path is not None:
-        values = yaml.safe_load(Path(config_path).read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{config_path} must hold a mapping of argument names to values.")
+        values = load_yaml_config(config_path)
         unknown = sorted(set(values) - known)
         if unknown:
             raise ValueError(
@@ -55,8 +55,18 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
                 + "."
             )
         yaml_mappings = {key: value for key, value in values.items() if isinstance(value, dict)}
-        parser.set_defaults(**{key: json.dumps(value) if isinstance(value, dict) else value for key, value in values.items()})
-    *parsed, remaining = parser.parse_args_into_dataclasses(args=args, look_for_args_file=False, return_remaining_strings=True)
+        yaml_flags = yaml_values_as_flags(config_path, values, list_fields(dataclass_types))
+        # A null can be given in a YAML but not as a flag: it sets the default.
+        parser.set_defaults(**{key: None for key, value in values.items() if value is None})
+    # The YAML's values go through the same parser as flags (types, choices), flags given after them win.
+    try:
+        *parsed, remaining = parser.parse_args_into_dataclasses(
+            args=[*yaml_flags, *args], look_for_args_file=False, return_remaining_strings=True
+        )
+    except ValueError as error:
+        flag = str(error).split(":")[0].removeprefix("argument ").split("/")[0]
+        from_yaml = flag in yaml_flags and not any(arg == flag or arg.startswith(f"{flag}=") for arg in args)
+        raise ValueError(f"{error}{f' (set in {config_path})' if from_yaml else ''}.") from None
     if remaining:
         flags = [flag for flag in remaining if flag.startswith("--")] or remaining
         options = [f"--{name}" for name in sorted(known)]
@@ -73,6 +83,88 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
                 continue
             setattr(arguments, name, json.dumps({**yaml_value, **parse_json_object(name, given)}))
     return tuple(parsed)
+
+
+class _RaisingArgumentParser(HfArgumentParser):
+    """An `HfArgumentParser` whose mistakes (a value outside a flag's choices, of the wrong type) raise a
+    `ValueError` with argparse's message, for the recipes to report in one line, instead of exiting."""
+
+    def error(self, message: str) -> typing.NoReturn:
+        raise ValueError(message)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice (lines {seen[key]} and {line})", key_node.start_mark
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml_config(path: str | Path) -> dict[str, Any]:
+    """A recipe's YAML file as a mapping of argument names to values.
+
+    Raises:
+        FileNotFoundError: there is no such file.
+        ValueError: the file is not valid YAML (one line: the line, column and problem), gives a key twice,
+            or does not hold a mapping.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Config file {path} does not exist.")
+    try:
+        values = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark or error.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark is not None else "somewhere"
+        problem = " ".join(str(part) for part in (error.context, error.problem) if part)
+        raise ValueError(f"{path} is not valid YAML: {where}: {problem}.") from None
+    except yaml.YAMLError as error:
+        raise ValueError(f"{path} is not valid YAML: {' '.join(str(error).split())}.") from None
+    values = {} if values is None else values
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of argument names to values, not a {type(values).__name__}.")
+    return values
+
+
+def list_fields(dataclass_types: Sequence[type]) -> set[str]:
+    """The fields of ``dataclass_types`` that hold lists."""
+    names = set()
+    for cls in dataclass_types:
+        for name, annotation in typing.get_type_hints(cls).items():
+            if typing.get_origin(annotation) is list:
+                names.add(name)
+    return names
+
+
+def yaml_values_as_flags(path: str | Path, values: dict[str, Any], lists: set[str]) -> list[str]:
+    """``values`` from a YAML as the command-line flags that set them (a mapping as JSON, a list as several
+    values, ``true`` / ``false`` as written), so that the parser checks them as it checks flags; nulls are
+    left to the caller.
+
+    Raises:
+        ValueError: a list field is given a single value, or a scalar field a list.
+    """
+    flags = []
+    for name, value in values.items():
+        if value is None:
+            continue
+        if (name in lists) != isinstance(value, list):
+            expected = f"a list ({name}: [{value}])" if name in lists else "a single value"
+            raise ValueError(f"{name} in {path} must be {expected}, got {value!r}.")
+        if isinstance(value, list):
+            flags += [f"--{name}", *(json.dumps(item) if isinstance(item, (dict, list)) else str(item) for item in value)]
+        else:
+            flags += [f"--{name}", json.dumps(value) if isinstance(value, dict) else str(value)]
+    return flags
 
 
 def require_positive(**values: int | None) -> None:

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-import yaml
 
 from ..zoo import ZOO, get_entry
+from .arguments import load_yaml_config
 
 CHECKOUT = Path(__file__).resolve().parents[2]
 #: The recipe script that trains on each data set (the ``dataset`` setting of a YAML config).
@@ -41,8 +41,7 @@ def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
         return [str(_find(recipe)), *flags]
     if recipe.endswith((".yaml", ".yml")):
         config = _find(recipe)
-        values = yaml.safe_load(config.read_text()) or {}
-        values = values if isinstance(values, dict) else {}
+        values = load_yaml_config(config)
         model_name = _flag_value(flags, "--model_name") or values.get("model_name")
         if model_name in MODEL_RECIPE_SCRIPTS:
             return [str(_find(f"recipes/{MODEL_RECIPE_SCRIPTS[model_name]}")), str(config), *flags]

@@ -7,7 +7,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +26,14 @@ from .arguments import require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
     TrainingState,
+    check_resume_settings,
     checkpoint_name,
+    discard_replaced_run,
+    load_checkpoint_state,
     prune_checkpoints,
     replace_folder,
     resolve_checkpoint,
+    run_settings,
     write_json_atomic,
 )
 from .data import TensorDataset, make_dataloader, materialize, nest_task_labels
@@ -193,13 +197,19 @@ def predict(
     return logits, labels
 
 
-def evaluate(model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator, show_progress: bool = False
+) -> dict[str, float]:
     """Loss and metrics of every task over a labelled dataloader (identical on every process); dense
-    tasks are scored batch by batch (see `moezoo.training.metrics.MultiTaskMetrics`)."""
+    tasks are scored batch by batch (see `moezoo.training.metrics.MultiTaskMetrics`). ``show_progress``
+    shows a bar of the batches (on the main process)."""
     unwrapped = accelerator.unwrap_model(model)
     metrics = MultiTaskMetrics(unwrapped.task_specs, unwrapped.dense_tasks)
     seen = False
-    for logits, labels in _gathered_batches(model, dataloader, accelerator):
+    batches = _gathered_batches(model, dataloader, accelerator)
+    if show_progress:
+        batches = tqdm(batches, total=len(dataloader), desc="evaluating", disable=not accelerator.is_local_main_process)
+    for logits, labels in batches:
         if labels is None:
             raise ValueError("evaluate needs a dataset with labels: a 'labels' column, or 'labels.{task}' columns.")
         metrics.update(logits, labels)
@@ -229,6 +239,7 @@ def train(
     config: TrainingConfig,
     accelerator: Accelerator,
     processor: Any | None = None,
+    arguments: Mapping[str, Any] | None = None,
 ) -> TrainingResult:
     """Train with AdamW, evaluate every ``eval_every_epochs`` epochs, and keep the best model by
     ``config.metric_for_best_model`` in ``{output_dir}/best`` (with ``processor`` saved beside it).
@@ -239,8 +250,15 @@ def train(
     per-batch value checks. The history is written after every epoch; with ``checkpointing_steps`` the
     full state is saved under ``{output_dir}/checkpoints``, and ``resume_from_checkpoint`` continues
     from one so that the result is the same as an uninterrupted run's.
+
+    Every checkpoint records what decides the result (``arguments``, the recipe's settings, which default to
+    ``config``'s; the model's config; the processor's settings; the process count: `run_settings`); a resume
+    that changes any of them is refused, naming each difference, and a damaged checkpoint file is named.
     """
     output_dir = Path(config.output_dir)
+    settings = run_settings(
+        arguments if arguments is not None else config_to_dict(config), model.config, processor, accelerator.num_processes
+    )
     if eval_dataset is not None:
         check_metric_name(model, config.metric_for_best_model)
     drop_last = config.dataloader_drop_last
@@ -280,11 +298,13 @@ def train(
         )
     )
 
-    state = TrainingState()
+    state = TrainingState(settings=settings)
     if config.resume_from_checkpoint is not None:
         checkpoint = resolve_checkpoint(output_dir, config.resume_from_checkpoint)
-        accelerator.load_state(str(checkpoint))
         state = TrainingState.load(checkpoint)
+        check_resume_settings(checkpoint, state.settings, settings)
+        load_checkpoint_state(lambda: accelerator.load_state(str(checkpoint)), checkpoint)
+        state.settings = settings
         accelerator.print(f"Resuming from {checkpoint} (step {state.global_step}, epoch {state.epoch + 1}).")
     checkpoint_every = config.checkpoint_every_steps()
 
@@ -297,14 +317,15 @@ def train(
     )
     best_checkpoint = output_dir / "best" if state.best_epoch is not None else None
     with _value_checks_skipped_for(model, train_loader, accelerator):
-        while state.global_step < total_steps:
+        # A checkpoint saved at the last step, before its epoch's end, resumes into that epoch's end alone.
+        while state.global_step < total_steps or state.step_in_epoch > 0:
             model.train()
             train_loader.set_epoch(state.epoch)
             batches = (
                 accelerator.skip_first_batches(train_loader, state.step_in_epoch) if state.step_in_epoch else train_loader
             )
             running_loss = torch.tensor(state.epoch_loss_sum, device=accelerator.device)
-            for batch in batches:
+            for batch in batches if state.global_step < total_steps else ():
                 outputs = model(**batch)
                 accelerator.backward(outputs.loss)
                 if config.max_grad_norm is not None:
@@ -381,6 +402,7 @@ def save_training_checkpoint(accelerator: Accelerator, state: TrainingState, out
             shutil.rmtree(target)
         os.replace(temporary, target)
         prune_checkpoints(output_dir, keep)
+        discard_replaced_run(output_dir)
     accelerator.wait_for_everyone()
     return target
 
@@ -399,6 +421,7 @@ def save_checkpoint(
                 processor.save_pretrained(folder)
 
         replace_folder(Path(directory), write)
+        discard_replaced_run(Path(directory).parent)
     accelerator.wait_for_everyone()
 
 

@@ -57,6 +57,13 @@ class ModelArguments:
             "and drop its tasks the data lacks (otherwise a task mismatch is an error)."
         },
     )
+    allow_config_changes: bool = field(
+        default=False,
+        metadata={
+            "help": "With --model_name_or_path: let --model_config change the checkpoint's model (its number of experts, "
+            "say), keeping its weights where they fit; what is kept, new and dropped is logged (otherwise an error)."
+        },
+    )
     freeze: list[str] = field(
         default_factory=list,
         metadata={"help": "Parts to keep fixed: embeddings, image_encoder, experts, gates, feature_gates, towers, outputs."},
@@ -75,8 +82,9 @@ class ModelArguments:
                 f"Unknown part(s) to freeze {unknown}{closest_names(unknown[0], FREEZABLE_PARTS)}; "
                 f"choose from {sorted(FREEZABLE_PARTS)}."
             )
-        if self.allow_task_changes and self.model_name_or_path is None:
-            raise ValueError("--allow_task_changes applies to a checkpoint: give --model_name_or_path too.")
+        for flag in ("allow_task_changes", "allow_config_changes"):
+            if getattr(self, flag) and self.model_name_or_path is None:
+                raise ValueError(f"--{flag} applies to a checkpoint: give --model_name_or_path too.")
 
     def config_overrides(self) -> dict[str, Any]:
         """``model_config`` parsed into a dict (empty when unset)."""
@@ -97,6 +105,7 @@ def build_model(
     else:
         model = load_for_tasks(
             model_args.model_name_or_path, tasks, model_args.allow_task_changes, config_overrides=overrides,
+            allow_config_changes=model_args.allow_config_changes,
             model_type=model_args.model_name,
         )
     if model_args.freeze:
@@ -180,7 +189,7 @@ def train_and_test(
         results_path.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(results_path, {"completed": False, "arguments": settings})
     started = time.perf_counter()
-    result = train(model, splits["train"], splits["validation"], config, accelerator, processor=processor)
+    result = train(model, splits["train"], splits["validation"], config, accelerator, processor=processor, arguments=settings)
     train_seconds = time.perf_counter() - started
 
     best_model = type(result.model).from_pretrained(result.best_checkpoint).to(accelerator.device)

@@ -117,7 +117,17 @@ def train_command(args: argparse.Namespace) -> int:
     recipe, *flags = args.recipe_flags
     command = launch_command(recipe, flags, args.num_processes)
     environment = {**os.environ, **launch_environment(args.num_processes)}
-    return subprocess.run(command, env=environment).returncode
+    if args.num_processes == 1:
+        return subprocess.run(command, env=environment).returncode
+    from .training.launch_output import run_launcher
+
+    status, cause, log = run_launcher(command, environment)
+    if status != 0:
+        # The cause first and alone; every rank's copy of it and the launcher's report are in the log.
+        print(cause or f"moezoo train: error: the recipe failed on {args.num_processes} processes (exit status {status}).",
+              file=sys.stderr)
+        print(f"(the launcher's full output: {log})", file=sys.stderr)
+    return status
 
 
 def run_reporting_errors(run: Callable[[], object], name: str) -> int:

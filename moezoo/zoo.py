@@ -31,6 +31,7 @@ from moezoo_cli.catalog import (
     zoo_dir,
 )
 
+from .locations import require_folder_or_repo_id
 from .models.modeling_utils import PROCESSOR_FILE, checkpoint_processor_class, processor_auto_class_name
 from .suggestions import closest_names
 
@@ -57,6 +58,7 @@ def resolve(name_or_path: str | os.PathLike) -> str:
 
     Raises:
         KeyError: a name that is none of these (no folder, no entry, no ``/``), with the closest entries.
+        FileNotFoundError: a local path that does not exist (see `moezoo.locations.require_folder_or_repo_id`).
     """
     if Path(name_or_path).is_dir():
         return str(name_or_path)
@@ -69,6 +71,7 @@ def resolve(name_or_path: str | os.PathLike) -> str:
             f"{name!r} is no folder and no zoo entry{closest_names(name, ZOO)}; a Hub repository is named org/name. "
             f"Zoo entries: {sorted(ZOO)}."
         )
+    require_folder_or_repo_id(name)
     return name
 
 

@@ -87,8 +87,10 @@ def test_task_changes_and_other_architectures_need_saying(tmp_path):
         load_for_tasks(tmp_path, [{"name": "a"}, {"name": "b", "kind": "regression"}])
     with pytest.raises(ValueError, match="holds a 'mmoe' model, not a 'ple' one"):
         load_for_tasks(tmp_path, TWO_TASKS, model_type="ple")
-    with pytest.raises(ValueError, match="router.levels.0.experts.layers.0.weight has rows of shape"):
+    with pytest.raises(ValueError, match=r"would change the checkpoint .* \(expert_hidden_sizes \[16\] -> \[4\]\)"):
         load_for_tasks(tmp_path, TWO_TASKS, config_overrides={"expert_hidden_sizes": [4]})
+    with pytest.raises(ValueError, match="router.levels.0.experts.layers.0.weight has rows of shape"):
+        load_for_tasks(tmp_path, TWO_TASKS, config_overrides={"expert_hidden_sizes": [4]}, allow_config_changes=True)
     with pytest.raises(ValueError, match=r"Unknown part to freeze 'expert' \(did you mean 'experts'"):
         freeze(moezoo.create_model("mmoe"), ["expert"])
     with pytest.raises(ValueError, match="has no embeddings to freeze"):
@@ -166,3 +168,12 @@ def test_the_recipe_refuses_flags_a_checkpoint_overrides(tmp_path, data_dir):
         train_tabular([*base, "--model_config", '{"num_shared_experts": 4}'])
     with pytest.raises(ValueError, match="--allow_config_changes applies to a checkpoint: give --model_name_or_path too"):
         train_tabular([*base[:-2], "--allow_config_changes"])
+
+
+def test_freezing_every_part_is_refused_before_training(tmp_path):
+    model = moezoo.create_model("mmoe", tasks=TWO_TASKS, input_size=6)
+    freeze(model, ["experts", "gates", "towers", "outputs"])
+    data = TensorDataset({"inputs_embeds": torch.randn(8, 6), "labels": torch.randint(0, 2, (8, 2)).float()})
+    config = TrainingConfig(output_dir=str(tmp_path), num_train_epochs=1, per_device_train_batch_size=4)
+    with pytest.raises(ValueError, match="Every parameter of the MMoEModel is frozen \\(--freeze\\): nothing would train"):
+        train(model, data, None, config, Accelerator(cpu=True))

@@ -59,3 +59,32 @@ def test_predict_rows_scores_raw_rows(toy_rows, toy_processor, make_toy_model):
     logits = model(**{k: v for k, v in toy_processor(toy_rows).items() if k != "labels"}).logits
     assert list(frame.columns) == ["y1", "y2"] and len(frame) == len(toy_rows)
     np.testing.assert_allclose(frame["y1"].to_numpy(), torch.sigmoid(logits["y1"]).squeeze(1).detach().numpy(), rtol=1e-6)
+
+
+def test_a_missing_value_is_an_error_in_every_column_type(toy_rows, toy_processor):
+    row = {"age": 30.0, "hours": 40.0, "sex": "F", "job": "a"}
+    for column, missing in (("age", float("nan")), ("hours", None), ("sex", None), ("job", float("nan"))):
+        kind = "Numeric" if column in ("age", "hours") else "Categorical"
+        with pytest.raises(ValueError, match=rf"{kind} feature\(s\) \['{column}'\] hold .* in 1 row\(s\) \(first at position\(s\) \[1\]\)"):
+            toy_processor([row, {**row, column: missing}])
+    with pytest.raises(ValueError, match=r"Categorical feature\(s\) \['sex'\] hold missing values"):
+        TabularProcessor.fit(toy_rows.assign(sex=[None] + list(toy_rows.sex[1:])), ["age"], ["sex"])
+
+
+def test_values_far_outside_the_training_range_are_warned_by_feature(toy_processor):
+    mean, std = toy_processor.numeric_mean[0], toy_processor.numeric_std[0]
+    edge = mean + 99 * std  # within the threshold: no word
+    rows = [{"age": edge, "hours": 40.0, "sex": "F", "job": "a"}]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        toy_processor(rows)
+    with pytest.warns(UserWarning) as caught:
+        toy_processor([*rows, {"age": 1e9, "hours": 40.0, "sex": "F", "job": "a"}])
+    messages = [str(warning.message) for warning in caught]
+    assert len(messages) == 1
+    assert messages[0].startswith(
+        "Numeric feature 'age' holds values more than 100 training standard deviations from its training mean in 1 "
+        f"row(s) (first at position 1: 1e+09, {(1e9 - mean) / std:.3g} standard deviations away;"
+    )

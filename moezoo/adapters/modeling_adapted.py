@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModel, PreTrainedModel
 
+from ..locations import require_folder_or_repo_id
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from .alignment import DISTANCES, LoraAlignment
@@ -355,6 +356,7 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
                 f"{'positional arguments ' + repr(args) if args else ''}{' ' if args and unknown else ''}"
                 f"{'unknown keyword(s) ' + repr(unknown) if unknown else ''}."
             )
+        require_folder_or_repo_id(pretrained_model_name_or_path)
         folder = Path(pretrained_model_name_or_path)
         if not folder.is_dir():
             folder = Path(snapshot_download(str(pretrained_model_name_or_path), **kwargs))

@@ -16,6 +16,7 @@ from transformers import GenerationConfig, PreTrainedConfig, PreTrainedModel
 from transformers.utils import FEATURE_EXTRACTOR_NAME, logging
 
 from ..constants import restore_constants
+from ..locations import require_folder_or_repo_id
 from ..outputs import MultiTaskOutput
 from ..suggestions import closest_names
 from ..routing import ExpertBank
@@ -291,6 +292,7 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         tensors is an error rather than a silently re-initialised model."""
         if kwargs.get("use_safetensors") is False:
             raise ValueError("moezoo loads weights from safetensors only; use_safetensors=False is not supported.")
+        require_folder_or_repo_id(pretrained_model_name_or_path)
         kwargs["use_safetensors"] = True
         want_info = kwargs.pop("output_loading_info", False)
         try:

@@ -17,6 +17,9 @@ from .schema import OUT_OF_VOCABULARY_INDEX, CategoricalFeature, FeatureSchema
 
 #: Share of a batch's values of one categorical feature, above which unseen values draw a warning.
 OUT_OF_VOCABULARY_WARNING_RATE = 0.1
+#: Distance from a numeric feature's training mean, in its training standard deviations, beyond which a
+#: value draws a warning (the heaviest tail of Census-Income's training data reaches about 50).
+OUT_OF_RANGE_WARNING_STDS = 100.0
 
 RawRows = pd.DataFrame | Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]
 
@@ -112,6 +115,7 @@ class TabularProcessor(FeatureExtractionMixin):
         if len(frame) == 0:
             raise ValueError("Cannot fit a TabularProcessor on 0 rows: there are no values to learn vocabularies and means from.")
         _require_columns(frame, [*numeric_features, *categorical_features], "fit the processor")
+        _require_categories(frame, categorical_features)
         numeric = _numeric_matrix(frame, numeric_features)
         std = numeric.std(axis=0)
         vocabularies = {
@@ -152,8 +156,10 @@ class TabularProcessor(FeatureExtractionMixin):
         """
         frame = rows_to_frame(rows)
         _require_columns(frame, [*self.numeric_features, *self.categorical_features], "encode these rows")
-        numeric = _numeric_matrix(frame, self.numeric_features)
-        numeric = (numeric - np.asarray(self.numeric_mean)) / np.asarray(self.numeric_std)
+        _require_categories(frame, self.categorical_features)
+        raw_numeric = _numeric_matrix(frame, self.numeric_features)
+        numeric = (raw_numeric - np.asarray(self.numeric_mean)) / np.asarray(self.numeric_std)
+        self._warn_out_of_range(raw_numeric, numeric)
         categorical = np.stack(
             [self._encode_categorical(frame[name], name) for name in self.categorical_features], axis=1
         ) if self.categorical_features else np.zeros((len(frame), 0), dtype=np.int64)
@@ -188,6 +194,23 @@ class TabularProcessor(FeatureExtractionMixin):
                     "beside the model it was fitted for, or save the model first."
                 )
         return super().save_pretrained(save_directory, *args, **kwargs)
+
+    def _warn_out_of_range(self, raw: np.ndarray, standardised: np.ndarray) -> None:
+        """Warn, by feature, about values further than `OUT_OF_RANGE_WARNING_STDS` training standard
+        deviations from the training mean: the model never saw them, and its outputs there saturate."""
+        far = np.abs(standardised) > OUT_OF_RANGE_WARNING_STDS
+        for index in np.flatnonzero(far.any(axis=0)):
+            rows = np.flatnonzero(far[:, index])
+            first = rows[0]
+            warnings.warn(
+                f"Numeric feature {self.numeric_features[index]!r} holds values more than {OUT_OF_RANGE_WARNING_STDS:g} "
+                f"training standard deviations from its training mean in {len(rows)} row(s) (first at position "
+                f"{first}: {raw[first, index]:g}, {abs(standardised[first, index]):.3g} standard deviations away; "
+                f"training mean {self.numeric_mean[index]:.4g}, standard deviation {self.numeric_std[index]:.4g}). The "
+                "model never saw such values and its predictions there saturate: check units and typos.",
+                UserWarning,
+                stacklevel=3,
+            )
 
     def _encode_categorical(self, column: pd.Series, name: str) -> np.ndarray:
         codes = pd.Index(self.vocabularies[name]).get_indexer(column.astype(str)).astype(np.int64)
@@ -235,15 +258,26 @@ def _require_columns(frame: pd.DataFrame, columns: Sequence[str], purpose: str) 
 
 def _numeric_matrix(frame: pd.DataFrame, columns: Sequence[str]) -> np.ndarray:
     matrix = _float_columns(frame, columns, "Numeric feature", np.float64)
-    bad = ~np.isfinite(matrix)
+    _refuse_bad_values(~np.isfinite(matrix), columns, "Numeric feature(s)", "NaN or inf")
+    return matrix
+
+
+def _require_categories(frame: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A missing value (NaN, None) in a categorical column is an error, as in a numeric one: read as text it
+    would become the category 'nan', or an unknown one, without a word."""
+    if columns:
+        _refuse_bad_values(frame[list(columns)].isna().to_numpy(), columns, "Categorical feature(s)", "missing values (NaN or None)")
+
+
+def _refuse_bad_values(bad: np.ndarray, columns: Sequence[str], what: str, values: str) -> None:
+    """A `ValueError` naming the columns and the first rows where ``bad`` (rows x columns) holds."""
     if bad.any():
         columns_with_bad = [columns[i] for i in np.flatnonzero(bad.any(axis=0))]
         rows = np.flatnonzero(bad.any(axis=1))
         raise ValueError(
-            f"Numeric feature(s) {columns_with_bad} hold NaN or inf in {len(rows)} row(s) (first at position(s) "
+            f"{what} {columns_with_bad} hold {values} in {len(rows)} row(s) (first at position(s) "
             f"{rows[:5].tolist()}); clean or impute them before encoding."
         )
-    return matrix
 
 
 def _float_columns(frame: pd.DataFrame, columns: Sequence[str], what: str, dtype: type) -> np.ndarray:

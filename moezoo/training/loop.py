@@ -274,8 +274,13 @@ def train(
         if eval_dataset is not None
         else None
     )
+    trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
+    if not trainable:
+        raise ValueError(
+            f"Every parameter of the {type(model).__name__} is frozen (--freeze): nothing would train. Freeze fewer parts."
+        )
     optimizer = torch.optim.AdamW(
-        [parameter for parameter in model.parameters() if parameter.requires_grad],
+        trainable,
         lr=config.learning_rate, weight_decay=config.weight_decay,
     )
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)

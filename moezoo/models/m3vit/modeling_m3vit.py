@@ -24,6 +24,7 @@ from transformers.models.vit import ViTImageProcessorPil
 from transformers.models.vit.modeling_vit import ViTAttention, ViTEmbeddings, ViTMLP
 
 from ...constants import restore_constants
+from ...locations import require_folder_or_repo_id
 from ...outputs import MultiTaskOutput
 from ...routing import BatchedLinear, LinearGate, SparseMoE, TopKRouting
 from ...tasks import (
@@ -502,10 +503,12 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         """
         if isinstance(vit, (ViTModel, M3ViTModel)):
             dense = vit
-        elif AutoConfig.from_pretrained(vit).model_type == M3ViTConfig.model_type:
-            dense = cls.from_pretrained(vit)
         else:
-            dense = ViTModel.from_pretrained(vit, add_pooling_layer=False)
+            require_folder_or_repo_id(vit, "dense ViT")
+            if AutoConfig.from_pretrained(vit).model_type == M3ViTConfig.model_type:
+                dense = cls.from_pretrained(vit)
+            else:
+                dense = ViTModel.from_pretrained(vit, add_pooling_layer=False)
         if isinstance(dense, M3ViTModel) and dense.config.moe_layers:
             raise ValueError(
                 f"from_dense upcycles a dense ViT; this M3ViT already has MoE layers {dense.config.moe_layers}."

@@ -1,7 +1,11 @@
 import os
+import tempfile
 
-# No test touches the network: huggingface_hub reads this when it is first imported.
+# No test touches the network: huggingface_hub reads this when it is first imported, and moezoo's data
+# loaders download nothing under it.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# Data sets downloaded by a test (from a loopback server) go to a cache of the session's own.
+os.environ["MOEZOO_CACHE"] = tempfile.mkdtemp(prefix="moezoo-test-cache-")
 
 import numpy as np
 import pandas as pd

@@ -1,6 +1,7 @@
 import pytest
 
-from moezoo.data import census_feature_columns, load_census_income, resolve_dataset_dir
+from moezoo.data import census_feature_columns, load_census_income, locate_dataset
+from moezoo.data.census_income import CENSUS_SOURCE
 
 
 @pytest.fixture(scope="module")
@@ -42,5 +43,5 @@ def test_unknown_task_is_named(data_dir):
 
 
 def test_resolve_accepts_the_dataset_folder_itself(data_dir):
-    folder = resolve_dataset_dir(data_dir / "census-income", "census-income", ["census-income.data.gz"], "x")
+    folder = locate_dataset(CENSUS_SOURCE, data_dir / "census-income", download=False)
     assert folder == data_dir / "census-income"

@@ -20,10 +20,28 @@ import numpy as np
 import pandas as pd
 from datasets import Dataset, DatasetDict
 
-from .paths import resolve_dataset_dir
+from .sources import DataSource, SourceFile, locate_dataset
 
-CENSUS_SOURCE = "https://archive.ics.uci.edu/dataset/117/census+income+kdd"
 CENSUS_FILES = {"train": "census-income.data.gz", "test": "census-income.test.gz"}
+_KERAS_MMOE = "https://raw.githubusercontent.com/drawbridge/keras-mmoe/5532ffb3ed6bccf4a0eae9d189fa0d661357425f/data"
+#: The files and their checksums as ../shared/data/census-income/PROVENANCE.md records them. The training
+#: file there was gzipped anew, so a download is also accepted by its text (the CSV every copy shares).
+CENSUS_SOURCE = DataSource(
+    folder="census-income",
+    files=(
+        SourceFile(
+            CENSUS_FILES["train"], "d8fb4a6fe0add3e49462c17d2ed260a487b28ec720752024aeb8b54eada29a68",
+            (f"{_KERAS_MMOE}/{CENSUS_FILES['train']}",),
+            text_sha256="3676a81db7d3528f3f8b9f3c699d0f0aa28db45e6e994fa0b8ed38327539ee86",
+        ),
+        SourceFile(
+            CENSUS_FILES["test"], "5ac4cacd3ca9f1ecb10de1a0a41e4ac68fdc419e3fec190f5c0c6cc03b2ea659",
+            (f"{_KERAS_MMOE}/{CENSUS_FILES['test']}",),
+            text_sha256="98402b1ab879573d0a7f38a699a40258080e25e33d3401e7bf9c96d3fa0fab8c",
+        ),
+    ),
+    homepage="https://archive.ics.uci.edu/dataset/117/census+income+kdd",
+)
 
 CENSUS_COLUMNS = [
     "age", "class_worker", "det_ind_code", "det_occ_code", "education", "wage_per_hour", "hs_college",
@@ -95,7 +113,8 @@ def load_census_income(
     """Census-Income on the MMoE paper's protocol.
 
     Args:
-        data_dir: Folder holding ``census-income/`` (default: ``../shared/data`` when present).
+        data_dir: Folder holding ``census-income/`` (default: ``../shared/data`` when present; without a local
+            copy the files are downloaded and checked, see `moezoo.data.sources`).
         tasks: Task group 1 or 2, or task names from ``income``, ``marital``, ``education``.
         seed: Seed of the 1:1 validation / test split of the test rows.
 
@@ -104,7 +123,7 @@ def load_census_income(
         categorical as strings) and one 0/1 integer column per task.
     """
     task_names = census_task_columns(tasks)
-    folder = resolve_dataset_dir(data_dir, "census-income", list(CENSUS_FILES.values()), CENSUS_SOURCE)
+    folder = locate_dataset(CENSUS_SOURCE, data_dir)
     numeric, categorical = census_feature_columns(task_names)
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:

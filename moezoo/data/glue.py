@@ -21,9 +21,9 @@ import pandas as pd
 import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
-from .paths import default_data_dir, resolve_dataset_dir
+from .paths import default_data_dir
+from .sources import DataSource, SourceFile, locate_dataset
 
-GLUE_SOURCE = "https://gluebenchmark.com/tasks (GLUE's download_glue_data.py writes glue_data/<TASK>/{train,dev}.tsv)"
 
 
 @dataclass(frozen=True)
@@ -65,6 +65,27 @@ GLUE_TASKS = {
 #: The metric GLUE reports for each task (its mean over the tasks is the GLUE score).
 GLUE_METRICS = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
 GLUE_FILES = ("train.tsv", "dev.tsv")
+#: Each task's train and dev files with their checksums, as ../shared/data/glue/PROVENANCE.md records them. They
+#: have no download address here: GLUE's own archives hold other bytes; its tasks are on the Hub as nyu-mll/glue.
+GLUE_SOURCES = {
+    name: DataSource(
+        folder=GLUE_TASKS[name].folder,
+        files=(SourceFile("train.tsv", train), SourceFile("dev.tsv", dev)),
+        homepage="https://gluebenchmark.com/tasks (GLUE's download_glue_data.py writes glue_data/<TASK>/{train,dev}.tsv)",
+    )
+    for name, train, dev in (
+        ("cola", "cb368ebeb9f27d7ad03720d27ddc95687a311bdb100781a2fe59a5f5b1bc0624",
+         "8c013e21dc39957cac37378d87bebe225b694a0d5fe13eded66c2856628833fd"),
+        ("sst2", "48eac26399f8456935f81dd9e3a745c1430adb6c62e233ccfe22db4a0d15d1d1",
+         "54a9c12c77e402fc14d6a66a506f24d999f596b0176eb777c972cccc2f9cc4b0"),
+        ("mrpc", "122becc469405bc16f9defcb8715d2a4b7ce600e9d9381e6dc42bfdd1494c51d",
+         "81c8a1a9e1dfe461dd2c1a4f98f43fe18bece44d2bf9e3d0b245b88e5aa5eaf7"),
+        ("rte", "41e3a9b063433392343fad9e962cf2f58b681c78d8f71592f4186f0837246c5c",
+         "80230dfa1347282e7b532b06a1004a76a710087541189bf874223ddf0e3819fb"),
+        ("stsb", "41c4d978b6162abdcada7e49a982211954cca5459c228db478af333124b257a2",
+         "fe7dc0632a5033562f3cadff991f6e8d9b9b6311861660e78c3c82eb7db67f59"),
+    )
+}
 
 
 def glue_task_specs(tasks: Sequence[str] = tuple(GLUE_TASKS)) -> list[dict]:
@@ -137,7 +158,7 @@ def load_glue(
     parts: dict[str, list[Dataset]] = {"train": [], "validation": [], "test": []}
     for task_id, name in enumerate(tasks):
         task = GLUE_TASKS[name]
-        folder = resolve_dataset_dir(glue_root, task.folder, list(GLUE_FILES), GLUE_SOURCE)
+        folder = locate_dataset(GLUE_SOURCES[name], glue_root)
         train = read_glue_file(folder / "train.tsv", task)
         order = rng.permutation(len(train))
         held_out = int(round(validation_fraction * len(train)))

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from datasets import Dataset, DatasetDict
 
-from .paths import resolve_dataset_dir
+from .sources import DataSource, SourceFile, locate_dataset
 
 CANVAS_SIZE = 36
 ITEM_SIZE = 28
@@ -42,9 +42,38 @@ IDX_FILES = {
     "test_images": "t10k-images-idx3-ubyte.gz",
     "test_labels": "t10k-labels-idx1-ubyte.gz",
 }
+#: The official files' checksums, as ../shared/data/{mnist,fashion-mnist}/PROVENANCE.md record them.
+_CHECKSUMS = {
+    "mnist": (
+        "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+        "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+        "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+        "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+    ),
+    "fashion-mnist": (
+        "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+        "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+        "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+        "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+    ),
+}
+#: Where the official files are served (torchvision's mirror of MNIST first: yann.lecun.com often refuses).
+_MIRRORS = {
+    "mnist": ("https://ossci-datasets.s3.amazonaws.com/mnist", "http://yann.lecun.com/exdb/mnist"),
+    "fashion-mnist": ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com",),
+}
 SOURCES = {
-    "mnist": "http://yann.lecun.com/exdb/mnist/",
-    "fashion-mnist": "https://github.com/zalandoresearch/fashion-mnist",
+    name: DataSource(
+        folder=name,
+        files=tuple(
+            SourceFile(file, digest, tuple(f"{mirror}/{file}" for mirror in _MIRRORS[name]))
+            for file, digest in zip(IDX_FILES.values(), _CHECKSUMS[name])
+        ),
+        homepage=homepage,
+    )
+    for name, homepage in (
+        ("mnist", "http://yann.lecun.com/exdb/mnist/"), ("fashion-mnist", "https://github.com/zalandoresearch/fashion-mnist"),
+    )
 }
 
 
@@ -141,7 +170,7 @@ def load_multi_mnist(
     """
     if dataset not in SOURCES:
         raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)}.")
-    folder = resolve_dataset_dir(data_dir, dataset, list(IDX_FILES.values()), SOURCES[dataset])
+    folder = locate_dataset(SOURCES[dataset], data_dir)
     arrays = {name: read_idx(Path(folder) / file) for name, file in IDX_FILES.items()}
     num_train = len(arrays["train_images"])
     if not 0 < validation_size < num_train:

@@ -50,7 +50,8 @@ def evaluate_command(args: argparse.Namespace) -> None:
 
     from .hub.folder import find_results
     from .training import TensorDataset, evaluate, prepare_eval_loader
-    from .training.splits import run_eval_batch_size, run_split
+    from .training.datasets import run_split
+    from .training.splits import run_eval_batch_size
 
     folder = zoo.local_folder(args.model)
     model = zoo.from_pretrained(folder)

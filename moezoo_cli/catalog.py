@@ -28,7 +28,7 @@ class ZooEntry:
         hub_id: Its Hub repository.
         architecture: A name from `moezoo.list_models`, or an adapter method of `moezoo.adapters.ADAPTER_METHODS`
             (its config's ``architecture_name``).
-        dataset: The data set it was trained on.
+        dataset: The data set it was trained on (a name of `moezoo.training.datasets.DATASETS`).
         recipe: The recipe script that trains it.
         config: The recipe's YAML.
         arguments: Flags after the YAML.
@@ -69,16 +69,16 @@ ZOO: dict[str, ZooEntry] = {
         ),
         _census_entry("home-census-income", "home", "recipes/configs/census_income_home.yaml"),
         ZooEntry(
-            "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "multi_mnist",
+            "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
         ),
         ZooEntry(
-            "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "multi_fashion_mnist",
+            "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "fashion-mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
             ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
         ),
         ZooEntry(
-            "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "multi_mnist",
+            "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "mnist",
             "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml",
         ),
         *(

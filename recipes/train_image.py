@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from moezoo.cli import run_reporting_errors
 from moezoo.data import MULTI_MNIST_TASKS, load_multi_mnist
+from moezoo.training.datasets import dataset_names
 from moezoo.training import (
     ModelArguments,
     RecipeResult,
@@ -36,7 +37,7 @@ from moezoo.training import (
 class DataArguments:
     dataset: str = field(
         default="mnist",
-        metadata={"help": "mnist (MultiMNIST) or fashion-mnist (MultiFashion-MNIST).", "choices": ["mnist", "fashion-mnist"]},
+        metadata={"help": "mnist (MultiMNIST) or fashion-mnist (MultiFashion-MNIST).", "choices": dataset_names("train_image.py")},
     )
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set (default: ../shared/data)."})
     validation_size: int = field(default=10_000, metadata={"help": "Training images held out for validation."})

@@ -19,6 +19,7 @@ from datasets import DatasetDict
 import moezoo
 from moezoo.cli import run_reporting_errors
 from moezoo.data import census_feature_columns, census_task_columns, load_census_income
+from moezoo.training.datasets import dataset_names
 from moezoo.training import (
     ModelArguments,
     RecipeResult,
@@ -35,7 +36,7 @@ from moezoo.training import (
 
 @dataclass
 class DataArguments:
-    dataset: str = field(default="census_income", metadata={"help": "Data set to train on.", "choices": ["census_income"]})
+    dataset: str = field(default="census_income", metadata={"help": "Data set to train on.", "choices": dataset_names("train_tabular.py")})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set (default: ../shared/data)."})
     tasks: list[str] = field(default_factory=lambda: ["income", "marital"], metadata={"help": "Tasks to learn."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})

@@ -191,7 +191,7 @@ def test_train_errors_name_the_problem(capfd, tmp_path):
     config = tmp_path / "other.yaml"
     config.write_text("dataset: cifar\n")
     code, _, err = run(capfd, "train", str(config))
-    assert code == 1 and "names data set 'cifar'; the recipes train on ['census_income', 'fashion-mnist', 'mnist']" in err
+    assert code == 1 and "names data set 'cifar'; the recipes train on ['census_income', 'fashion-mnist', 'glue', 'mnist']" in err
     # The recipe's own mistakes come back the same way, from its process.
     code = main(["train", "recipes/configs/census_income_mmoe.yaml", "--num_train_epoch", "3"])
     err = capfd.readouterr().err

@@ -1,4 +1,5 @@
-"""What model cards say about the data sets moezoo's recipes train on."""
+"""What model cards say about the data sets moezoo's recipes train on (the registry,
+`moezoo.training.datasets`, names each data set's description)."""
 
 from __future__ import annotations
 
@@ -8,34 +9,31 @@ from typing import Any
 from ..data.glue import GLUE_TASKS
 from .cards import DatasetDescription
 
-MULTI_MNIST_DESCRIPTION = (
+_MULTI_MNIST_SPLITS = (
     "36x36 canvases of two overlapping 28x28 items, top-left and bottom-right (moezoo.data.load_multi_mnist): "
     "50,000 training and 10,000 validation canvases from the training images, 10,000 test canvases from the test "
     "images. Tasks: the class of each item."
 )
 
-#: By the ``dataset`` setting of the recipe that trained a model.
-RECIPE_DATASETS = {
-    "census_income": DatasetDescription(
-        name="Census-Income (KDD)",
-        slug="census-income-kdd",
-        task_type="tabular-classification",
-        description=(
-            "UCI's Census-Income (KDD) survey extract on the MMoE paper's protocol: 199,523 training rows; the "
-            "99,762 test rows split 1:1 into validation and test with a fixed seed. Tasks: income above 50K, "
-            "never married, college degree; the columns they are read from are not inputs."
-        ),
-        license="cc-by-4.0",
+CENSUS_INCOME_DESCRIPTION = DatasetDescription(
+    name="Census-Income (KDD)",
+    slug="census-income-kdd",
+    task_type="tabular-classification",
+    description=(
+        "UCI's Census-Income (KDD) survey extract on the MMoE paper's protocol: 199,523 training rows; the "
+        "99,762 test rows split 1:1 into validation and test with a fixed seed. Tasks: income above 50K, "
+        "never married, college degree; the columns they are read from are not inputs."
     ),
-    "mnist": DatasetDescription(
-        name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=MULTI_MNIST_DESCRIPTION,
-        license="cc-by-sa-3.0", modality="image",
-    ),
-    "fashion-mnist": DatasetDescription(
-        name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
-        description=MULTI_MNIST_DESCRIPTION, license="mit", modality="image",
-    ),
-}
+    license="cc-by-4.0",
+)
+MULTI_MNIST_DESCRIPTION = DatasetDescription(
+    name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=_MULTI_MNIST_SPLITS,
+    license="cc-by-sa-3.0", modality="image",
+)
+MULTI_FASHION_MNIST_DESCRIPTION = DatasetDescription(
+    name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
+    description=_MULTI_MNIST_SPLITS, license="mit", modality="image",
+)
 
 
 def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
@@ -65,13 +63,3 @@ def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
             "GLUE's dev set, whole: the validation split of nyu-mll/glue on the Hub (GLUE's test labels are not public)."
         ),
     )
-
-
-def describe_dataset(arguments: Mapping[str, Any]) -> DatasetDescription:
-    """The description of the data set named by a run's settings (``results.json``'s ``arguments``)."""
-    name = arguments.get("dataset")
-    if name == "glue":
-        return describe_glue(arguments)
-    if name not in RECIPE_DATASETS:
-        raise ValueError(f"The run's settings name data set {name!r}; cards know {sorted([*RECIPE_DATASETS, 'glue'])}.")
-    return RECIPE_DATASETS[name]

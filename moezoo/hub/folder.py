@@ -13,7 +13,8 @@ from transformers import AutoModel
 from ..adapters.modeling_adapted import AdaptedTransformerModel
 from ..models.modeling_utils import checkpoint_processor_class
 from ..training.data import nest_task_labels
-from ..training.splits import run_eval_batch_size, run_split
+from ..training.datasets import describe_dataset, run_split
+from ..training.splits import run_eval_batch_size
 from .cards import (
     ADAPTER_MIXING_CAPTION,
     EXPERT_USAGE_CAPTION,
@@ -22,7 +23,6 @@ from .cards import (
     build_model_card,
     task_parameter_counts,
 )
-from .datasets import describe_dataset
 from .figures import (
     measure_adapter_mixing,
     measure_expert_usage,

@@ -17,11 +17,13 @@ from .loop import (
 from .metrics import is_better, metric_names, multitask_metrics, task_metrics
 from .mixing import TaskMixingSampler, concatenate_tasks, task_sampling_probabilities
 from .recipe import ModelArguments, RecipeResult, build_model, start_run, subsample_splits, train_and_test
-from .splits import run_split
+from .datasets import DATASETS, RegisteredDataset, get_dataset, run_split
 
 __all__ = [
+    "DATASETS",
     "ModelArguments",
     "RecipeResult",
+    "RegisteredDataset",
     "TaskMixingSampler",
     "TensorDataset",
     "TrainingConfig",
@@ -31,6 +33,7 @@ __all__ = [
     "build_model",
     "config_to_dict",
     "evaluate",
+    "get_dataset",
     "is_better",
     "list_checkpoints",
     "make_dataloader",

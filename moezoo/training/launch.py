@@ -11,10 +11,9 @@ import torch
 
 from ..zoo import ZOO, get_entry
 from .arguments import load_yaml_config
+from .datasets import DATASETS
 
 CHECKOUT = Path(__file__).resolve().parents[2]
-#: The recipe script that trains on each data set (the ``dataset`` setting of a YAML config).
-RECIPE_SCRIPTS = {"census_income": "train_tabular.py", "mnist": "train_image.py", "fashion-mnist": "train_image.py"}
 #: Architectures with a recipe of their own, whatever the data set.
 MODEL_RECIPE_SCRIPTS = {"m3vit": "train_vit.py"}
 #: The recipe of a config that adapts a pretrained transformer (one that sets ``adapter_method``).
@@ -48,12 +47,12 @@ def recipe_arguments(recipe: str, flags: Sequence[str] = ()) -> list[str]:
         if "adapter_method" in values or _flag_value(flags, "--adapter_method"):
             return [str(_find(f"recipes/{ADAPTER_RECIPE_SCRIPT}")), str(config), *flags]
         dataset = _flag_value(flags, "--dataset") or values.get("dataset")
-        if dataset not in RECIPE_SCRIPTS:
+        if dataset not in DATASETS:
             raise ValueError(
-                f"{config} names data set {dataset!r}; the recipes train on {sorted(RECIPE_SCRIPTS)}. "
+                f"{config} names data set {dataset!r}; the recipes train on {sorted(DATASETS)}. "
                 "Name the recipe script instead: moezoo train recipes/<script>.py <config>.yaml"
             )
-        return [str(_find(f"recipes/{RECIPE_SCRIPTS[dataset]}")), str(config), *flags]
+        return [str(_find(f"recipes/{DATASETS[dataset].recipes[0]}")), str(config), *flags]
     if recipe in ZOO or not Path(recipe).exists():
         entry = get_entry(recipe)
         return [str(_find(entry.recipe)), str(_find(entry.config)), *entry.arguments, *flags]

@@ -1,4 +1,5 @@
-"""The data a recipe run was trained and scored on, rebuilt from the settings in its ``results.json``."""
+"""The data a recipe run was trained and scored on, rebuilt from the settings in its ``results.json``: one
+builder per data set, which the registry (`moezoo.training.datasets`) names."""
 
 from __future__ import annotations
 
@@ -28,43 +29,31 @@ def run_eval_batch_size(arguments: Mapping[str, Any]) -> int:
     return int(arguments.get("per_device_eval_batch_size") or DEFAULT_EVAL_BATCH)
 
 
-def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str = "test") -> dict[str, torch.Tensor]:
-    """Split ``split`` of the data a run used, encoded as its recipe encoded it: the model's input
-    columns and ``labels``, as tensors.
+def multi_mnist_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str) -> dict[str, torch.Tensor]:
+    """A MultiMNIST / MultiFashion-MNIST run's split (see `moezoo.training.datasets.run_split`): the canvases
+    and item classes, or, for an M3ViT run, the canvases through its image processor with the dense labels."""
+    vision_transformer = arguments.get("model_name") == "m3vit"
+    splits = load_multi_mnist(
+        arguments.get("data_dir"), dataset=arguments["dataset"], validation_size=arguments["validation_size"],
+        seed=arguments["data_seed"], dense_labels=vision_transformer,
+    )
+    splits = _subsets(splits, arguments)
+    if vision_transformer:
+        return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
+    return materialize(splits[split]).columns
 
-    Args:
-        arguments: The run's settings (``results.json``'s ``arguments``): its data set, tasks, seeds,
-            data folder and subsets (``max_train_samples``, ``max_eval_samples``; per task for GLUE).
-        checkpoint: The run's checkpoint folder; a run's processor (tabular, image) or tokenizer (GLUE) is read
-            from there.
-        split: ``train``, ``validation`` or ``test``.
 
-    Raises:
-        ValueError: an unknown split, or settings of a data set no recipe reads.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; choose one of {SPLITS}.")
-    dataset = arguments.get("dataset")
-    if dataset in ("mnist", "fashion-mnist"):
-        vision_transformer = arguments.get("model_name") == "m3vit"
-        splits = load_multi_mnist(
-            arguments.get("data_dir"), dataset=dataset, validation_size=arguments["validation_size"],
-            seed=arguments["data_seed"], dense_labels=vision_transformer,
-        )
-        splits = _subsets(splits, arguments)
-        if vision_transformer:
-            return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
-        return materialize(splits[split]).columns
-    if dataset == "glue":
-        # The run's tokenizer is saved beside its checkpoint.
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        return load_encoded_glue(tokenizer, **glue_data_settings(arguments), splits=(split,))[split]
-    if dataset == "census_income":
-        raw = _subsets(load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"]), arguments)
-        processor = TabularProcessor.from_pretrained(checkpoint)
-        encoded = processor(raw[split].to_pandas(), require_labels=True)
-        return dict(encoded)
-    raise ValueError(f"The run's settings name data set {dataset!r}, which no moezoo recipe reads.")
+def glue_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str) -> dict[str, torch.Tensor]:
+    """A GLUE run's split, tokenized by the tokenizer saved beside its checkpoint."""
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    return load_encoded_glue(tokenizer, **glue_data_settings(arguments), splits=(split,))[split]
+
+
+def census_income_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str) -> dict[str, torch.Tensor]:
+    """A Census-Income run's split, encoded by the processor saved beside its checkpoint."""
+    raw = _subsets(load_census_income(arguments.get("data_dir"), tasks=arguments["tasks"], seed=arguments["seed"]), arguments)
+    processor = TabularProcessor.from_pretrained(checkpoint)
+    return dict(processor(raw[split].to_pandas(), require_labels=True))
 
 
 def _subsets(splits: DatasetDict, arguments: Mapping[str, Any]) -> DatasetDict:

@@ -23,13 +23,16 @@ import re
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from huggingface_hub import ModelCard
 
 #: Files the Hub stores through LFS rather than in git (as its default .gitattributes does).
-LFS_SUFFIXES = (".safetensors", ".bin", ".png", ".jpg", ".pt", ".h5", ".msgpack")
+LFS_SUFFIXES = (".safetensors", ".bin", ".png", ".jpg", ".pt", ".h5", ".msgpack", ".parquet")
 REPO_ID = r"(?P<repo>[\w.-]+/[\w.-]+)"
+#: The repository type in API routes, and its prefix in file routes (model repositories have none).
+KIND = r"(?P<kind>models|datasets)"
+PREFIX = r"(?P<prefix>datasets/)?"
 #: The token the hub accepts unless another is given.
 TOKEN = "hf_local_test_token"
 
@@ -115,19 +118,23 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
             ("GET", r"/api/agent-harnesses", self._agent_harnesses),
             ("POST", r"/api/validate-yaml", self._validate_yaml),
             ("POST", r"/api/repos/create", self._create_repo),
-            ("POST", rf"/api/models/{REPO_ID}/preupload/(?P<revision>[^/]+)", self._preupload),
-            ("POST", rf"/{REPO_ID}\.git/info/lfs/objects/batch", self._lfs_batch),
+            ("POST", rf"/api/{KIND}/{REPO_ID}/preupload/(?P<revision>[^/]+)", self._preupload),
+            ("POST", rf"/{PREFIX}{REPO_ID}\.git/info/lfs/objects/batch", self._lfs_batch),
             ("PUT", r"/lfs-upload/(?P<oid>[0-9a-f]{64})", self._lfs_upload),
-            ("POST", rf"/api/models/{REPO_ID}/commit/(?P<revision>[^/]+)", self._commit),
-            ("GET", rf"/api/models/{REPO_ID}(?:/revision/(?P<revision>[^/]+))?", self._repo_info),
-            ("GET", rf"/api/models/{REPO_ID}/tree/(?P<revision>[^/]+)(?:/(?P<folder>.+))?", self._repo_tree),
-            ("HEAD", rf"/{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
-            ("GET", rf"/{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
+            ("POST", rf"/api/{KIND}/{REPO_ID}/commit/(?P<revision>[^/]+)", self._commit),
+            ("GET", rf"/api/{KIND}/{REPO_ID}(?:/revision/(?P<revision>[^/]+))?", self._repo_info),
+            ("GET", rf"/api/{KIND}/{REPO_ID}/tree/(?P<revision>[^/]+)(?:/(?P<folder>.+))?", self._repo_tree),
+            ("HEAD", rf"/{PREFIX}{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
+            ("GET", rf"/{PREFIX}{REPO_ID}/resolve/(?P<revision>[^/]+)/(?P<filename>.+)", self._resolve),
         ]
         for route_method, pattern, handle in routes:
             match = re.fullmatch(pattern, path)
             if route_method == method and match:
-                handle(body=body, **{key: value for key, value in match.groupdict().items() if value is not None})
+                groups = {key: value for key, value in match.groupdict().items() if value is not None}
+                kind, prefix = groups.pop("kind", "models"), groups.pop("prefix", "")
+                if "repo" in groups and (kind == "datasets" or prefix):
+                    groups["repo"] = f"datasets/{groups['repo']}"  # dataset repositories are kept apart
+                handle(body=body, **groups)
                 return
         with self.state.lock:
             self.state.unhandled.append(f"{method} {path}")
@@ -185,6 +192,8 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
     def _create_repo(self, body: bytes) -> None:
         request = json.loads(body)
         repo = f"{request['organization']}/{request['name']}" if request.get("organization") else request["name"]
+        if request.get("type") == "dataset":
+            repo = f"datasets/{repo}"
         with self.state.lock:
             self.state.repositories.setdefault(repo, Repository())
         self._send_json({"url": f"{self.endpoint}/{repo}", "name": repo})
@@ -251,23 +260,31 @@ class _HubRequestHandler(BaseHTTPRequestHandler):
         if repository is None:
             return self._not_found("RepoNotFound", f"Repository {repo} not found")
         siblings = [{"rfilename": path, "size": len(content)} for path, content in sorted(repository.files.items())]
-        self._send_json({"id": repo, "modelId": repo, "sha": repository.head, "private": False, "siblings": siblings})
+        name = repo.removeprefix("datasets/")
+        self._send_json({"id": name, "modelId": name, "sha": repository.head, "private": False, "siblings": siblings})
 
     def _repo_tree(self, body: bytes, repo: str, revision: str, folder: str | None = None) -> None:
-        """The file list (of ``folder`` when given; a folder without files does not exist, as on the Hub), in
-        one page: the client asks recursively, and no folder entries are needed here."""
+        """The entries of ``folder`` (the root when not given; a folder without files does not exist, as on the
+        Hub), in one page: its files and sub-folders, or with ``recursive=true`` every file below it."""
         repository = self._repository(repo)
         if repository is None:
             return self._not_found("RepoNotFound", f"Repository {repo} not found")
-        files = {path: content for path, content in repository.files.items() if folder is None or path.startswith(f"{folder}/")}
+        prefix = f"{folder}/" if folder else ""
+        files = {path: content for path, content in repository.files.items() if path.startswith(prefix)}
         if folder is not None and not files:
             return self._not_found("EntryNotFound", f"{folder} does not exist on {revision}")
-        tree = []
+        recursive = parse_qs(urlsplit(self.path).query).get("recursive", ["false"])[0].lower() == "true"
+        tree, folders = [], set()
         for path, content in sorted(files.items()):
+            rest = path.removeprefix(prefix)
+            if not recursive and "/" in rest:
+                folders.add(prefix + rest.split("/")[0])
+                continue
             entry = {"type": "file", "path": path, "size": len(content), "oid": hashlib.sha1(content).hexdigest()}
             if path.endswith(LFS_SUFFIXES):
                 entry["lfs"] = {"oid": hashlib.sha256(content).hexdigest(), "size": len(content), "pointerSize": 134}
             tree.append(entry)
+        tree += [{"type": "directory", "path": path, "oid": hashlib.sha1(path.encode()).hexdigest()} for path in sorted(folders)]
         self._send_json(tree)
 
     def _resolve(self, body: bytes, repo: str, revision: str, filename: str) -> None:

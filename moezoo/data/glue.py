@@ -22,7 +22,7 @@ import torch
 from datasets import Dataset, DatasetDict, concatenate_datasets
 
 from .paths import default_data_dir
-from .sources import DataSource, SourceFile, locate_dataset
+from .sources import DataSource, SourceFile, downloads_allowed, local_copy, missing_files_error
 
 
 
@@ -65,8 +65,24 @@ GLUE_TASKS = {
 #: The metric GLUE reports for each task (its mean over the tasks is the GLUE score).
 GLUE_METRICS = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
 GLUE_FILES = ("train.tsv", "dev.tsv")
-#: Each task's train and dev files with their checksums, as ../shared/data/glue/PROVENANCE.md records them. They
-#: have no download address here: GLUE's own archives hold other bytes; its tasks are on the Hub as nyu-mll/glue.
+#: GLUE on the Hub: where a task is loaded from (with `datasets.load_dataset`) when its TSV files are not here.
+GLUE_HUB_ID = "nyu-mll/glue"
+#: Each task's text columns in the Hub's copy (whose labels are already class indices or scores).
+GLUE_HUB_TEXT_COLUMNS = {
+    "cola": ("sentence",), "sst2": ("sentence",), "mrpc": ("sentence1", "sentence2"), "rte": ("sentence1", "sentence2"),
+    "stsb": ("sentence1", "sentence2"),
+}
+#: Rows and the sum of the labels (the positives' count; STS-B's summed scores) of each task's train and dev
+#: files, as ../shared/data/glue/PROVENANCE.md records them: what the Hub's copy is checked against.
+GLUE_SPLIT_CHECKS = {
+    "cola": {"train": (8551, 6023.0), "dev": (1043, 721.0)},
+    "sst2": {"train": (67349, 37569.0), "dev": (872, 444.0)},
+    "mrpc": {"train": (3668, 2474.0), "dev": (408, 279.0)},
+    "rte": {"train": (2490, 1241.0), "dev": (277, 131.0)},
+    "stsb": {"train": (5749, 15528.0), "dev": (1500, 3545.9)},
+}
+#: Each task's train and dev files with their checksums, as ../shared/data/glue/PROVENANCE.md records them. GLUE's
+#: own archives hold other bytes, so without these files a task is loaded from the Hub (`GLUE_HUB_ID`) instead.
 GLUE_SOURCES = {
     name: DataSource(
         folder=GLUE_TASKS[name].folder,
@@ -128,6 +144,54 @@ def read_glue_file(path: str | os.PathLike, task: GlueTask) -> pd.DataFrame:
     )
 
 
+def glue_task_files(name: str, glue_root: str | os.PathLike | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Task ``name``'s train and dev files as `read_glue_file` frames: GLUE's TSV files when they are here (see
+    `moezoo.data.sources.local_copy`), else the task from the Hub (`GLUE_HUB_ID`), checked against the rows and
+    labels its provenance records.
+
+    Raises:
+        FileNotFoundError: neither is available (offline, or the Hub's copy could not be loaded or differs).
+    """
+    task, source = GLUE_TASKS[name], GLUE_SOURCES[name]
+    folder = local_copy(source, glue_root)
+    if folder is not None:
+        return read_glue_file(folder / "train.tsv", task), read_glue_file(folder / "dev.tsv", task)
+    if not downloads_allowed():
+        raise missing_files_error(source, glue_root, f"loading {GLUE_HUB_ID} from the Hub is off (HF_HUB_OFFLINE)")
+    try:
+        return glue_task_from_hub(name)
+    except (OSError, ValueError) as error:  # no connection, no such repository, or a copy that differs
+        raise missing_files_error(source, glue_root, f"loading it from the Hub ({GLUE_HUB_ID}) failed: {error}") from error
+
+
+def glue_task_from_hub(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Task ``name``'s train and validation splits from the Hub's GLUE (GLUE's train and dev files), as
+    `read_glue_file` frames.
+
+    Raises:
+        ValueError: a split's rows or labels differ from what `GLUE_SPLIT_CHECKS` records.
+    """
+    from datasets import load_dataset
+
+    first, *second = GLUE_HUB_TEXT_COLUMNS[name]
+    frames = []
+    for split, file in (("train", "train"), ("validation", "dev")):
+        rows = load_dataset(GLUE_HUB_ID, name, split=split).to_pandas()
+        frame = pd.DataFrame({
+            "text_a": rows[first].str.strip(), "text_b": rows[second[0]].str.strip() if second else "",
+            "label": rows["label"].astype(np.float32),
+        })
+        expected_rows, expected_sum = GLUE_SPLIT_CHECKS[name][file]
+        found_sum = float(frame["label"].sum())
+        if len(frame) != expected_rows or abs(found_sum - expected_sum) > 0.05:
+            raise ValueError(
+                f"{GLUE_HUB_ID} ({name}, {split}) has {len(frame)} rows with labels summing to {found_sum:.1f}; GLUE's "
+                f"{file} file has {expected_rows} rows summing to {expected_sum:.1f}"
+            )
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
 def load_glue(
     data_dir: str | os.PathLike | None = None,
     tasks: Sequence[str] = tuple(GLUE_TASKS),
@@ -138,7 +202,8 @@ def load_glue(
 
     Args:
         data_dir: A folder holding ``glue/<TASK>/{train,dev}.tsv`` (default: ../shared/data when present,
-            or ``$MOEZOO_DATA_DIR``), or the ``glue`` folder itself.
+            or ``$MOEZOO_DATA_DIR``), or the ``glue`` folder itself. A task whose files are not there is loaded
+            from the Hub's GLUE (`GLUE_HUB_ID`) and checked against its provenance (`glue_task_files`).
         tasks: Lower-case task names from `GLUE_TASKS`; their order gives the task ids.
         validation_fraction: Share of each task's training file held out for validation (model selection).
         seed: Seed of that hold-out.
@@ -157,16 +222,10 @@ def load_glue(
     rng = np.random.default_rng(seed)
     parts: dict[str, list[Dataset]] = {"train": [], "validation": [], "test": []}
     for task_id, name in enumerate(tasks):
-        task = GLUE_TASKS[name]
-        folder = locate_dataset(GLUE_SOURCES[name], glue_root)
-        train = read_glue_file(folder / "train.tsv", task)
+        train, dev = glue_task_files(name, glue_root)
         order = rng.permutation(len(train))
         held_out = int(round(validation_fraction * len(train)))
-        frames = {
-            "train": train.iloc[order[held_out:]],
-            "validation": train.iloc[order[:held_out]],
-            "test": read_glue_file(folder / "dev.tsv", task),
-        }
+        frames = {"train": train.iloc[order[held_out:]], "validation": train.iloc[order[:held_out]], "test": dev}
         for split, frame in frames.items():
             frame = frame.reset_index(drop=True).assign(task=name, task_ids=task_id)
             parts[split].append(Dataset.from_pandas(frame, preserve_index=False))

@@ -83,39 +83,59 @@ def _complete(folder: Path, source: DataSource) -> bool:
     return all((folder / name).is_file() for name in source.file_names)
 
 
+def local_copy(source: DataSource, data_dir: str | os.PathLike | None = None) -> Path | None:
+    """The folder of a local copy of ``source``'s files (``data_dir/<folder>`` or ``data_dir`` itself; without
+    ``data_dir``, the default data folder), or of a complete earlier download; ``None`` when there is none."""
+    for folder in (*_search_folders(source, data_dir), cache_dir() / source.folder):
+        if _complete(folder, source):
+            return folder
+    return None
+
+
+def _search_folders(source: DataSource, data_dir: str | os.PathLike | None) -> list[Path]:
+    root = Path(data_dir) if data_dir is not None else default_data_dir()
+    return [root / source.folder, root] if root is not None else []
+
+
+def missing_files_error(source: DataSource, data_dir: str | os.PathLike | None, why: str) -> FileNotFoundError:
+    """The error for ``source``'s files missing here: where they were looked for, ``why`` they could not be
+    fetched, and how to put them in place by hand."""
+    searched = _search_folders(source, data_dir)
+    where = ", ".join(map(str, searched)) if searched else f"no data folder (${DATA_DIR_ENV} unset, no ../shared/data)"
+    return FileNotFoundError(
+        f"The {source.folder} files {source.file_names} were not found (looked in: {where}), and {why}. Download them "
+        f"from {source.homepage}, put them in a folder '{source.folder}/', and pass its parent as data_dir= (or "
+        f"--data_dir), or set ${DATA_DIR_ENV}."
+    )
+
+
+def downloads_allowed() -> bool:
+    """Whether loaders may download: not with ``HF_HUB_OFFLINE=1``, as the Hugging Face libraries."""
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() not in ("1", "true", "yes")
+
+
 def locate_dataset(source: DataSource, data_dir: str | os.PathLike | None = None, download: bool = True) -> Path:
-    """The folder holding ``source``'s files: a local copy (``data_dir/<folder>`` or ``data_dir`` itself;
-    without ``data_dir``, the default data folder), else the download cache, filled from the files' public
-    sources when ``download`` allows it.
+    """The folder holding ``source``'s files: a local copy (`local_copy`), else the download cache, filled from
+    the files' public sources when ``download`` (and `downloads_allowed`) allow it.
 
     Raises:
         FileNotFoundError: no local copy, and the files could not be downloaded (offline, no source, or a
             download that does not match its recorded checksum); the message says where to put them by hand.
     """
-    root = Path(data_dir) if data_dir is not None else default_data_dir()
-    searched = []
-    if root is not None:
-        for folder in (root / source.folder, root):
-            searched.append(str(folder))
-            if _complete(folder, source):
-                return folder
+    folder = local_copy(source, data_dir)
+    if folder is not None:
+        return folder
+    if not downloads_allowed():
+        raise missing_files_error(source, data_dir, "downloads are off (HF_HUB_OFFLINE)")
+    if not download:
+        raise missing_files_error(source, data_dir, "downloading them was not asked for")
     cached = cache_dir() / source.folder
-    if _complete(cached, source):
-        return cached
-    where = ", ".join(searched) if searched else f"no data folder (${DATA_DIR_ENV} unset, no ../shared/data)"
-    missing = f"The {source.folder} files {source.file_names} were not found (looked in: {where})"
-    by_hand = (
-        f"Download them from {source.homepage}, put them in a folder '{source.folder}/', and pass its parent as "
-        f"data_dir= (or --data_dir), or set ${DATA_DIR_ENV}."
-    )
-    if not download or os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        raise FileNotFoundError(f"{missing}, and downloads are off (HF_HUB_OFFLINE). {by_hand}")
     try:
         for file in source.files:
             if not (cached / file.path).is_file():
                 _download(file, cached / file.path)
     except OSError as error:
-        raise FileNotFoundError(f"{missing}, and downloading them failed: {error}. {by_hand}") from error
+        raise missing_files_error(source, data_dir, f"downloading them failed: {error}") from error
     return cached
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
+from datasets import DatasetDict
 
-from ..data import CENSUS_TASKS, MULTI_MNIST_TASK_SPECS
+from ..data import CENSUS_TASKS, MULTI_MNIST_TASK_SPECS, load_census_income, load_multi_mnist
 from ..data.census_income import CENSUS_SOURCE
-from ..data.glue import GLUE_SOURCES, GLUE_TASKS
+from ..data.glue import GLUE_SOURCES, GLUE_TASKS, load_glue
 from ..data.multi_mnist import SOURCES as MULTI_MNIST_SOURCES
 from ..data.sources import DataSource
 from ..hub.cards import DatasetDescription
@@ -32,6 +34,8 @@ class RegisteredDataset:
     Attributes:
         name: The ``dataset`` setting of the runs that train on it.
         sources: Its files, their checksums and where they are downloaded from (`moezoo.data.sources`).
+        load: Its loader, returning the raw ``train`` / ``validation`` / ``test`` splits (a local copy, else
+            downloaded and checked: `moezoo.data.sources`).
         tasks: The tasks it offers, by name.
         recipes: The recipe scripts (under ``recipes/``) that train on it; the first is the one ``moezoo train``
             runs for a YAML that names this data set.
@@ -42,6 +46,7 @@ class RegisteredDataset:
 
     name: str
     sources: tuple[DataSource, ...]
+    load: Callable[..., DatasetDict]
     tasks: tuple[str, ...]
     recipes: tuple[str, ...]
     describe: Callable[[Mapping[str, Any]], DatasetDescription]
@@ -57,20 +62,22 @@ DATASETS: dict[str, RegisteredDataset] = {
     entry.name: entry
     for entry in (
         RegisteredDataset(
-            "census_income", (CENSUS_SOURCE,), tuple(CENSUS_TASKS), ("train_tabular.py",),
+            "census_income", (CENSUS_SOURCE,), load_census_income, tuple(CENSUS_TASKS), ("train_tabular.py",),
             lambda arguments: CENSUS_INCOME_DESCRIPTION, census_income_split,
         ),
         RegisteredDataset(
-            "mnist", (MULTI_MNIST_SOURCES["mnist"],), tuple(task["name"] for task in MULTI_MNIST_TASK_SPECS),
+            "mnist", (MULTI_MNIST_SOURCES["mnist"],), partial(load_multi_mnist, dataset="mnist"),
+            tuple(task["name"] for task in MULTI_MNIST_TASK_SPECS),
             ("train_image.py", "train_vit.py"), lambda arguments: MULTI_MNIST_DESCRIPTION, multi_mnist_split,
         ),
         RegisteredDataset(
-            "fashion-mnist", (MULTI_MNIST_SOURCES["fashion-mnist"],),
+            "fashion-mnist", (MULTI_MNIST_SOURCES["fashion-mnist"],), partial(load_multi_mnist, dataset="fashion-mnist"),
             tuple(task["name"] for task in MULTI_MNIST_TASK_SPECS), ("train_image.py", "train_vit.py"),
             lambda arguments: MULTI_FASHION_MNIST_DESCRIPTION, multi_mnist_split,
         ),
         RegisteredDataset(
-            "glue", tuple(GLUE_SOURCES.values()), tuple(GLUE_TASKS), ("train_glue.py",), describe_glue, glue_split,
+            "glue", tuple(GLUE_SOURCES.values()), load_glue, tuple(GLUE_TASKS), ("train_glue.py",), describe_glue,
+            glue_split,
         ),
     )
 }

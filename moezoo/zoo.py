@@ -122,10 +122,19 @@ def from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):
 def processor_from_pretrained(name_or_path: str | os.PathLike, **kwargs: Any):
     """Load the processor saved beside a zoo entry or checkpoint (see `resolve`): a tabular processor
     with `transformers.AutoFeatureExtractor`, an image processor (M3ViT's) with `transformers.AutoImageProcessor`,
-    an adapted transformer's tokenizer with `transformers.AutoTokenizer`."""
+    an adapted transformer's tokenizer with `transformers.AutoTokenizer`.
+
+    Raises:
+        OSError: the checkpoint holds no processor (a model that reads tensors directly).
+    """
     target = resolve(name_or_path)
     if Path(target).is_dir():
         class_name = checkpoint_processor_class(Path(target))
+        if class_name is None:
+            raise OSError(
+                f"{target} holds no processor ({PROCESSOR_FILE} or a tokenizer): its model reads tensors as they are "
+                "(the CNN image entries: `pixel_values` [B, 1, 36, 36] in [0, 1], as moezoo.data.load_multi_mnist gives them)."
+            )
     else:
         with _naming_unreachable_entries(str(name_or_path), target):
             try:

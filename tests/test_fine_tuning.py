@@ -166,6 +166,9 @@ def test_the_recipe_refuses_flags_a_checkpoint_overrides(tmp_path, data_dir):
         train_tabular([*base, "--embedding_dim", "16"])
     with pytest.raises(ValueError, match=r"num_shared_experts 8 -> 4"):
         train_tabular([*base, "--model_config", '{"num_shared_experts": 4}'])
+    if moezoo.zoo.entry_folder("mhr-glue") is not None:
+        with pytest.raises(ValueError, match=r"mhr-glue is not a tabular checkpoint \(its processor is a BertTokenizer\)"):
+            train_tabular([*base[:-1], "mhr-glue"])
     with pytest.raises(ValueError, match="--allow_config_changes applies to a checkpoint: give --model_name_or_path too"):
         train_tabular([*base[:-2], "--allow_config_changes"])
 

@@ -114,3 +114,10 @@ def test_the_path_scan_finds_the_paths_it_is_for():
         assert MACHINE_PATH.search(text), text
     for text in ("https://huggingface.co/moezoo/mmoe-census-income", "income / marital", "train/validation/test"):
         assert not MACHINE_PATH.search(text), text
+
+
+def test_an_entry_without_a_processor_says_what_its_model_reads():
+    if entry_folder("dselect-k-multi-mnist") is None:
+        pytest.skip("the dselect-k-multi-mnist zoo entry is not built in this checkout")
+    with pytest.raises(OSError, match=r"dselect-k-multi-mnist holds no processor \(preprocessor_config.json or a tokenizer\): its model reads tensors"):
+        moezoo.processor_from_pretrained("dselect-k-multi-mnist")

@@ -63,7 +63,7 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
         *parsed, remaining = parser.parse_args_into_dataclasses(
             args=[*yaml_flags, *args], look_for_args_file=False, return_remaining_strings=True
         )
-    except ValueError as error:
+    except FlagValueError as error:
         flag = str(error).split(":")[0].removeprefix("argument ").split("/")[0]
         from_yaml = flag in yaml_flags and not any(arg == flag or arg.startswith(f"{flag}=") for arg in args)
         raise ValueError(f"{error}{f' (set in {config_path})' if from_yaml else ''}.") from None
@@ -85,12 +85,16 @@ def parse_config_and_args(dataclass_types: Sequence[type], argv: Sequence[str] |
     return tuple(parsed)
 
 
+class FlagValueError(ValueError):
+    """A flag's value the parser rejects (outside its choices, of the wrong type), with argparse's message."""
+
+
 class _RaisingArgumentParser(HfArgumentParser):
-    """An `HfArgumentParser` whose mistakes (a value outside a flag's choices, of the wrong type) raise a
-    `ValueError` with argparse's message, for the recipes to report in one line, instead of exiting."""
+    """An `HfArgumentParser` whose mistakes raise `FlagValueError`, for the recipes to report in one line,
+    instead of exiting."""
 
     def error(self, message: str) -> typing.NoReturn:
-        raise ValueError(message)
+        raise FlagValueError(message)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -56,24 +56,10 @@ def load_and_fit_processor(
 ) -> tuple[DatasetDict, moezoo.TabularProcessor]:
     """The raw splits (subsampled as asked) and a `TabularProcessor` fitted on the training split, or,
     when fine-tuning, the ``checkpoint``'s processor reading the data's tasks as labels."""
+    processor = checkpoint_processor(checkpoint, data_args) if checkpoint is not None else None
     raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
     raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
-    if checkpoint is not None:
-        processor = moezoo.processor_from_pretrained(checkpoint)
-        if not isinstance(processor, moezoo.TabularProcessor):
-            raise ValueError(
-                f"{checkpoint} is not a tabular checkpoint (its processor is a {type(processor).__name__}): this recipe "
-                "fine-tunes models of table rows. Adapter entries train with recipes/train_glue.py, image models with "
-                "recipes/train_image.py or recipes/train_vit.py."
-            )
-        processor = processor.with_label_columns(data_args.tasks)
-        widths = sorted({feature["embedding_dim"] for feature in processor.feature_schema.to_dict()["categorical"]})
-        if widths and data_args.embedding_dim not in widths:
-            raise ValueError(
-                f"--embedding_dim {data_args.embedding_dim} conflicts with the checkpoint {checkpoint}, whose embeddings "
-                f"are {' / '.join(map(str, widths))} wide: a checkpoint brings its own processor and embeddings. Drop "
-                "--embedding_dim, or train a new model without --model_name_or_path."
-            )
+    if processor is not None:
         return raw, processor
     numeric, categorical = census_feature_columns(data_args.tasks)
     processor = moezoo.TabularProcessor.fit(
@@ -81,6 +67,26 @@ def load_and_fit_processor(
         embedding_dim=data_args.embedding_dim,
     )
     return raw, processor
+
+
+def checkpoint_processor(checkpoint: str, data_args: DataArguments) -> moezoo.TabularProcessor:
+    """The processor of the checkpoint a run fine-tunes, reading the data's tasks as labels; checked before any
+    data is read: a checkpoint of table rows, with the embedding width the flags ask for."""
+    processor = moezoo.processor_from_pretrained(checkpoint)
+    if not isinstance(processor, moezoo.TabularProcessor):
+        raise ValueError(
+            f"{checkpoint} is not a tabular checkpoint (its processor is a {type(processor).__name__}): this recipe "
+            "fine-tunes models of table rows. Adapter entries train with recipes/train_glue.py, image models with "
+            "recipes/train_image.py or recipes/train_vit.py."
+        )
+    widths = sorted({feature["embedding_dim"] for feature in processor.feature_schema.to_dict()["categorical"]})
+    if widths and data_args.embedding_dim not in widths:
+        raise ValueError(
+            f"--embedding_dim {data_args.embedding_dim} conflicts with the checkpoint {checkpoint}, whose embeddings "
+            f"are {' / '.join(map(str, widths))} wide: a checkpoint brings its own processor and embeddings. Drop "
+            "--embedding_dim, or train a new model without --model_name_or_path."
+        )
+    return processor.with_label_columns(data_args.tasks)
 
 
 def main(argv: list[str] | None = None) -> RecipeResult:

@@ -162,5 +162,7 @@ def test_a_failure_on_two_processes_prints_its_cause_first_and_alone(tmp_path, m
     assert "ChildFailedError" not in err and "torch.distributed" not in err
     log = Path(lines[-1].removeprefix("(the launcher's full output: ").removesuffix(")"))
     report = log.read_text()
-    assert report.count(cause) == 2 and "ChildFailedError" in report  # everything is kept in the log
+    # Everything is kept in the log: the cause (once per rank that got to print it before the launcher stopped the
+    # others) and the launcher's report.
+    assert cause in report and "ChildFailedError" in report
     log.unlink()

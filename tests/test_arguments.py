@@ -99,6 +99,7 @@ def test_an_output_dir_holding_a_run_needs_overwrite_or_resume(tmp_path, data_di
     train_tabular([*args, "--overwrite_output_dir"])
     assert json.loads((run / "results.json").read_text())["completed"] is True
     assert (run / "notes.txt").read_text() == "mine"  # only the run's own files are replaced
+    assert not (run / ".previous_run").exists()  # the replaced run went once the new one saved its best model
 
 
 @pytest.mark.parametrize(

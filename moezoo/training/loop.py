@@ -361,6 +361,8 @@ def train(
                     state.best_value, state.best_epoch, state.best_metrics = value, state.epoch + 1, metrics
                     best_checkpoint = output_dir / "best"
                     save_checkpoint(accelerator, model, best_checkpoint, processor)
+                    if accelerator.is_main_process:
+                        discard_replaced_run(output_dir)  # the new run has saved: the run it replaces can go
                 if accelerator.is_main_process:
                     # tqdm.write prints even where the bar is disabled, so guard it.
                     progress.write(_format_record(record))
@@ -426,7 +428,6 @@ def save_checkpoint(
                 processor.save_pretrained(folder)
 
         replace_folder(Path(directory), write)
-        discard_replaced_run(Path(directory).parent)
     accelerator.wait_for_everyone()
 
 

@@ -216,3 +216,39 @@ def test_a_packaged_base_is_named_by_its_hub_id_and_put_into_the_hub_cache(tmp_p
 def test_align_lora_with_one_task_says_it_cannot_align(tiny_bert_folder):
     with pytest.raises(StrictDataclassClassValidationError, match="with 1 task its alignment loss is always 0"):
         AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS[:1], "align_lora", adapter=ADAPTERS["align_lora"])
+
+
+INITIAL_ADAPTERS = {  # each method with its documented initialisation
+    "lora": {"target_modules": ["query", "value"], "r": 4},
+    "align_lora": {"target_modules": ["query", "value"], "r": 4},
+    "multi_head_lora": {"target_modules": ["query", "value"], "r": 4, "router": "task"},
+    "multi_head_lora_token": {"target_modules": ["query", "value"], "r": 4},
+    "mhr": {"target_modules": ["query", "value"], "r": 2, "n_splits": 2},
+    "frozen": {},
+}
+
+
+@pytest.mark.parametrize("name", list(INITIAL_ADAPTERS))
+def test_every_method_starts_exactly_at_the_base_model_with_its_documented_router(name, tiny_bert_folder):
+    """The base model's weight initialisation never runs over the adapters: LoRA's B stays zero (not N(0, 0.02)),
+    and the routers start as documented."""
+    method = name.removesuffix("_token")
+    assert {key.removesuffix("_token") for key in INITIAL_ADAPTERS} == set(ADAPTER_METHODS)
+    base = BertModel.from_pretrained(tiny_bert_folder).eval()
+    model = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, method, adapter=INITIAL_ADAPTERS[name]).eval()
+    inputs = {key: value for key, value in batch().items() if key in ("input_ids", "attention_mask")}
+    model.routing.set(batch()["task_ids"])
+    expected = base(**inputs).last_hidden_state
+    assert torch.equal(model.backbone(**inputs).last_hidden_state, expected)
+    weights = dict(model.backbone.named_parameters())
+    zero_factors = [value for key, value in weights.items() if "lora_B" in key or "mhlora_B" in key]
+    assert bool(zero_factors) == (method != "frozen")
+    assert all(torch.equal(value, torch.zeros_like(value)) for value in zero_factors)
+    routers = {key: value for key, value in weights.items() if "router" in key}
+    if method == "multi_head_lora":  # HydraLoRA's random router (see moezoo.adapters.multi_head_lora)
+        layer_weights = [value for key, value in routers.items() if key.endswith("weight")]
+        bound = 1 / 16**0.5
+        assert all(value.std() > 0.3 if name == "multi_head_lora" else 0 < value.abs().max() <= bound
+                   for value in layer_weights)
+    if method == "mhr":  # PEFT Poly's skill logits: uniform in [-1e-3, 1e-3]
+        assert routers and all(0 < value.abs().max() <= 1e-3 for value in routers.values())

@@ -126,3 +126,84 @@ def test_bad_configs_and_inputs_are_named():
     model = get_peft_model(bert(), MultiHeadLoraConfig(target_modules=["query"], router="task", num_tasks=2))
     with pytest.raises(ValueError, match="routes by task: pass task_ids"):
         model(input_ids=tokens())
+
+
+def train_two_tasks_apart(model, routing, steps=100):
+    """Adam on the adapter alone: the same kind of inputs, task 0 pushing the first half of the pooled hidden
+    state up and task 1 the second half (orthogonal targets, so the two tasks' gradients differ in direction)."""
+    optimizer = torch.optim.Adam([parameter for parameter in model.parameters() if parameter.requires_grad], lr=3e-2)
+    generator = torch.Generator().manual_seed(2)
+    task_ids = torch.tensor([0, 1] * 4)
+    target = torch.zeros(8, 16)
+    target[task_ids == 0, :8] = 2.0
+    target[task_ids == 1, 8:] = 2.0
+    losses = []
+    for _ in range(steps):
+        routing.set(task_ids)
+        pooled = model(input_ids=torch.randint(0, 50, (8, 6), generator=generator)).last_hidden_state.mean(1)
+        loss = ((pooled - target) ** 2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+def head_similarity_and_router_shift(layers, start):
+    """The mean cosine similarity between a layer's heads (averaged over layers), and the largest change of a
+    task's head weight since ``start``."""
+    similarities, shifts = [], []
+    for layer, weights_at_start in zip(layers, start):
+        heads = layer.mhlora_B["default"].detach().flatten(1)
+        pairs = [(i, j) for i in range(len(heads)) for j in range(i + 1, len(heads))]
+        similarities += [torch.cosine_similarity(heads[i], heads[j], dim=0).item() for i, j in pairs]
+        weights = torch.softmax(layer.mhlora_router["default"].weight.detach(), dim=-1)
+        shifts.append((weights - weights_at_start).abs().max().item())
+    return sum(similarities) / len(similarities), max(shifts)
+
+
+@pytest.mark.parametrize("symmetric_start", [False, True])
+def test_tasks_with_different_targets_train_the_heads_apart(symmetric_start):
+    """HydraLoRA's random router breaks the symmetry of zero heads: the heads part and the task routers move.
+    Started uniform over zero heads (the config refuses that; forced here), nothing ever moves them apart."""
+    config = BertConfig(**{**BERT.to_dict(), "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    torch.manual_seed(0)
+    model = get_peft_model(BertModel(config), MultiHeadLoraConfig(target_modules=["query", "value"], r=4, num_heads=3,
+                                                                 router="task", num_tasks=2))
+    routing = TaskRouting(2)
+    routing.attach(model, MultiHeadLoraLinear)
+    layers = [module for module in model.modules() if isinstance(module, MultiHeadLoraLinear)]
+    for layer in layers:
+        assert torch.equal(layer.mhlora_B["default"], torch.zeros_like(layer.mhlora_B["default"]))
+        if symmetric_start:
+            torch.nn.init.zeros_(layer.mhlora_router["default"].weight)
+    start = [torch.softmax(layer.mhlora_router["default"].weight.detach().clone(), dim=-1) for layer in layers]
+    assert symmetric_start or min((weights - 1 / 3).abs().max().item() for weights in start) > 0.05
+
+    losses = train_two_tasks_apart(model, routing)
+    similarity, shift = head_similarity_and_router_shift(layers, start)
+    if symmetric_start:  # one LoRA in three copies, blind to the task: it cannot serve both targets
+        assert similarity == pytest.approx(1.0, abs=1e-6) and shift == 0.0
+        assert losses[-1] > 0.7 * losses[0]
+    else:
+        assert similarity < 0.8 and shift > 0.2
+        assert losses[-1] < 0.6 * losses[0]
+
+
+def test_random_router_initialisation_is_the_default_and_a_symmetric_start_is_refused():
+    model = get_peft_model(bert(), MultiHeadLoraConfig(target_modules=["query"], num_heads=3, router="task", num_tasks=2))
+    layer = model.base_model.model.encoder.layer[0].attention.self.query
+    logits = layer.mhlora_router["default"].weight
+    assert logits.std() > 0.3  # N(0, 1) logits
+    token = get_peft_model(bert(), MultiHeadLoraConfig(target_modules=["query"], num_heads=3))
+    router = token.base_model.model.encoder.layer[0].attention.self.query.mhlora_router["default"]
+    bound = 1 / 16**0.5  # nn.Linear's Kaiming uniform bound for 16 inputs
+    assert 0 < router.weight.abs().max() <= bound and torch.equal(router.bias, torch.zeros(3))
+    uniform = get_peft_model(bert(), MultiHeadLoraConfig(target_modules=["query"], num_heads=3, router_init="uniform",
+                                                         head_init="random"))
+    assert torch.equal(uniform.base_model.model.encoder.layer[0].attention.self.query.mhlora_router["default"].weight,
+                       torch.zeros(3, 16))
+    with pytest.raises(ValueError, match="never trains the heads apart"):
+        MultiHeadLoraConfig(router_init="uniform")
+    with pytest.raises(ValueError, match="Unknown router_init 'zeros'"):
+        MultiHeadLoraConfig(router_init="zeros")

@@ -234,7 +234,16 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         return cls(config, backbone=backbone)
 
     def _init_weights(self, module: nn.Module) -> None:
-        # The backbone is pretrained and the heads initialise themselves: nothing to do here.
+        # The heads initialise themselves (`nn.Linear.reset_parameters`): nothing to do here.
+        return
+
+    def initialize_weights(self) -> None:
+        """Initialise nothing: the backbone arrives initialised (pretrained, or by its own ``post_init``),
+        PEFT has initialised the adapters as their methods prescribe and the heads reset themselves.
+
+        `PreTrainedModel.initialize_weights` would hand every module under the backbone to the backbone's own
+        ``_init_weights``, which redraws the adapters' new linear layers from N(0, 0.02): LoRA's B would no
+        longer start at zero and the adapted model would no longer start as the base model."""
         return
 
     def input_dtype(self) -> torch.dtype:

@@ -8,7 +8,15 @@ For a targeted linear layer ``W`` (``[out, in]``)::
 adapted model starts as the base model) or random (``"random"``, as R-LoRA does). The router is per token
 (``router="token"``: a linear map of the layer's input) or per task (``router="task"``: learned head
 logits for each task, chosen by the example's ``task_ids``, which `moezoo.adapters.TaskRouting` hands to
-the layer). With ``balance_loss_weight`` the layer also returns a load-balancing loss, the squared
+the layer).
+
+What breaks the symmetry between the heads: zero heads under a router that weighs them all alike would
+each receive the same gradient at every step, stay equal forever, and leave the router's own gradient at
+zero (a softmax over equal heads). HydraLoRA starts its router at random (``router_init="random"``, the
+default: the token router as an ``nn.Linear`` does, Kaiming uniform; the task router's logits from
+N(0, 1)), so each head gets its own share of every gradient from the first step while the zero heads
+keep the adapted model equal to the base model. ``router_init="uniform"`` starts the router at zero
+(every head weighs 1/N) and needs ``head_init="random"`` to break the symmetry instead. With ``balance_loss_weight`` the layer also returns a load-balancing loss, the squared
 coefficient of variation of the heads' mean weights (`moezoo.routing.cv_squared`), collected by
 `balance_loss`.
 
@@ -39,6 +47,7 @@ MULTI_HEAD_LORA = "MULTI_HEAD_LORA"
 PREFIX = "mhlora_"
 ROUTERS = ("token", "task")
 HEAD_INITS = ("zeros", "random")
+ROUTER_INITS = ("random", "uniform")
 
 
 @dataclass
@@ -52,6 +61,8 @@ class MultiHeadLoraConfig(PeftConfig):
         router: ``"token"`` (from each token's input) or ``"task"`` (from the example's task id).
         num_tasks: Number of tasks (``router="task"``).
         head_init: ``"zeros"`` (the adapted model starts as the base model) or ``"random"``.
+        router_init: ``"random"`` (HydraLoRA: the heads differ from the first step) or ``"uniform"`` (every
+            head 1/N; only with ``head_init="random"``, see the module's docstring).
         balance_loss_weight: Weight of each layer's load-balancing loss (0: none).
         lora_dropout: Dropout on the adapter's input.
         target_modules: Names (or a regex) of the linear layers to adapt; ``None`` for LoRA's defaults
@@ -66,6 +77,7 @@ class MultiHeadLoraConfig(PeftConfig):
     router: Literal["token", "task"] = field(default="token", metadata={"help": "token or task routing."})
     num_tasks: int | None = field(default=None, metadata={"help": "Number of tasks (router='task')."})
     head_init: Literal["zeros", "random"] = field(default="zeros", metadata={"help": "zeros or random heads."})
+    router_init: Literal["random", "uniform"] = field(default="random", metadata={"help": "random or uniform router."})
     balance_loss_weight: float = field(default=0.0, metadata={"help": "Weight of the heads' balance loss."})
     lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the adapter's input."})
     target_modules: list[str] | str | None = field(default=None, metadata={"help": "Linear layers to adapt."})
@@ -84,6 +96,14 @@ class MultiHeadLoraConfig(PeftConfig):
             raise ValueError(f"Unknown router {self.router!r}; choose one of {ROUTERS}.")
         if self.head_init not in HEAD_INITS:
             raise ValueError(f"Unknown head_init {self.head_init!r}; choose one of {HEAD_INITS}.")
+        if self.router_init not in ROUTER_INITS:
+            raise ValueError(f"Unknown router_init {self.router_init!r}; choose one of {ROUTER_INITS}.")
+        if self.router_init == "uniform" and self.head_init == "zeros" and self.num_heads > 1:
+            raise ValueError(
+                "router_init='uniform' with head_init='zeros' never trains the heads apart: every head gets the same "
+                "gradient at every step and the router's gradient is zero. Use router_init='random' (HydraLoRA's) or "
+                "head_init='random'."
+            )
         if self.router == "task" and (not isinstance(self.num_tasks, int) or self.num_tasks < 1):
             raise ValueError(f"router='task' needs num_tasks, a positive number of tasks; got {self.num_tasks!r}.")
         if not 0.0 <= self.lora_dropout < 1.0:
@@ -132,13 +152,15 @@ class MultiHeadLoraLayer(BaseTunerLayer):
             nn.Linear(self.in_features, config.num_heads) if config.router == "token" else nn.Embedding(config.num_tasks, config.num_heads)
         )
         self.mhlora_dropout[adapter_name] = nn.Dropout(config.lora_dropout) if config.lora_dropout else nn.Identity()
-        self.reset_parameters(adapter_name, config.head_init)
+        self.reset_parameters(adapter_name, config.head_init, config.router_init)
         self._move_adapter_to_device_of_base_layer(adapter_name)
         self.set_adapter(self.active_adapters, inference_mode=inference_mode)
 
     @torch.no_grad()
-    def reset_parameters(self, adapter_name: str, head_init: str) -> None:
-        """A as LoRA's (Kaiming uniform), heads at zero or Kaiming uniform, a router giving every head 1/N."""
+    def reset_parameters(self, adapter_name: str, head_init: str, router_init: str = "random") -> None:
+        """A as LoRA's (Kaiming uniform), heads at zero or Kaiming uniform, and the router at random (a token
+        router as ``nn.Linear`` with a zero bias, a task router's logits from N(0, 1)) or at zero (every
+        head 1/N)."""
         nn.init.kaiming_uniform_(self.mhlora_A[adapter_name], a=math.sqrt(5))
         heads = self.mhlora_B[adapter_name]
         if head_init == "zeros":
@@ -146,8 +168,14 @@ class MultiHeadLoraLayer(BaseTunerLayer):
         else:
             for head in heads:
                 nn.init.kaiming_uniform_(head, a=math.sqrt(5))
-        for parameter in self.mhlora_router[adapter_name].parameters():
+        router = self.mhlora_router[adapter_name]
+        for parameter in router.parameters():
             nn.init.zeros_(parameter)
+        if router_init == "random":
+            if isinstance(router, nn.Linear):
+                nn.init.kaiming_uniform_(router.weight, a=math.sqrt(5))
+            else:
+                nn.init.normal_(router.weight)
 
     def head_weights(self, adapter_name: str, inputs: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
         """The router's softmax over heads: ``[..., N]`` per token, or ``[B, 1, ..., 1, N]`` per task."""

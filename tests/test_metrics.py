@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -122,3 +124,66 @@ def test_extra_metrics_follow_their_definitions_and_unknown_ones_are_named():
     assert {"cola/mcc", "cola/f1", "stsb/pearson", "stsb/spearman"} <= set(metric_names([acceptability, similarity]))
     with pytest.raises(ValueError, match=r"Task 'stsb' \(regression, 1 label\(s\)\) cannot report \['mcc'\]"):
         TaskSpec(name="stsb", kind="regression", metrics=["mcc"])
+
+
+def direct_mcc(predicted: list[int], truth: list[int]) -> float:
+    """The Matthews correlation as the Pearson correlation of the one-hot class indicators (Gorodkin), 0 where
+    either side is constant (its definition's limit, sklearn's and GLUE's value)."""
+    classes = sorted(set(predicted) | set(truth))
+    x = torch.tensor([[float(p == c) for c in classes] for p in predicted], dtype=torch.float64)
+    y = torch.tensor([[float(t == c) for c in classes] for t in truth], dtype=torch.float64)
+    x, y = x - x.mean(0), y - y.mean(0)
+    denominator = ((x * x).sum() * (y * y).sum()).sqrt()
+    return 0.0 if denominator == 0 else ((x * y).sum() / denominator).item()
+
+
+@pytest.mark.parametrize(
+    "predicted, truth",
+    [
+        ([1] * 8, [0, 1, 1, 0, 1, 1, 1, 0]),  # a model that predicts one class (torchmetrics: 0.1826)
+        ([0] * 8, [0, 1, 1, 0, 1, 1, 1, 0]),
+        ([0, 1, 1, 0, 1, 1, 1, 0], [1] * 8),  # a split with one class
+        ([1] * 8, [1] * 8),  # both constant (torchmetrics: 1)
+        ([0, 1, 1, 0, 1, 0, 1, 0], [0, 1, 1, 0, 1, 1, 1, 0]),
+        ([1, 0, 0, 1, 0, 1, 0, 1], [0, 1, 1, 0, 1, 0, 1, 0]),  # perfectly wrong: -1
+    ],
+)
+def test_matthews_correlation_follows_its_definition_in_every_degenerate_case(predicted, truth):
+    task = TaskSpec(name="cola", kind="multiclass", num_labels=2, metrics=["mcc"])
+    logits = torch.nn.functional.one_hot(torch.tensor(predicted), 2).float()
+    results = multitask_metrics([task], {"cola": logits}, {"cola": torch.tensor(truth, dtype=torch.float32)[:, None]})
+    assert results["cola/mcc"] == pytest.approx(direct_mcc(predicted, truth), abs=1e-12)
+
+
+def test_multiclass_mcc_and_a_binary_tasks_mcc_follow_the_direct_formula():
+    generator = torch.Generator().manual_seed(3)
+    predicted, truth = torch.randint(0, 4, (50,), generator=generator), torch.randint(0, 4, (50,), generator=generator)
+    task = TaskSpec(name="topic", kind="multiclass", num_labels=4, metrics=["mcc"])
+    results = multitask_metrics([task], {"topic": torch.nn.functional.one_hot(predicted, 4).float()},
+                                {"topic": truth.float()[:, None]})
+    assert results["topic/mcc"] == pytest.approx(direct_mcc(predicted.tolist(), truth.tolist()), abs=1e-9)
+    binary = TaskSpec(name="click", kind="binary", metrics=["mcc"])
+    constant = multitask_metrics([binary], {"click": torch.full((6, 1), 3.0)}, {"click": torch.tensor([[0.0], [1.0]] * 3)})
+    assert constant["click/mcc"] == 0.0
+
+
+def test_correlations_of_a_constant_are_zero_and_an_auc_needs_both_classes():
+    similarity = TaskSpec(name="stsb", kind="regression", metrics=["pearson", "spearman"])
+    targets = torch.tensor([[0.5], [2.0], [3.5], [1.0]])
+    constant = multitask_metrics([similarity], {"stsb": torch.full((4, 1), 2.5)}, {"stsb": targets})
+    assert constant["stsb/pearson"] == 0.0 and constant["stsb/spearman"] == 0.0
+    reversed_ = multitask_metrics([similarity], {"stsb": -targets}, {"stsb": targets})
+    assert reversed_["stsb/pearson"] == pytest.approx(-1.0) and reversed_["stsb/spearman"] == pytest.approx(-1.0)
+
+    click = TaskSpec(name="click", kind="binary")
+    scores = torch.tensor([[0.3], [-1.0], [2.0]])
+    one_class = multitask_metrics([click], {"click": scores}, {"click": torch.ones(3, 1)})
+    assert math.isnan(one_class["click/auc"]) and "mean_auc" not in one_class  # torchmetrics: 0
+    tied = multitask_metrics([click], {"click": torch.zeros(4, 1)}, {"click": torch.tensor([[0.0], [1.0], [1.0], [0.0]])})
+    assert tied["click/auc"] == pytest.approx(0.5)  # a constant score ranks nothing: ties count half
+    tags = TaskSpec(name="tags", kind="multilabel", num_labels=2)
+    labels = torch.tensor([[0.0, 1.0], [1.0, 1.0], [0.0, 1.0], [1.0, 1.0]])  # the second label has one class
+    logits = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.2, 0.0], [0.8, 0.0]])
+    assert multitask_metrics([tags], {"tags": logits}, {"tags": labels})["tags/auc"] == pytest.approx(1.0)
+    assert is_better("mean_auc", float("nan"), None) and not is_better("mean_auc", float("nan"), 0.4)
+    assert is_better("mean_auc", 0.4, float("nan")) and is_better("loss", 0.4, float("nan"))

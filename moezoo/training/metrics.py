@@ -3,10 +3,22 @@
 Image-level and tabular tasks are scored on all their gathered predictions at once. Dense (per-pixel)
 tasks are scored as the batches arrive, with torchmetrics' stateful metrics: holding the per-pixel
 logits of a whole split would take gigabytes.
+
+Degenerate cases follow the metrics' definitions, where torchmetrics' edge-case rules do not:
+
+- Matthews correlation is 0 when a constant appears on either side (a model that predicts one class, or
+  a split with one class), as sklearn and GLUE's scorer give; torchmetrics returns other values there
+  (0.1826 for one predicted class in eight examples, 0.0256 on CoLA's dev set).
+- Pearson and Spearman correlations are 0 when the predictions or the targets are constant: nothing
+  varies together, the same convention as the Matthews correlation (a Pearson correlation of binary
+  vectors); torchmetrics returns NaN for Pearson there.
+- An AUC needs both classes among the targets; with one it is undefined and reported as NaN, which
+  `is_better` never prefers and the ``mean_auc`` average leaves out (torchmetrics returns 0).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import torch
@@ -17,11 +29,9 @@ from torchmetrics.functional.classification import (
     binary_accuracy,
     binary_auroc,
     binary_f1_score,
-    binary_matthews_corrcoef,
     multiclass_accuracy,
+    multiclass_confusion_matrix,
     multiclass_f1_score,
-    multiclass_matthews_corrcoef,
-    multilabel_auroc,
 )
 from torchmetrics.functional.regression import (
     mean_absolute_error,
@@ -83,8 +93,11 @@ def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
         present = ~torch.isnan(labels).any(dim=1)
         if not present.any():
             return {}
-        probs = task_predictions(task, logits[present])
-        return {"auc": multilabel_auroc(probs, labels[present].long(), num_labels=task.num_labels).item()}
+        probs, targets = task_predictions(task, logits[present]), labels[present].long()
+        # Macro over the labels whose AUC is defined (both classes present).
+        defined = [label for label in range(task.num_labels) if targets[:, label].unique().numel() == 2]
+        aucs = [binary_auroc(probs[:, label], targets[:, label]).item() for label in defined]
+        return {"auc": sum(aucs) / len(aucs) if aucs else math.nan}
     present = ~torch.isnan(labels).any(dim=1)
     if not present.any():
         return {}
@@ -92,8 +105,9 @@ def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> 
     targets = labels[present].squeeze(1) if labels.shape[1] == 1 else labels[present]
     if task.kind == "binary":
         targets = targets.long()
+        both_classes = bool(targets.min() == 0 and targets.max() == 1)
         results = {
-            "auc": binary_auroc(predictions, targets).item(),
+            "auc": binary_auroc(predictions, targets).item() if both_classes else math.nan,
             "accuracy": binary_accuracy(predictions, targets).item(),
         }
         return {**results, **_extra_metrics(task, (predictions > 0.5).long(), targets)}
@@ -107,21 +121,36 @@ def _extra_metrics(task: TaskSpec, predictions: torch.Tensor, targets: torch.Ten
     two_classes = task.kind == "binary" or task.num_labels == 2
     for metric in task.metrics:
         if metric == "mcc":
-            value = (
-                binary_matthews_corrcoef(predictions, targets) if two_classes
-                else multiclass_matthews_corrcoef(predictions, targets, num_classes=task.num_labels)
-            )
+            results[metric] = matthews_correlation(predictions, targets, max(task.num_labels, 2))
         elif metric == "f1":
             value = (
                 binary_f1_score(predictions, targets) if two_classes
                 else multiclass_f1_score(predictions, targets, num_classes=task.num_labels, average="macro")
             )
-        elif metric == "pearson":
-            value = pearson_corrcoef(predictions, targets)
+            results[metric] = value.item()
         else:
-            value = spearman_corrcoef(predictions, targets)
-        results[metric] = value.item()
+            results[metric] = correlation(predictions, targets, metric)
     return results
+
+
+def matthews_correlation(predictions: torch.Tensor, targets: torch.Tensor, num_classes: int) -> float:
+    """The Matthews correlation of predicted and true classes (Gorodkin's multiclass form, which for two
+    classes is ``(TP TN - FP FN) / sqrt((TP+FP)(TP+FN)(TN+FP)(TN+FN))``), and 0 where its denominator is 0:
+    a constant prediction, or a single true class."""
+    confusion = multiclass_confusion_matrix(predictions, targets, num_classes=num_classes).double()  # [true, predicted]
+    total, correct = confusion.sum(), confusion.trace()
+    true_counts, predicted_counts = confusion.sum(1), confusion.sum(0)
+    covariance = correct * total - (true_counts * predicted_counts).sum()
+    denominator = ((total**2 - (predicted_counts**2).sum()) * (total**2 - (true_counts**2).sum())).sqrt()
+    return (covariance / denominator).item() if denominator > 0 else 0.0
+
+
+def correlation(predictions: torch.Tensor, targets: torch.Tensor, kind: str) -> float:
+    """The ``"pearson"`` or ``"spearman"`` correlation of two vectors, and 0 when either is constant."""
+    if bool(predictions.min() == predictions.max()) or bool(targets.min() == targets.max()):
+        return 0.0
+    compute = pearson_corrcoef if kind == "pearson" else spearman_corrcoef
+    return compute(predictions.double(), targets.double()).item()
 
 
 def multitask_metrics(
@@ -234,7 +263,7 @@ class MultiTaskMetrics:
             total = task.weight * loss if total is None else total + task.weight * loss
             for name, value in metrics.items():
                 results[f"{task.name}/{name}"] = value
-                if name in averaged:
+                if name in averaged and not math.isnan(value):
                     averaged[name].append(value)
         results["loss"] = total if total is not None else 0.0
         for name, values in averaged.items():
@@ -244,8 +273,13 @@ class MultiTaskMetrics:
 
 
 def is_better(metric_name: str, value: float, best: float | None) -> bool:
-    """Whether ``value`` improves on ``best`` for metric ``metric_name``."""
+    """Whether ``value`` improves on ``best`` (``None``: nothing yet) for metric ``metric_name``. An undefined
+    value (NaN) improves only on nothing, and any defined value improves on an undefined best."""
     if best is None:
+        return True
+    if math.isnan(value):
+        return False
+    if math.isnan(best):
         return True
     lower = metric_name.rsplit("/", 1)[-1] in LOWER_IS_BETTER
     return value < best if lower else value > best

@@ -26,7 +26,14 @@ from transformers import AutoTokenizer
 from moezoo.adapters import ADAPTER_METHODS, AdaptedTransformerConfig, AdaptedTransformerModel
 from moezoo.adapters.base_models import MINILM, load_pretrained
 from moezoo.cli import run_reporting_errors
-from moezoo.data.glue import GLUE_TASKS, glue_data_settings, glue_task_specs, load_encoded_glue
+from moezoo.data.glue import (
+    GLUE_TASKS,
+    encode_glue_split,
+    glue_data_settings,
+    glue_subsets,
+    glue_task_specs,
+    truncated_share,
+)
 from moezoo.models.transfer import load_for_tasks
 from moezoo.suggestions import closest_names
 from moezoo.training import (
@@ -55,7 +62,10 @@ class GlueArguments:
         default=None,
         metadata={"help": "Validate on the first examples of each task only (the test split, GLUE's dev set, is always whole)."},
     )
-    max_seq_length: int = field(default=128, metadata={"help": "Token sequences are truncated and padded to this."})
+    max_seq_length: int = field(
+        default=128,
+        metadata={"help": "Longer examples are cut to this many tokens (each batch is padded to its own longest example)."},
+    )
     validation_fraction: float = field(default=0.1, metadata={"help": "Share of each training file held out."})
     data_seed: int = field(default=0, metadata={"help": "Seed of the validation hold-out and of the subsets."})
     base_model: str = field(default=MINILM, metadata={"help": "The pretrained transformer (Hub id or folder)."})
@@ -122,11 +132,22 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     model = build_adapted_model(glue_args)
     tokenizer = load_pretrained(AutoTokenizer, glue_args.base_model)
 
-    encoded = load_encoded_glue(tokenizer, **glue_data_settings(config_to_dict(glue_args)))
-    splits = {name: TensorDataset(columns) for name, columns in encoded.items()}
+    settings = glue_data_settings(config_to_dict(glue_args))
+    subsets = glue_subsets(**{name: value for name, value in settings.items() if name != "max_seq_length"})
+    splits, truncated = {}, {}
+    for name, subset in subsets.items():
+        splits[name] = TensorDataset(encode_glue_split(subset, tokenizer, len(glue_args.tasks), glue_args.max_seq_length))
+        truncated[name] = truncated_share(subset, tokenizer, glue_args.max_seq_length)
+        accelerator.print(
+            f"{name}: examples longer than {glue_args.max_seq_length} tokens, cut: "
+            + ", ".join(f"{task} {share:.1%}" for task, share in truncated[name].items())
+        )
     # "dataset" tells the card writer and `moezoo evaluate` which data the run read.
     arguments = {"dataset": "glue", **config_to_dict(glue_args)}
-    return train_and_test(model, splits, training_config, accelerator, processor=tokenizer, arguments=arguments)
+    return train_and_test(
+        model, splits, training_config, accelerator, processor=tokenizer, arguments=arguments,
+        data_report={"truncated_share": truncated},
+    )
 
 
 if __name__ == "__main__":

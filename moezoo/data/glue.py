@@ -246,28 +246,47 @@ def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Data
     return split.select(sorted(keep))
 
 
-def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length: int) -> dict[str, torch.Tensor]:
-    """A split of `load_glue` as model inputs: token ids (padded to ``max_length``), ``task_ids``, and
-    ``labels`` ``[N, num_tasks]``, each row's own task's label in its column and NaN (missing) elsewhere,
-    so that each task is scored on its own examples."""
+def _tokenize(split: Dataset, tokenizer: Any, **settings: Any) -> dict[str, list]:
+    """The tokenizer's output for every example of ``split``, in the split's order, as lists. One-sentence and
+    sentence-pair examples are tokenised apart (a pair list cannot hold gaps), then put back in order."""
     first, second = split["text_a"], split["text_b"]
-    paired = [index for index, text in enumerate(second) if text]
-    single = [index for index, text in enumerate(second) if not text]
-    # One-sentence and sentence-pair tasks are tokenised apart (a pair list cannot hold gaps), then put back in order.
-    parts = []
-    for rows, pairs in ((single, None), (paired, [second[index] for index in paired])):
-        if rows:
-            parts.append((rows, tokenizer(
-                [first[index] for index in rows], pairs, truncation=True, padding="max_length", max_length=max_length,
-                return_tensors="pt",
-            )))
-    order = torch.tensor([index for rows, _ in parts for index in rows]).argsort()
-    encoded = {name: torch.cat([tokens[name] for _, tokens in parts])[order] for name in parts[0][1]}
+    groups = ([index for index, text in enumerate(second) if not text], [index for index, text in enumerate(second) if text])
+    rows, outputs = [], {}
+    for indices, paired in zip(groups, (False, True)):
+        if not indices:
+            continue
+        pairs = [second[index] for index in indices] if paired else None
+        encoded = tokenizer([first[index] for index in indices], pairs, **settings)
+        rows += indices
+        for name, values in encoded.items():
+            outputs.setdefault(name, []).extend(values)
+    order = np.argsort(rows, kind="stable")
+    return {name: [values[position] for position in order] for name, values in outputs.items()}
+
+
+def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length: int) -> dict[str, torch.Tensor]:
+    """A split of `load_glue` as model inputs: token ids (truncated to ``max_length`` and right-padded to it:
+    each batch is cut to its longest example when it is drawn, `moezoo.training.lengths.trim_padding`),
+    ``task_ids``, and ``labels`` ``[N, num_tasks]``, each row's own task's label in its column and NaN
+    (missing) elsewhere, so that each task is scored on its own examples."""
+    encoded = _tokenize(split, tokenizer, truncation=True, padding="max_length", max_length=max_length)
     task_ids = torch.tensor(split["task_ids"], dtype=torch.long)
     labels = torch.full((len(task_ids), num_tasks), float("nan"))
     labels[torch.arange(len(task_ids)), task_ids] = torch.tensor(split["label"], dtype=torch.float32)
-    columns = {name: encoded[name] for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded}
+    columns = {
+        name: torch.tensor(encoded[name], dtype=torch.long)
+        for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded
+    }
     return {**columns, "task_ids": task_ids, "labels": labels}
+
+
+def truncated_share(split: Dataset, tokenizer: Any, max_length: int) -> dict[str, float]:
+    """The share of each task's examples in ``split`` longer than ``max_length`` tokens, which
+    `encode_glue_split` cuts (a pair loses tokens from its longer sentence)."""
+    lengths = np.array([len(ids) for ids in _tokenize(split, tokenizer, return_attention_mask=False,
+                                                       return_token_type_ids=False)["input_ids"]])
+    tasks = np.asarray(split["task"])
+    return {str(name): float((lengths[tasks == name] > max_length).mean()) for name in dict.fromkeys(tasks)}
 
 
 #: The settings of a GLUE run (its ``results.json`` arguments) that say which data it read.
@@ -282,25 +301,25 @@ def glue_data_settings(arguments: Mapping[str, Any]) -> dict[str, Any]:
     return {name: arguments[name] for name in GLUE_DATA_SETTINGS if name in arguments}
 
 
-def load_encoded_glue(
-    tokenizer: Any,
+def glue_subsets(
     data_dir: str | os.PathLike | None = None,
     tasks: Sequence[str] = tuple(GLUE_TASKS),
-    max_seq_length: int = 128,
     validation_fraction: float = 0.1,
     data_seed: int = 0,
     max_train_samples_per_task: int | None = None,
     max_validation_samples_per_task: int | None = None,
     splits: Sequence[str] = ("train", "validation", "test"),
-) -> dict[str, dict[str, torch.Tensor]]:
-    """`load_glue`'s ``splits`` encoded by `encode_glue_split`, as the GLUE recipe trains and scores them: a
-    random ``max_train_samples_per_task`` of each task's training examples (``data_seed``), the first
-    ``max_validation_samples_per_task`` of its validation ones, and the test split (GLUE's dev set) whole,
-    so that its scores compare with published ones."""
+) -> dict[str, Dataset]:
+    """`load_glue`'s ``splits`` as the GLUE recipe trains and scores them: a random ``max_train_samples_per_task``
+    of each task's training examples (``data_seed``), the first ``max_validation_samples_per_task`` of its
+    validation ones, and the test split (GLUE's dev set) whole, so that its scores compare with published ones."""
     loaded = load_glue(data_dir, tasks, validation_fraction, data_seed)
     limits = {"train": (max_train_samples_per_task, data_seed), "validation": (max_validation_samples_per_task, None)}
-    encoded = {}
-    for name in splits:
-        limit, seed = limits.get(name, (None, None))
-        encoded[name] = encode_glue_split(per_task_subset(loaded[name], limit, seed), tokenizer, len(tasks), max_seq_length)
-    return encoded
+    return {name: per_task_subset(loaded[name], *limits.get(name, (None, None))) for name in splits}
+
+
+def load_encoded_glue(tokenizer: Any, max_seq_length: int = 128, **settings: Any) -> dict[str, dict[str, torch.Tensor]]:
+    """`glue_subsets` (``settings`` are its arguments) encoded by `encode_glue_split`."""
+    subsets = glue_subsets(**settings)
+    num_tasks = len(settings.get("tasks", GLUE_TASKS))
+    return {name: encode_glue_split(split, tokenizer, num_tasks, max_seq_length) for name, split in subsets.items()}

@@ -20,6 +20,8 @@ from datasets import Dataset
 from datasets import IterableDataset as HFIterableDataset
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, default_collate
 
+from .lengths import trim_padding
+
 #: Arrow tables up to this size (bytes) are materialised as tensors by default.
 DEFAULT_IN_MEMORY_LIMIT = 4 * 2**30
 
@@ -82,14 +84,15 @@ def nest_task_labels(columns: Mapping[str, Any]) -> dict[str, Any]:
 
 def collate_batch(batch: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The ``collate_fn`` of a `TensorDataset` loader: `TensorDataset.__getitems__` already returns the
-    batch; per-task label columns are nested (`nest_task_labels`)."""
-    return nest_task_labels(batch)
+    batch; token columns are cut to the batch's longest example (`moezoo.training.lengths.trim_padding`)
+    and per-task label columns are nested (`nest_task_labels`)."""
+    return nest_task_labels(trim_padding(batch))
 
 
 def collate_rows(rows: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
     """The ``collate_fn`` of a loader that reads rows through ``datasets``: PyTorch's default collation,
-    then `nest_task_labels`."""
-    return nest_task_labels(default_collate(rows))
+    then as `collate_batch`."""
+    return collate_batch(default_collate(rows))
 
 
 def materialize(dataset: Dataset, columns: Iterable[str] | None = None) -> TensorDataset:

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
+from datasets import IterableDataset as HFIterableDataset
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,6 +38,7 @@ from .checkpoints import (
     write_json_atomic,
 )
 from .data import TensorDataset, make_dataloader, materialize, nest_task_labels
+from .lengths import LengthGroupedSampler, token_lengths
 from .metrics import MultiTaskMetrics, is_better, metric_names
 from .mixing import TaskMixingSampler, task_sampling_probabilities
 
@@ -93,6 +95,14 @@ class TrainingConfig:
         },
     )
     task_mixing_temperature: float = field(default=2.0, metadata={"help": "T of --task_mixing temperature."})
+    group_by_length: bool = field(
+        default=False,
+        metadata={
+            "help": "Token data (an attention_mask column): put examples of similar length in the same training batch, "
+            "so that each batch, padded to its own longest example, holds little padding. Keeps --task_mixing's "
+            "frequencies (see moezoo.training.lengths)."
+        },
+    )
     dataloader_in_memory: bool | None = field(
         default=None,
         metadata={
@@ -264,9 +274,15 @@ def train(
     drop_last = config.dataloader_drop_last
     if drop_last is None:
         drop_last = any(isinstance(module, nn.modules.batchnorm._BatchNorm) for module in model.modules())
+    sampler = _task_mixing_sampler(train_dataset, config)
+    if config.group_by_length:
+        sampler = LengthGroupedSampler(
+            token_lengths(_column(train_dataset, "attention_mask", "group_by_length")), config.per_device_train_batch_size,
+            sampler, seed=config.seed,
+        )
     train_loader = make_dataloader(
         train_dataset, config.per_device_train_batch_size, shuffle=True, seed=config.seed, drop_last=drop_last,
-        in_memory=config.dataloader_in_memory, sampler=_task_mixing_sampler(train_dataset, config),
+        in_memory=config.dataloader_in_memory, sampler=sampler,
     )
     _check_materialized(model, train_loader)
     eval_loader = (
@@ -435,14 +451,25 @@ def _task_mixing_sampler(dataset: Any, config: TrainingConfig) -> TaskMixingSamp
     """The sampler of ``config.task_mixing`` over the dataset's ``task_ids`` column, or ``None``."""
     if config.task_mixing is None:
         return None
-    columns = dataset.columns if isinstance(dataset, TensorDataset) else getattr(dataset, "column_names", [])
-    if "task_ids" not in columns:
-        raise ValueError(
-            f"task_mixing={config.task_mixing!r} needs mixed-task data: a 'task_ids' column (see "
-            "moezoo.training.mixing.concatenate_tasks)."
-        )
-    task_ids = (dataset if isinstance(dataset, TensorDataset) else materialize(dataset, ["task_ids"])).columns["task_ids"]
+    task_ids = _column(dataset, "task_ids", f"task_mixing={config.task_mixing!r}")
     return TaskMixingSampler(task_ids, config.task_mixing, config.task_mixing_temperature, seed=config.seed)
+
+
+#: What each column a training option reads is, for its error message.
+_OPTION_COLUMNS = {
+    "task_ids": "mixed-task data: a 'task_ids' column (see moezoo.training.mixing.concatenate_tasks)",
+    "attention_mask": "token data: an 'attention_mask' column",
+}
+
+
+def _column(dataset: Any, name: str, option: str) -> torch.Tensor:
+    """Column ``name`` of an in-memory or ``datasets`` dataset as a tensor, which ``option`` needs."""
+    if isinstance(dataset, HFIterableDataset):
+        raise ValueError(f"{option} reorders examples: it needs a dataset with an index, not a streaming one.")
+    columns = dataset.columns if isinstance(dataset, TensorDataset) else getattr(dataset, "column_names", [])
+    if name not in columns:
+        raise ValueError(f"{option} needs {_OPTION_COLUMNS[name]}; the data has {sorted(columns)}.")
+    return (dataset if isinstance(dataset, TensorDataset) else materialize(dataset, [name])).columns[name]
 
 
 def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> None:

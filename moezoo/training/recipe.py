@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import resource
+import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -155,14 +157,23 @@ def subsample_splits(
 
 
 def run_environment(accelerator: Accelerator, train_seconds: float) -> dict[str, Any]:
-    """Where and how fast a run trained: hardware, library versions and the training wall time
-    (of a resumed run: its last part)."""
+    """Where and how fast a run trained: hardware, library versions, the training wall time (of a resumed run:
+    its last part) and the process's peak memory."""
     if accelerator.device.type == "cuda":
         hardware = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
     else:
         hardware = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {accelerator.num_processes} process(es)"
     versions = {name: importlib.metadata.version(name) for name in ("moezoo", "torch", "transformers", "accelerate")}
-    return {"hardware": hardware, "versions": versions, "train_seconds": round(train_seconds, 1)}
+    return {
+        "hardware": hardware, "versions": versions, "train_seconds": round(train_seconds, 1),
+        "peak_memory_mb": peak_memory_mb(),
+    }
+
+
+def peak_memory_mb() -> float:
+    """The largest resident memory of this process so far, in MB (of the main process under Accelerate)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return round(peak / (2**20 if sys.platform == "darwin" else 2**10), 1)
 
 
 def train_and_test(
@@ -172,11 +183,13 @@ def train_and_test(
     accelerator: Accelerator,
     processor: Any | None = None,
     arguments: Mapping[str, Any] | None = None,
+    data_report: Mapping[str, Any] | None = None,
 ) -> RecipeResult:
     """Train on ``splits["train"]``, keep the best checkpoint by validation, and score it on ``splits["test"]``.
 
     The best checkpoint is scored as a user would load it (``from_pretrained``). The validation and test
-    metrics, the best epoch and ``arguments`` (the recipe's settings) are written to
+    metrics, the best epoch, ``arguments`` (the recipe's settings) and ``data_report`` (what the recipe
+    measured of its data, such as the share of truncated examples) are written to
     ``{output_dir}/results.json`` and their metrics other than losses are printed.
     """
     for name in ("train", "validation", "test"):
@@ -206,6 +219,7 @@ def train_and_test(
         "validation": result.best_metrics,
         "test": test_metrics,
         "arguments": settings,
+        **({"data": dict(data_report)} if data_report else {}),
         "environment": run_environment(accelerator, train_seconds),
     }
     if accelerator.is_main_process:

@@ -80,7 +80,12 @@ class GlueArguments:
     adapter: str | None = field(default=None, metadata={"help": 'PEFT settings as JSON, e.g. \'{"r": 8}\'.'})
     pooling: str = field(default="mean", metadata={"help": "mean, cls, or last (decoders)."})
     alignment_distance: str = field(default="kl", metadata={"help": "Align-LoRA's distance: kl or mmd."})
-    alignment_weight: float = field(default=0.2, metadata={"help": "Align-LoRA's lambda."})
+    alignment_form: str = field(
+        default="authors", metadata={"help": "Align-LoRA's loss as the authors' code computes it ('authors') or 'pooled'."}
+    )
+    alignment_weight: float | None = field(
+        default=None, metadata={"help": "Align-LoRA's lambda (default: the form's own, 0.2 for the authors' form)."}
+    )
 
     def __post_init__(self) -> None:
         require_positive(
@@ -109,7 +114,8 @@ def build_adapted_model(glue_args: GlueArguments) -> AdaptedTransformerModel:
     adapter = {name: value for name, value in glue_args.adapter_settings().items() if value is not None}
     model_fields = {
         "adapter": adapter, "pooling": glue_args.pooling,
-        "alignment_distance": glue_args.alignment_distance, "alignment_weight": glue_args.alignment_weight,
+        "alignment_distance": glue_args.alignment_distance, "alignment_form": glue_args.alignment_form,
+        "alignment_weight": glue_args.alignment_weight,
     }
     tasks = glue_task_specs(glue_args.tasks)
     if glue_args.model_name_or_path is None:

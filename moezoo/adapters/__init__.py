@@ -2,7 +2,15 @@
 
 from transformers import AutoConfig, AutoModel
 
-from .alignment import ALIGNMENT_WEIGHT, LoraAlignment, gaussian_symmetric_kl, multi_kernel_mmd
+from .alignment import (
+    ALIGNMENT_FORMS,
+    ALIGNMENT_WEIGHTS,
+    LoraAlignment,
+    gaussian_symmetric_kl,
+    multi_kernel_mmd,
+    positional_gaussian_kl,
+    positional_mmd,
+)
 from .merging import merge_task, task_delta_weight
 from .modeling_adapted import ADAPTER_METHODS, AdaptedTransformerConfig, AdaptedTransformerModel
 from .multi_head_lora import (
@@ -23,7 +31,8 @@ AutoModel.register(AdaptedTransformerConfig, AdaptedTransformerModel, exist_ok=T
 
 __all__ = [
     "ADAPTER_METHODS",
-    "ALIGNMENT_WEIGHT",
+    "ALIGNMENT_FORMS",
+    "ALIGNMENT_WEIGHTS",
     "AdaptedTransformerConfig",
     "AdaptedTransformerModel",
     "LoraAlignment",
@@ -36,6 +45,8 @@ __all__ = [
     "gaussian_symmetric_kl",
     "merge_task",
     "multi_kernel_mmd",
+    "positional_gaussian_kl",
+    "positional_mmd",
     "register_multi_head_lora",
     "task_delta_weight",
 ]

@@ -2,18 +2,30 @@
 the tasks' representations together in every LoRA layer.
 
 In each layer the representation is the output of the LoRA ``A`` projection (``[B, S, r]``). Examples are
-grouped by their ``task_ids`` (never by their position in the batch, which is wrong once batches mix
-tasks), and for every pair of tasks present in the batch a distance between their groups is taken:
+grouped by their ``task_ids`` (never by their position in the batch: the authors' code cuts each batch into
+equal blocks, one per task, which only a fixed layout of tasks in a batch fills correctly), and for every
+pair of tasks in the batch a distance between their groups is taken. Two forms:
 
-- ``"kl"`` (default): the symmetric KL divergence between two diagonal Gaussians fitted to the tasks'
-  token representations (padding tokens left out), ``KL(p || q) + KL(q || p)``, summed over the ``r``
-  dimensions;
-- ``"mmd"``: the squared maximum mean discrepancy between the tasks' examples (each the mean of its
-  non-padding tokens) under a sum of Gaussian kernels whose bandwidths are the mean squared distance
-  times each of ``MMD_BANDWIDTH_MULTIPLIERS``.
+- ``"authors"`` (default): as the authors' code computes it. ``"kl"``: a diagonal Gaussian per token
+  position fitted to a task's examples (mean and unbiased variance over the examples, plus 1e-8), the KL
+  divergence summed over the ``r`` dimensions and averaged over positions, the two directions averaged;
+  padding positions count like any other (their code masks none). A task needs two examples in the batch
+  to have a variance; tasks with one are left out of that batch's pairs. ``"mmd"``: the squared maximum
+  mean discrepancy per token position under a sum of Gaussian kernels ``exp(-||x - y||^2 / (2 sigma))``
+  over their 19 ``sigma`` from 1e-6 to 1e6 (`AUTHORS_MMD_SIGMAS`), averaged over positions. Its values are
+  large (thousands for the KL on MiniLM, where positions that are padding in every example vary little),
+  so the paper's λ = 0.2 (their train.py) weighs it heavily.
+- ``"pooled"``: moezoo's earlier reading of the paper. ``"kl"``: one diagonal Gaussian per task fitted to
+  all its real tokens (padding masked; population variance plus 1e-5), ``KL(p || q) + KL(q || p)`` summed
+  over the ``r`` dimensions; ``"mmd"``: between the tasks' examples, each the mean of its real tokens, under
+  a sum of Gaussian kernels whose bandwidths are the mean squared distance times each of
+  ``POOLED_MMD_BANDWIDTH_MULTIPLIERS``. Its values are small (about 0.05 where the authors' KL gives 8,000),
+  so it takes its own λ (`ALIGNMENT_WEIGHTS`).
 
-The loss is ``weight`` times the mean over task pairs and layers; a batch with a single task has no pair
-and gives zero (still attached to the graph).
+The loss is λ times the mean over task pairs and layers; a batch with no pair gives zero (still attached to
+the graph). Where the authors' code differs beyond the grouping: it adds the loss once per optimiser step
+over the features of all its gradient-accumulation micro-batches (10), and their Trainer divides that
+step's loss by the 10 micro-batches; here the loss is taken on every batch.
 """
 
 from __future__ import annotations
@@ -29,9 +41,15 @@ from torch.utils.hooks import RemovableHandle
 from .task_routing import TaskRouting
 
 DISTANCES = ("kl", "mmd")
-ALIGNMENT_WEIGHT = 0.2
-MMD_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
-VARIANCE_EPS = 1e-5
+ALIGNMENT_FORMS = ("authors", "pooled")
+#: λ of each form when none is given: the paper's for the authors' form; for the pooled form, the value
+#: chosen on GLUE-5 validation data (benchmarks/glue_adapters.py).
+ALIGNMENT_WEIGHTS = {"authors": 0.2, "pooled": 0.2}
+#: The kernel scales of the authors' MMD.
+AUTHORS_MMD_SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 100.0, 1e3, 1e4, 1e5, 1e6)
+AUTHORS_VARIANCE_EPS = 1e-8
+POOLED_MMD_BANDWIDTH_MULTIPLIERS = (0.25, 0.5, 1.0, 2.0, 4.0)
+POOLED_VARIANCE_EPS = 1e-5
 
 
 def symmetric_kl_of_moments(
@@ -45,22 +63,53 @@ def symmetric_kl_of_moments(
 
 
 def gaussian_symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """``KL(p || q) + KL(q || p)`` of diagonal Gaussians fitted to two sets of vectors ``[n, d]`` / ``[m, d]``
-    (means and population variances, plus `VARIANCE_EPS`), summed over the ``d`` dimensions."""
+    """The pooled form's KL: ``KL(p || q) + KL(q || p)`` of diagonal Gaussians fitted to two sets of vectors
+    ``[n, d]`` / ``[m, d]`` (means and population variances, plus `POOLED_VARIANCE_EPS`), summed over ``d``."""
     return symmetric_kl_of_moments(
-        first.mean(0), first.var(0, unbiased=False) + VARIANCE_EPS, second.mean(0), second.var(0, unbiased=False) + VARIANCE_EPS
+        first.mean(0), first.var(0, unbiased=False) + POOLED_VARIANCE_EPS,
+        second.mean(0), second.var(0, unbiased=False) + POOLED_VARIANCE_EPS,
     )
 
 
+def positional_gaussian_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The authors' KL: for ``[n, S, d]`` / ``[m, S, d]`` (``n, m >= 2``), a diagonal Gaussian per position fitted
+    over the examples (unbiased variance plus `AUTHORS_VARIANCE_EPS`), ``(KL(p || q) + KL(q || p)) / 2`` summed
+    over ``d`` and averaged over the ``S`` positions."""
+    moments = [
+        (features.mean(0), features.var(0, unbiased=True) + AUTHORS_VARIANCE_EPS) for features in (first, second)
+    ]
+    return 0.5 * symmetric_kl_of_moments(*moments[0], *moments[1]).mean()
+
+
+def mmd_from_kernels(within_first: torch.Tensor, within_second: torch.Tensor, between: torch.Tensor) -> torch.Tensor:
+    """The squared MMD estimate ``mean k(x, x') + mean k(y, y') - 2 mean k(x, y)`` from the three kernel blocks."""
+    return within_first.mean() + within_second.mean() - 2 * between.mean()
+
+
 def multi_kernel_mmd(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-    """Squared MMD between two samples ``[n, d]`` / ``[m, d]`` under a sum of Gaussian kernels
+    """The pooled form's MMD between two samples ``[n, d]`` / ``[m, d]`` under a sum of Gaussian kernels
     ``exp(-||x - y||^2 / h)``, ``h`` the mean squared distance of the pooled sample times each multiplier."""
     pooled = torch.cat([first, second])
     distances = torch.cdist(pooled, pooled).pow(2)
     scale = distances.detach().sum() / max(len(pooled) ** 2 - len(pooled), 1)
-    kernel = sum(torch.exp(-distances / (scale * multiplier + VARIANCE_EPS)) for multiplier in MMD_BANDWIDTH_MULTIPLIERS)
+    kernel = sum(
+        torch.exp(-distances / (scale * multiplier + POOLED_VARIANCE_EPS)) for multiplier in POOLED_MMD_BANDWIDTH_MULTIPLIERS
+    )
     n = len(first)
-    return kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean()
+    return mmd_from_kernels(kernel[:n, :n], kernel[n:, n:], kernel[:n, n:])
+
+
+def positional_mmd(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """The authors' MMD between ``[n, S, d]`` and ``[m, S, d]``: per position, kernels
+    ``sum_sigma exp(-||x - y||^2 / (2 sigma))`` over `AUTHORS_MMD_SIGMAS`, every block averaged over pairs and
+    positions."""
+    betas = 1.0 / (2.0 * torch.tensor(AUTHORS_MMD_SIGMAS, dtype=first.dtype, device=first.device))
+
+    def kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # [n, m, S]
+        distances = (x.unsqueeze(1) - y.unsqueeze(0)).pow(2).sum(-1)
+        return torch.exp(-betas.view(-1, 1, 1, 1) * distances).sum(0)
+
+    return mmd_from_kernels(kernel(first, first), kernel(second, second), kernel(first, second))
 
 
 class LoraAlignment:
@@ -69,19 +118,25 @@ class LoraAlignment:
     Args:
         routing: Where the batch's ``task_ids`` are (`TaskRouting.set`).
         distance: ``"kl"`` or ``"mmd"`` (see the module's docstring).
-        weight: λ, the loss weight (0.2 by default, as the paper).
+        weight: λ, the loss weight; ``None``: the form's (`ALIGNMENT_WEIGHTS`: the paper's 0.2 for the authors' form).
+        form: ``"authors"`` or ``"pooled"`` (see the module's docstring).
         adapter_name: The LoRA adapter whose ``A`` outputs are aligned.
     """
 
     def __init__(
-        self, routing: TaskRouting, distance: str = "kl", weight: float = ALIGNMENT_WEIGHT, adapter_name: str = "default"
+        self, routing: TaskRouting, distance: str = "kl", weight: float | None = None, form: str = "authors",
+        adapter_name: str = "default",
     ) -> None:
         if distance not in DISTANCES:
             raise ValueError(f"Unknown alignment distance {distance!r}; choose one of {DISTANCES}.")
+        if form not in ALIGNMENT_FORMS:
+            raise ValueError(f"Unknown alignment form {form!r}; choose one of {ALIGNMENT_FORMS}.")
+        weight = ALIGNMENT_WEIGHTS[form] if weight is None else weight
         if weight < 0:
             raise ValueError(f"The alignment weight cannot be negative, got {weight}.")
         self.routing = routing
         self.distance = distance
+        self.form = form
         self.weight = weight
         self.adapter_name = adapter_name
         self.attention_mask: torch.Tensor | None = None
@@ -123,8 +178,10 @@ class LoraAlignment:
         task_ids = self.routing.task_ids
         if task_ids is None:
             raise ValueError("Align-LoRA groups examples by task: pass task_ids.")
-        tasks = torch.unique(task_ids).tolist()
-        pairs = list(itertools.combinations(tasks, 2))
+        tasks, counts = torch.unique(task_ids, return_counts=True)
+        if self.form == "authors" and self.distance == "kl":  # a variance over the task's examples needs two
+            tasks = tasks[counts >= 2]
+        pairs = list(itertools.combinations(tasks.tolist(), 2))
         if not pairs:
             return self.weight * sum(output.sum() for output in self._outputs) * 0.0
         per_layer = [self._layer_distance(output, task_ids, pairs) for output in self._outputs]
@@ -154,6 +211,9 @@ class LoraAlignment:
         return torch.stack(distances).mean()
 
     def _distance(self, output: torch.Tensor, mask: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+        if self.form == "authors":  # every position, padding included, as their code
+            distance = positional_gaussian_kl if self.distance == "kl" else positional_mmd
+            return distance(output[first], output[second])
         if self.distance == "kl":
             return gaussian_symmetric_kl(output[first][mask[first]], output[second][mask[second]])
         pooled = (output * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)

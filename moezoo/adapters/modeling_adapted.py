@@ -37,7 +37,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from ..locations import require_folder_or_repo_id
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
-from .alignment import DISTANCES, LoraAlignment
+from .alignment import ALIGNMENT_FORMS, ALIGNMENT_WEIGHTS, DISTANCES, LoraAlignment
 from .merging import merge_task
 from .base_models import load_pretrained, weights_digest
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
@@ -82,7 +82,9 @@ class AdaptedTransformerConfig(MultiTaskConfig):
             in, and a ``None`` value drops the field.
         pooling: ``"mean"`` over real tokens, ``"cls"`` (the first token), or ``"last"`` real token (decoders).
         head_dropout: Dropout on the pooled vector.
-        alignment_distance, alignment_weight: Align-LoRA's distance (``"kl"`` / ``"mmd"``) and λ.
+        alignment_distance, alignment_form, alignment_weight: Align-LoRA's distance (``"kl"`` / ``"mmd"``), the form
+            of its loss (``"authors"``, as the authors' code computes it, or ``"pooled"``: see
+            `moezoo.adapters.alignment`) and λ (``None``: the form's own, `ALIGNMENT_WEIGHTS`).
         unknown_tasks: ``"error"`` or ``"average"`` (see `TaskRouting`).
     """
 
@@ -97,7 +99,8 @@ class AdaptedTransformerConfig(MultiTaskConfig):
     pooling: str = "mean"
     head_dropout: float | int = 0.1
     alignment_distance: str = "kl"
-    alignment_weight: float | int = 0.2
+    alignment_form: str = "authors"
+    alignment_weight: float | int | None = None
     unknown_tasks: str = "error"
     tower_hidden_sizes: list[int] = field(default_factory=list)
 
@@ -107,6 +110,7 @@ class AdaptedTransformerConfig(MultiTaskConfig):
             ("adapter_method", self.adapter_method, list(ADAPTER_METHODS)),
             ("pooling", self.pooling, list(POOLINGS)),
             ("alignment_distance", self.alignment_distance, list(DISTANCES)),
+            ("alignment_form", self.alignment_form, list(ALIGNMENT_FORMS)),
             ("unknown_tasks", self.unknown_tasks, list(UNKNOWN_TASK_POLICIES)),
         ):
             if value not in known:
@@ -160,12 +164,20 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         if self.adapter_method == "frozen":
             adapter = "none: the encoder is frozen and only the task heads train"
         elif self.adapter_method == "align_lora":
-            adapter += f", alignment loss `{self.alignment_distance}` with weight {self.alignment_weight}"
+            adapter += (
+                f", alignment loss `{self.alignment_distance}` in the {self.alignment_form} form with weight "
+                f"{self.resolved_alignment_weight}"
+            )
         return [
             f"**Base model:** `{self.base_model_name_or_path}` (`{base.get('model_type', 'unknown')}`{', ' + shape if shape else ''})",
             f"**Adapter:** {adapter}",
             f"**Task heads:** linear, on the {self.pooling}-pooled last hidden states",
         ]
+
+    @property
+    def resolved_alignment_weight(self) -> float:
+        """Align-LoRA's λ: ``alignment_weight``, or the form's own when it is ``None``."""
+        return ALIGNMENT_WEIGHTS[self.alignment_form] if self.alignment_weight is None else self.alignment_weight
 
     @property
     def task_routed(self) -> bool:
@@ -208,7 +220,9 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             self.routing.attach(self.backbone, (PolyLinear, MultiHeadLoraLinear))
         self.alignment = None
         if config.adapter_method == "align_lora":
-            self.alignment = LoraAlignment(self.routing, config.alignment_distance, config.alignment_weight)
+            self.alignment = LoraAlignment(
+                self.routing, config.alignment_distance, config.resolved_alignment_weight, config.alignment_form
+            )
             self.alignment.attach(self.backbone)
         hidden_size = backbone.config.hidden_size
         self.head_dropout = nn.Dropout(config.head_dropout)

@@ -237,7 +237,7 @@ def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Data
     """At most ``limit`` examples of each task: a random subset (``seed``), or the first ones (``None``)."""
     if limit is None:
         return split
-    task_ids = np.asarray(split["task_ids"])
+    task_ids = np.asarray(_columns(split, "task_ids")["task_ids"])
     rng = np.random.default_rng(seed) if seed is not None else None
     keep = []
     for task in np.unique(task_ids):
@@ -246,22 +246,31 @@ def per_task_subset(split: Dataset, limit: int | None, seed: int | None) -> Data
     return split.select(sorted(keep))
 
 
-def _tokenize(split: Dataset, tokenizer: Any, **settings: Any) -> dict[str, list]:
-    """The tokenizer's output for every example of ``split``, in the split's order, as lists. One-sentence and
+def _columns(split: Dataset, *names: str) -> dict[str, list]:
+    """Whole columns of ``split`` as lists, read at once (a `datasets` column read item by item costs about a
+    millisecond per item)."""
+    return split.with_format("arrow", columns=list(names))[:].to_pydict()
+
+
+def _tokenize(split: Dataset, tokenizer: Any, columns: Sequence[str], **settings: Any) -> dict[str, np.ndarray]:
+    """The tokenizer's output ``columns`` (those it returns) for every example of ``split``, in the split's order,
+    as arrays (``settings`` must give one value, or equally long rows, per example in them). One-sentence and
     sentence-pair examples are tokenised apart (a pair list cannot hold gaps), then put back in order."""
-    first, second = split["text_a"], split["text_b"]
+    texts = _columns(split, "text_a", "text_b")
+    first, second = texts["text_a"], texts["text_b"]
     groups = ([index for index, text in enumerate(second) if not text], [index for index, text in enumerate(second) if text])
-    rows, outputs = [], {}
+    rows, parts = [], {}
     for indices, paired in zip(groups, (False, True)):
         if not indices:
             continue
         pairs = [second[index] for index in indices] if paired else None
         encoded = tokenizer([first[index] for index in indices], pairs, **settings)
         rows += indices
-        for name, values in encoded.items():
-            outputs.setdefault(name, []).extend(values)
+        for name in columns:
+            if name in encoded:
+                parts.setdefault(name, []).append(np.asarray(encoded[name]))
     order = np.argsort(rows, kind="stable")
-    return {name: [values[position] for position in order] for name, values in outputs.items()}
+    return {name: np.concatenate(values)[order] for name, values in parts.items()}
 
 
 def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length: int) -> dict[str, torch.Tensor]:
@@ -269,23 +278,23 @@ def encode_glue_split(split: Dataset, tokenizer: Any, num_tasks: int, max_length
     each batch is cut to its longest example when it is drawn, `moezoo.training.lengths.trim_padding`),
     ``task_ids``, and ``labels`` ``[N, num_tasks]``, each row's own task's label in its column and NaN
     (missing) elsewhere, so that each task is scored on its own examples."""
-    encoded = _tokenize(split, tokenizer, truncation=True, padding="max_length", max_length=max_length)
-    task_ids = torch.tensor(split["task_ids"], dtype=torch.long)
+    token_columns = ("input_ids", "attention_mask", "token_type_ids")
+    encoded = _tokenize(
+        split, tokenizer, token_columns, truncation=True, padding="max_length", max_length=max_length, return_tensors="np"
+    )
+    values = _columns(split, "task_ids", "label")
+    task_ids = torch.tensor(values["task_ids"], dtype=torch.long)
     labels = torch.full((len(task_ids), num_tasks), float("nan"))
-    labels[torch.arange(len(task_ids)), task_ids] = torch.tensor(split["label"], dtype=torch.float32)
-    columns = {
-        name: torch.tensor(encoded[name], dtype=torch.long)
-        for name in ("input_ids", "attention_mask", "token_type_ids") if name in encoded
-    }
+    labels[torch.arange(len(task_ids)), task_ids] = torch.tensor(values["label"], dtype=torch.float32)
+    columns = {name: torch.from_numpy(encoded[name].astype(np.int64)) for name in token_columns if name in encoded}
     return {**columns, "task_ids": task_ids, "labels": labels}
 
 
 def truncated_share(split: Dataset, tokenizer: Any, max_length: int) -> dict[str, float]:
     """The share of each task's examples in ``split`` longer than ``max_length`` tokens, which
     `encode_glue_split` cuts (a pair loses tokens from its longer sentence)."""
-    lengths = np.array([len(ids) for ids in _tokenize(split, tokenizer, return_attention_mask=False,
-                                                       return_token_type_ids=False)["input_ids"]])
-    tasks = np.asarray(split["task"])
+    lengths = _tokenize(split, tokenizer, ["length"], return_length=True)["length"]
+    tasks = np.asarray(_columns(split, "task")["task"])
     return {str(name): float((lengths[tasks == name] > max_length).mean()) for name in dict.fromkeys(tasks)}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
-from ..adapters.alignment import VARIANCE_EPS, symmetric_kl_of_moments
+from ..adapters.alignment import POOLED_VARIANCE_EPS, symmetric_kl_of_moments
 from ..adapters.merging import task_mixing_weights, task_routed_layers
 from ..adapters.modeling_adapted import AdaptedTransformerModel
 from ..models.m3vit import M3ViTModel
@@ -134,7 +134,7 @@ def measure_task_gaps(model: AdaptedTransformerModel, batches: Iterable[Mapping[
     gaps = torch.zeros(num_tasks, num_tasks, dtype=torch.float64)
     for count, total, squares in moments:
         mean = total / count.clamp_min(1)[:, None]
-        variance = (squares / count.clamp_min(1)[:, None] - mean**2).clamp_min(0) + VARIANCE_EPS
+        variance = (squares / count.clamp_min(1)[:, None] - mean**2).clamp_min(0) + POOLED_VARIANCE_EPS
         gaps += symmetric_kl_of_moments(mean[:, None], variance[:, None], mean[None], variance[None])
     return (gaps / len(moments)).float()
 

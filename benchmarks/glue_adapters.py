@@ -1,52 +1,62 @@
 #!/usr/bin/env python
-"""GLUE-5 test quality of moezoo's multi-task adapters on all-MiniLM-L6-v2, at matched trainable
-parameters, on the CPU.
+"""GLUE-5 dev-set quality of moezoo's multi-task adapters on all-MiniLM-L6-v2, against plain multi-task LoRA
+and one single-task LoRA per task at the same budget, on the CPU.
 
     python benchmarks/glue_adapters.py [--methods ...] [--seeds 42 43 44] [--remeasure]
 
-Every run trains one adapter and five task heads on the five-task GLUE mix (CoLA, SST-2, MRPC, RTE, STS-B)
-with the budget of recipes/configs/glue_*.yaml: 1,000 training examples per task (a fixed random subset),
-2 epochs, batch 32, 64 tokens, AdamW 5e-4 with linear decay, the best validation epoch by loss (200
-validation examples per task, held out of GLUE's train files); the test split is GLUE's whole dev set.
-All adapters sit in the attention's query and value maps of the 6 layers:
+Every multi-task run trains one adapter and five task heads on the five-task GLUE mix (CoLA, SST-2, MRPC, RTE,
+STS-B) with the budget of recipes/configs/glue_*.yaml: the tasks' whole training files less a 10 % validation
+hold-out (79,026 examples), batches of 32 drawn with temperature-2 task mixing and grouped by length, 2 epochs
+(4,940 steps), examples cut at 128 tokens, AdamW 5e-4 with linear decay, gradients clipped at 1, the better of
+the 2 epochs by validation loss; the test split is GLUE's whole dev set. All adapters sit in the attention's
+query and value maps of the 6 layers, with about 295,000 parameters:
 
-- ``lora_r8``, ``lora_r32``: PEFT's LoRA of rank 8 (73,728 adapter parameters) and 32 (294,912).
-- ``align_lora``: LoRA of rank 32 plus the Align-LoRA loss (KL, λ 0.2): ``lora_r32`` with the loss.
+- ``lora``: PEFT's LoRA of rank 32 (294,912 adapter parameters), every task through the same update.
+- ``align_lora``: ``lora`` plus Align-LoRA's loss as the authors' code computes it (KL, λ 0.2).
+- ``align_lora_pooled``: ``lora`` plus the pooled, padding-masked form of the loss, with its own λ.
 - ``multi_head_lora``: a shared A of rank 16, 3 heads, a task router (295,092).
 - ``mhr``: PEFT's Poly with 4 skills of rank 8 and 4 splits (295,872).
-- ``frozen``: the encoder frozen; the task heads alone train.
+- ``single_task_lora``: one LoRA of rank 32 per task, each trained on its task alone for as many steps as the
+  multi-task runs give that task (its share of the temperature mixing times 4,940 steps), so that the five
+  runs together cost one multi-task run; the bar each multi-task adapter is compared against, task by task.
 
-At seed 42 (the YAMLs' seed), align_lora, multi_head_lora and mhr are the zoo entries; their results.json
-is read instead of training again (``--remeasure`` trains them here). Results go to
-benchmarks/results/glue_adapters.{json,md}, saved after every run; a (method, seed) already measured is
-skipped unless ``--remeasure`` is given, so an interrupted benchmark continues where it stopped.
+At seed 42 (the YAMLs' seed), align_lora, multi_head_lora and mhr are the zoo entries; their results.json is
+read instead of training again (``--remeasure`` trains them here). Results go to
+benchmarks/results/glue_adapters.{json,md}, saved after every run; a run already measured is skipped unless
+``--remeasure`` is given, so an interrupted benchmark continues where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from recipe_runs import REPO, RESULTS, mean_std, merge_runs, run_recipe
 
 from moezoo.adapters import AdaptedTransformerModel
+from moezoo.data.glue import GLUE_TASKS, glue_subsets
+from moezoo.training import task_sampling_probabilities
+from moezoo.training.arguments import load_yaml_config
 
 sys.path.insert(0, str(REPO / "recipes"))
 from train_glue import main as train_glue  # noqa: E402
 
 CONFIGS = REPO / "recipes" / "configs"
+SINGLE_TASK = "single_task_lora"
 #: Each method: its YAML, its flags after the YAML, and its zoo entry (trained at the YAML's seed).
 METHODS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
-    "lora_r8": ("glue_align_lora.yaml", ("--adapter_method", "lora", "--adapter", '{"r": 8}'), None),
-    "lora_r32": ("glue_align_lora.yaml", ("--adapter_method", "lora"), None),
+    "lora": ("glue_align_lora.yaml", ("--adapter_method", "lora"), None),
     "align_lora": ("glue_align_lora.yaml", (), "align-lora-glue"),
+    "align_lora_pooled": ("glue_align_lora.yaml", ("--alignment_form", "pooled"), None),
     "multi_head_lora": ("glue_multi_head_lora.yaml", (), "multi-head-lora-glue"),
     "mhr": ("glue_mhr.yaml", (), "mhr-glue"),
-    "frozen": ("glue_align_lora.yaml", ("--adapter_method", "frozen", "--adapter", '{"target_modules": null, "r": null}'), None),
+    SINGLE_TASK: ("glue_align_lora.yaml", ("--adapter_method", "lora"), None),
 }
 ZOO_SEED = 42
 #: GLUE's metric of each task, as the recipe names it.
@@ -62,19 +72,30 @@ def adapter_parameters(checkpoint: Path) -> dict[str, int]:
     return {"adapter_parameters": sum(trainable.values()) - heads, "trainable_parameters": sum(trainable.values())}
 
 
+def single_task_steps(config: str, data_dir: str | None) -> dict[str, int]:
+    """Each task's share of the multi-task runs' steps: its temperature-mixing probability times their steps."""
+    settings = load_yaml_config(CONFIGS / config)
+    train = glue_subsets(data_dir, splits=("train",))["train"]
+    counts = Counter(train.with_format("arrow", columns=["task"])[:].column("task").to_pylist())
+    sizes = [counts[name] for name in GLUE_TASKS]
+    probabilities = task_sampling_probabilities(sizes, settings["task_mixing"], settings.get("task_mixing_temperature", 2.0))
+    total = settings["num_train_epochs"] * math.ceil(sum(sizes) / settings["per_device_train_batch_size"])
+    return {name: max(1, round(total * float(share))) for name, share in zip(GLUE_TASKS, probabilities)}
+
+
 def record(method: str, seed: int, summary: dict[str, Any], parameters: dict[str, int], source: str) -> dict[str, Any]:
-    """One row of the results file: the method, seed, parameters, budget, and GLUE test scores."""
+    """One row of the results file: the method, the tasks it trained, seed, parameters, budget, GLUE test scores."""
     arguments = summary["arguments"]
-    scores = {f"test_{task}_{metric}": summary["test"][f"{task}/{metric}"] for task, metric in GLUE_SCORES.items()}
+    tasks = list(arguments["tasks"])
     return {
+        "run": f"{method}/{'+'.join(tasks)}",
         "method": method,
+        "tasks": tasks,
         "seed": seed,
         **parameters,
-        "parameters": parameters["trainable_parameters"],
-        **scores,
-        "test_glue_mean": statistics.mean(scores.values()),
-        "train_examples_per_task": arguments["max_train_samples_per_task"],
+        **{f"test_{task}_{GLUE_SCORES[task]}": summary["test"][f"{task}/{GLUE_SCORES[task]}"] for task in tasks},
         "epochs": arguments["num_train_epochs"],
+        "max_train_steps": arguments.get("max_train_steps"),
         "max_seq_length": arguments["max_seq_length"],
         "best_epoch": summary["best_epoch"],
         "train_seconds": summary["environment"]["train_seconds"],
@@ -82,13 +103,15 @@ def record(method: str, seed: int, summary: dict[str, Any], parameters: dict[str
     }
 
 
-def measure(method: str, seed: int, remeasure: bool, data_dir: str | None) -> dict[str, Any]:
+def measure(method: str, seed: int, remeasure: bool, data_dir: str | None, task: str | None = None) -> dict[str, Any]:
     config, flags, zoo_entry = METHODS[method]
     zoo_folder = REPO / "model_cards" / zoo_entry if zoo_entry else None
     if seed == ZOO_SEED and zoo_folder is not None and (zoo_folder / "results.json").is_file() and not remeasure:
         summary = json.loads((zoo_folder / "results.json").read_text())
         return record(method, seed, summary, adapter_parameters(zoo_folder), f"zoo entry {zoo_entry}")
     argv = [str(CONFIGS / config), *flags, "--seed", str(seed)]
+    if task is not None:
+        argv += ["--tasks", task, "--max_train_steps", str(single_task_steps(config, data_dir)[task])]
     if data_dir:
         argv += ["--data_dir", data_dir]
     summary, _ = run_recipe(train_glue, argv, adapter_parameters)
@@ -104,16 +127,32 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None, help="folder holding glue/ (default: ../shared/data)")
     args = parser.parse_args()
 
-    done = {(run["method"], run["seed"]) for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
+    done = {(run["run"], run["seed"]) for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
     # Seeds outermost: every method gets its first seed before any gets a second.
     for seed in args.seeds:
         for method in args.methods:
-            if (method, seed) in done and not args.remeasure:
-                print(f"{method} seed {seed}: measured earlier, skipped", flush=True)
-                continue
-            run = measure(method, seed, args.remeasure, args.data_dir)
-            print(json.dumps(run), flush=True)
-            write_report(merge_runs(RESULTS_FILE, [run], key=("method", "seed")))
+            for task in GLUE_TASKS if method == SINGLE_TASK else [None]:
+                name = f"{method}/{task or '+'.join(GLUE_TASKS)}"
+                if (name, seed) in done and not args.remeasure:
+                    print(f"{name} seed {seed}: measured earlier, skipped", flush=True)
+                    continue
+                run = measure(method, seed, args.remeasure, args.data_dir, task)
+                print(json.dumps(run), flush=True)
+                write_report(merge_runs(RESULTS_FILE, [run], key=("run", "seed")))
+
+
+def method_rows(runs: list[dict[str, Any]], method: str) -> list[dict[str, Any]]:
+    """The method's runs as one row per seed: a single-task method's per-task runs merged into one (scores of
+    every task, training time summed); a seed lacking a task's run is left out."""
+    rows = []
+    for seed in sorted({run["seed"] for run in runs if run["method"] == method}):
+        parts = [run for run in runs if run["method"] == method and run["seed"] == seed]
+        merged = {key: value for part in parts for key, value in part.items()}
+        if all(f"test_{task}_{metric}" in merged for task, metric in GLUE_SCORES.items()):
+            merged["train_seconds"] = sum(part["train_seconds"] for part in parts)
+            merged["test_glue_mean"] = statistics.mean(merged[f"test_{task}_{metric}"] for task, metric in GLUE_SCORES.items())
+            rows.append(merged)
+    return rows
 
 
 def write_report(runs: list[dict[str, Any]]) -> None:
@@ -122,17 +161,19 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "### Multi-task adapters on GLUE-5 (all-MiniLM-L6-v2)",
         "",
         "GLUE dev set (the test split, whole), in %: Matthews correlation (CoLA), accuracy (SST-2, RTE), F1 (MRPC), "
-        "Pearson (STS-B), and their mean; mean ± std over the seeds listed. Budget of every run: 1,000 training "
-        "examples per task, 2 epochs (314 steps of 32), 64 tokens, AdamW 5e-4 with linear decay, the best of the 2 "
-        "epochs by validation loss; adapters in the query and value maps of all 6 layers. Training minutes: wall "
-        "time on this 2-core CPU, where some runs shared it with other work (benchmarks/results/adapter_cost.md "
-        "has step times measured alone).",
+        "Pearson (STS-B), and their mean; mean ± std over the seeds listed. Budget of every multi-task run: the five "
+        "tasks' whole training files less a 10 % validation hold-out, 2 epochs of temperature-2 task mixing (4,940 "
+        "steps of 32, batched by length), 128 tokens, AdamW 5e-4 with linear decay, the better epoch by validation "
+        "loss; `single_task_lora` gives each task's own LoRA the steps the mixing gives that task (the five runs "
+        "together cost one multi-task run). Adapters in the query and value maps of all 6 layers. Training minutes: "
+        "wall time on this 2-core CPU (summed over the five runs for `single_task_lora`); some runs shared the CPU "
+        "with other work.",
         "",
         "| method | adapter parameters | seeds | CoLA | SST-2 | MRPC | RTE | STS-B | mean | train min |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for method in METHODS:
-        rows = sorted((run for run in runs if run["method"] == method), key=lambda run: run["seed"])
+        rows = method_rows(runs, method)
         if not rows:
             continue
         cells = [

@@ -28,7 +28,7 @@ from moezoo.training import (
     parse_config_and_args,
     require_positive,
     start_run,
-    subsample_splits,
+    subset_selector,
     train_and_test,
 )
 
@@ -58,11 +58,12 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     )
     accelerator = start_run(training_config)
 
+    # Only the canvases the run uses are built (with their per-pixel labels, all 60,000 take 3 GB).
     splits = load_multi_mnist(
         data_args.data_dir, dataset=data_args.dataset, validation_size=data_args.validation_size,
         seed=data_args.data_seed,
+        select_rows=subset_selector(data_args.max_train_samples, data_args.max_eval_samples, training_config.seed),
     )
-    splits = subsample_splits(splits, data_args.max_train_samples, data_args.max_eval_samples, training_config.seed)
 
     # An image recipe always has a CNN bottom; --model_config may resize it.
     model = build_model(

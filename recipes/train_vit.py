@@ -36,7 +36,7 @@ from moezoo.training import (
     config_to_dict,
     parse_config_and_args,
     start_run,
-    subsample_splits,
+    subset_selector,
     train_and_test,
 )
 from moezoo.training.splits import encode_multi_mnist_for_vit
@@ -89,11 +89,12 @@ def main(argv: list[str] | None = None) -> RecipeResult:
     accelerator = start_run(training_config)
     model = build_vit(model_args, data_args)  # a bad config fails before the data is read
 
+    # Only the canvases the run uses are built (with their per-pixel labels, all 60,000 take 3 GB).
     splits = load_multi_mnist(
         data_args.data_dir, dataset=data_args.dataset, validation_size=data_args.validation_size,
         seed=data_args.data_seed, dense_labels=True,
+        select_rows=subset_selector(data_args.max_train_samples, data_args.max_eval_samples, training_config.seed),
     )
-    splits = subsample_splits(splits, data_args.max_train_samples, data_args.max_eval_samples, training_config.seed)
     processor = image_processor_for(model.config)
     encoded = {
         name: TensorDataset(encode_multi_mnist_for_vit(split, processor, data_args.tasks)) for name, split in splits.items()

@@ -14,12 +14,15 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 from datasets import Dataset, DatasetDict
 
 from .sources import DataSource, SourceFile, locate_dataset
+
+SPLITS = ("train", "validation", "test")
 
 CANVAS_SIZE = 36
 ITEM_SIZE = 28
@@ -93,14 +96,17 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return values.reshape(shape)
 
 
-def place_items(images: np.ndarray, partners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def place_items(
+    images: np.ndarray, partners: np.ndarray, keep: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """The two layers of each canvas, ``[N, 36, 36]`` uint8 each: image ``i`` at the top left, image
-    ``partners[i]`` at the bottom right, zero elsewhere."""
+    ``partners[i]`` at the bottom right, zero elsewhere; only the canvases ``keep`` (indices ``i``), when given."""
+    keep = np.arange(len(images)) if keep is None else keep
     offset = CANVAS_SIZE - ITEM_SIZE
-    top_left = np.zeros((len(images), CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
+    top_left = np.zeros((len(keep), CANVAS_SIZE, CANVAS_SIZE), dtype=np.uint8)
     bottom_right = np.zeros_like(top_left)
-    top_left[:, :ITEM_SIZE, :ITEM_SIZE] = images
-    bottom_right[:, offset:, offset:] = images[partners]
+    top_left[:, :ITEM_SIZE, :ITEM_SIZE] = images[keep]
+    bottom_right[:, offset:, offset:] = images[partners[keep]]
     return top_left, bottom_right
 
 
@@ -152,6 +158,8 @@ def load_multi_mnist(
     validation_size: int = 10_000,
     seed: int = 0,
     dense_labels: bool = False,
+    splits: Sequence[str] = SPLITS,
+    select_rows: Callable[[str, int], Sequence[int] | np.ndarray | None] | None = None,
 ) -> DatasetDict:
     """Build MultiMNIST (``dataset="mnist"``) or MultiFashion-MNIST (``dataset="fashion-mnist"``).
 
@@ -163,13 +171,21 @@ def load_multi_mnist(
         seed: Seed of the validation hold-out and of the pairing.
         dense_labels: Also give each canvas its per-pixel labels (`pixel_labels`), ``pixel_class`` and
             ``pixel_item`` (uint8 ``[36, 36]``), for dense tasks. The canvases are the same either way.
+        splits: The splits to build, of ``train`` / ``validation`` / ``test``.
+        select_rows: Given a split's name and size, the canvases of it to build (indices into the whole split, in
+            the order given; ``None``: all), such as a run's subset (`moezoo.training.subset_indices`). A split's
+            canvases are the same whichever splits and rows are built: only those asked for take memory (the
+            60,000 canvases of all splits with their per-pixel labels take 3 GB).
 
     Returns:
-        ``train`` / ``validation`` / ``test`` with ``pixel_values`` (float32 ``[1, 36, 36]`` in [0, 1])
-        and ``labels`` (``[2]``: the classes of the top-left and the bottom-right item), in torch format.
+        The ``splits`` with ``pixel_values`` (float32 ``[1, 36, 36]`` in [0, 1]) and ``labels`` (``[2]``: the
+        classes of the top-left and the bottom-right item), in torch format.
     """
     if dataset not in SOURCES:
         raise ValueError(f"Unknown dataset {dataset!r}; choose one of {sorted(SOURCES)}.")
+    unknown = [name for name in splits if name not in SPLITS]
+    if unknown or not splits:
+        raise ValueError(f"Unknown split(s) {unknown}; choose from {list(SPLITS)}." if unknown else "Name a split to build.")
     folder = locate_dataset(SOURCES[dataset], data_dir)
     arrays = {name: read_idx(Path(folder) / file) for name, file in IDX_FILES.items()}
     num_train = len(arrays["train_images"])
@@ -183,14 +199,23 @@ def load_multi_mnist(
         "validation": (arrays["train_images"][order[:validation_size]], arrays["train_labels"][order[:validation_size]]),
         "test": (arrays["test_images"], arrays["test_labels"]),
     }
-    splits = {}
+    built = {}
     for name, (images, labels) in parts.items():
-        top_left, bottom_right, pair_labels = pair_items(images, labels, rng)
+        # Every split's partners are drawn, in order, so that each split's canvases never depend on which are built.
+        partners = draw_partners(len(images), rng)
+        if name not in splits:
+            continue
+        chosen = select_rows(name, len(images)) if select_rows is not None else None
+        keep = np.arange(len(images)) if chosen is None else np.asarray(chosen, dtype=np.int64)
+        if keep.size and (keep.min() < 0 or keep.max() >= len(images)):
+            raise IndexError(f"rows of split {name!r} must lie in [0, {len(images)}).")
+        top_left, bottom_right = place_items(images, partners, keep)
+        pair_labels = np.stack([labels[keep], labels[partners[keep]]], axis=1)
         columns = {
             "pixel_values": np.maximum(top_left, bottom_right)[:, None].astype(np.float32) / 255.0,
             "labels": pair_labels.astype(np.int64),
         }
         if dense_labels:
             columns.update(pixel_labels(top_left, bottom_right, pair_labels))
-        splits[name] = Dataset.from_dict(columns)
-    return DatasetDict(splits).with_format("torch")
+        built[name] = Dataset.from_dict(columns)
+    return DatasetDict(built).with_format("torch")

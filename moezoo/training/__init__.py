@@ -16,7 +16,16 @@ from .loop import (
 )
 from .metrics import is_better, metric_names, multitask_metrics, task_metrics
 from .mixing import TaskMixingSampler, concatenate_tasks, task_sampling_probabilities
-from .recipe import ModelArguments, RecipeResult, build_model, start_run, subsample_splits, train_and_test
+from .recipe import (
+    ModelArguments,
+    RecipeResult,
+    build_model,
+    start_run,
+    subsample_splits,
+    subset_indices,
+    subset_selector,
+    train_and_test,
+)
 from .datasets import DATASETS, RegisteredDataset, get_dataset, run_split
 
 __all__ = [
@@ -51,6 +60,8 @@ __all__ = [
     "save_training_checkpoint",
     "start_run",
     "subsample_splits",
+    "subset_indices",
+    "subset_selector",
     "task_metrics",
     "task_sampling_probabilities",
     "train",

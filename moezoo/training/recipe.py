@@ -9,11 +9,13 @@ import platform
 import resource
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import transformers
 from accelerate import Accelerator
@@ -140,19 +142,41 @@ def start_run(config: TrainingConfig) -> Accelerator:
     return accelerator
 
 
+def subset_indices(
+    split: str, size: int, max_train_samples: int | None, max_eval_samples: int | None, seed: int
+) -> np.ndarray | None:
+    """The rows of a split of ``size`` rows that a run keeps: a random ``max_train_samples`` of ``train`` (the
+    order of ``datasets.Dataset.shuffle(seed=seed)``), the first ``max_eval_samples`` of any other split;
+    ``None`` for all of them."""
+    if split == "train":
+        if max_train_samples is None:
+            return None
+        return np.random.default_rng(seed).permutation(size)[:max_train_samples]
+    return None if max_eval_samples is None else np.arange(min(max_eval_samples, size))
+
+
+def subset_selector(
+    max_train_samples: int | None, max_eval_samples: int | None, seed: int
+) -> Callable[[str, int], np.ndarray | None]:
+    """`subset_indices` for a run's settings, as a data builder's ``select_rows`` (see
+    `moezoo.data.load_multi_mnist`), so that only the rows a run uses are built."""
+    return partial(_selected_rows, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, seed=seed)
+
+
+def _selected_rows(split: str, size: int, **settings: Any) -> np.ndarray | None:
+    return subset_indices(split, size, **settings)
+
+
 def subsample_splits(
     splits: DatasetDict, max_train_samples: int | None, max_eval_samples: int | None, seed: int
 ) -> DatasetDict:
     """A random ``max_train_samples`` of ``train`` and the first ``max_eval_samples`` of the other splits
-    (``None``: all of them)."""
+    (``None``: all of them; see `subset_indices`)."""
     splits = DatasetDict(splits)
-    if max_train_samples is not None:
-        train_split = splits["train"].shuffle(seed=seed)
-        splits["train"] = train_split.select(range(min(max_train_samples, len(train_split))))
-    if max_eval_samples is not None:
-        for name in splits:
-            if name != "train":
-                splits[name] = splits[name].select(range(min(max_eval_samples, len(splits[name]))))
+    for name in splits:
+        rows = subset_indices(name, len(splits[name]), max_train_samples, max_eval_samples, seed)
+        if rows is not None:
+            splits[name] = splits[name].select(rows)
     return splits
 
 

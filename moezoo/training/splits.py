@@ -16,7 +16,7 @@ from ..data.glue import glue_data_settings, load_encoded_glue
 from ..tabular import TabularProcessor
 from ..zoo import processor_from_pretrained
 from .data import TASK_LABEL_PREFIX, materialize
-from .recipe import subsample_splits
+from .recipe import subsample_splits, subset_selector
 
 SPLITS = ("train", "validation", "test")
 #: The evaluation batch of a run whose settings do not record one.
@@ -35,9 +35,9 @@ def multi_mnist_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLik
     vision_transformer = arguments.get("model_name") == "m3vit"
     splits = load_multi_mnist(
         arguments.get("data_dir"), dataset=arguments["dataset"], validation_size=arguments["validation_size"],
-        seed=arguments["data_seed"], dense_labels=vision_transformer,
+        seed=arguments["data_seed"], dense_labels=vision_transformer, splits=(split,),
+        select_rows=subset_selector(arguments.get("max_train_samples"), arguments.get("max_eval_samples"), arguments["seed"]),
     )
-    splits = _subsets(splits, arguments)
     if vision_transformer:
         return encode_multi_mnist_for_vit(splits[split], processor_from_pretrained(checkpoint), arguments["tasks"])
     return materialize(splits[split]).columns

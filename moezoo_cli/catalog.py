@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,50 @@ _CHECKOUT_ZOO = Path(__file__).resolve().parents[1] / "model_cards"
 #: by name; a test keeps them equal to what `moezoo` registers.
 ARCHITECTURES = ("cgc", "dselect_k", "dselect_k_static", "home", "m3vit", "mmoe", "omoe", "ple", "shared_bottom")
 ADAPTER_METHODS = ("lora", "align_lora", "multi_head_lora", "mhr", "frozen")
+#: The metric a task is judged by, the first of these it has: GLUE's own (Matthews correlation, F1, Pearson),
+#: AUC, accuracy, mIoU (dense tasks).
+HEADLINE_METRICS = ("mcc", "f1", "pearson", "auc", "accuracy", "miou")
+
+
+def headline_metric(task: str, metrics: Mapping[str, Any]) -> str | None:
+    """The metric task ``task`` is judged by: the first of `HEADLINE_METRICS` that ``metrics`` (``task/metric``
+    names) holds for it."""
+    return next((name for name in HEADLINE_METRICS if f"{task}/{name}" in metrics), None)
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A model a zoo entry is compared against, trained at the same budget by a benchmark: the rows of a
+    benchmark's results file whose fields match ``match``, read as ``test_{task}_{metric}`` values.
+
+    Attributes:
+        label: Its name in cards and listings, e.g. ``"single-task LoRA"``.
+        description: What it is and how it was trained, for the card.
+        results_file: The benchmark's results file, relative to the repository (``benchmarks/results/...``).
+        match: Field values the rows must have (several rows are merged: one run per task, say).
+    """
+
+    label: str
+    description: str
+    results_file: str
+    match: tuple[tuple[str, Any], ...]
+
+    def rows(self, repository: Path) -> list[dict[str, Any]]:
+        """The matching rows of the results file in ``repository`` (empty when it has none)."""
+        path = repository / self.results_file
+        if not path.is_file():
+            return []
+        return [row for row in json.loads(path.read_text()) if all(row.get(key) == value for key, value in self.match)]
+
+    def test_metrics(self, repository: Path, names: Sequence[str]) -> dict[str, float]:
+        """The baseline's test value of each ``task/metric`` name it reports, from its rows."""
+        merged = {key: value for row in self.rows(repository) for key, value in row.items()}
+        found = {}
+        for name in names:
+            task, metric = name.split("/", 1)
+            if f"test_{task}_{metric}" in merged:
+                found[name] = merged[f"test_{task}_{metric}"]
+        return found
 
 
 @dataclass(frozen=True)
@@ -32,6 +77,7 @@ class ZooEntry:
         recipe: The recipe script that trains it.
         config: The recipe's YAML.
         arguments: Flags after the YAML.
+        baselines: The models it is compared against at the same budget (`Baseline`).
     """
 
     name: str
@@ -41,6 +87,7 @@ class ZooEntry:
     recipe: str
     config: str
     arguments: tuple[str, ...] = ()
+    baselines: tuple[Baseline, ...] = ()
 
     @property
     def command(self) -> str:
@@ -52,12 +99,36 @@ class ZooEntry:
         """The recipe command that trains the entry's model."""
         return " ".join(["python", self.recipe, self.config, *self.arguments])
 
+    @property
+    def fine_tune_command(self) -> str:
+        """An ``accelerate launch`` command that continues training from the published entry."""
+        return " ".join(
+            ["accelerate launch", self.recipe, self.config, *self.arguments, "--model_name_or_path", self.hub_id,
+             "--output_dir", "my-run"]
+        )
+
 
 def _census_entry(name: str, architecture: str, config: str, *arguments: str) -> ZooEntry:
     return ZooEntry(
         name, f"moezoo/{name}", architecture, "census_income", "recipes/train_tabular.py", config, tuple(arguments)
     )
 
+
+_GLUE_BENCHMARK = "benchmarks/results/glue_adapters.json"
+GLUE_BASELINES = (
+    Baseline(
+        "single-task LoRA",
+        "one LoRA of rank 32 per task, each trained on its task alone for the steps the multi-task run gives that task "
+        "(benchmarks/glue_adapters.py, seed 42)",
+        _GLUE_BENCHMARK, (("method", "single_task_lora"), ("seed", 42)),
+    ),
+    Baseline(
+        "multi-task LoRA",
+        "one LoRA of rank 32 shared by the five tasks, the same data, steps and settings (benchmarks/glue_adapters.py, "
+        "seed 42)",
+        _GLUE_BENCHMARK, (("method", "lora"), ("seed", 42)),
+    ),
+)
 
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
@@ -82,7 +153,10 @@ ZOO: dict[str, ZooEntry] = {
             "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml",
         ),
         *(
-            ZooEntry(f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py", f"recipes/configs/glue_{method}.yaml")
+            ZooEntry(
+                f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py",
+                f"recipes/configs/glue_{method}.yaml", baselines=GLUE_BASELINES,
+            )
             for name, method in (("multi-head-lora", "multi_head_lora"), ("mhr", "mhr"), ("align-lora", "align_lora"))
         ),
     )
@@ -144,22 +218,34 @@ def get_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
+def headline_metrics(test: Mapping[str, Any]) -> dict[str, float]:
+    """Each task's headline test metric (`headline_metric`), as ``{"task/metric": value}``."""
+    tasks = sorted({name.split("/")[0] for name in test if "/" in name})
+    chosen = {task: headline_metric(task, test) for task in tasks}
+    return {f"{task}/{metric}": test[f"{task}/{metric}"] for task, metric in chosen.items() if metric is not None}
+
+
 def list_pretrained() -> list[dict[str, Any]]:
     """Every zoo entry: name, Hub id, architecture, data set, command, local folder (``None`` when not
-    here), its headline test metrics (from the folder's ``results.json``, when present), and what is wrong
-    with its folder (``damage``, ``None`` when nothing is): one damaged entry does not hide the others."""
+    here), each task's headline test metric (``metrics``, from the folder's ``results.json``, when present),
+    the same metrics of the first baseline it was compared against (``baseline``: its label and metrics, or
+    ``None``), and what is wrong with its folder (``damage``, ``None`` when nothing is): one damaged entry does
+    not hide the others."""
     listed = []
     for entry in ZOO.values():
         folder, damage = entry_folder(entry.name), entry_damage(entry.name)
-        metrics = {}
+        metrics, baseline = {}, None
         if folder is not None and damage is None:
-            test = (read_results(folder) or {}).get("test", {})
-            metrics = {name: value for name, value in test.items() if name.startswith("mean_")}
+            results = read_results(folder) or {}
+            metrics = headline_metrics(results.get("test", {}))
+            label, measured = next(iter((results.get("baselines") or {}).items()), (None, None))
+            if label is not None:
+                baseline = {"label": label, "metrics": {name: measured["test"][name] for name in metrics if name in measured["test"]}}
         listed.append(
             {
                 "name": entry.name, "hub_id": entry.hub_id, "architecture": entry.architecture,
                 "dataset": entry.dataset, "command": entry.command, "folder": str(folder) if folder else None,
-                "metrics": metrics, "damage": damage,
+                "metrics": metrics, "baseline": baseline, "damage": damage,
             }
         )
     return listed

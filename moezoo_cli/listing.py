@@ -21,12 +21,19 @@ def list_command(args: argparse.Namespace) -> int:
     print("\nZoo entries:")
     rows = []
     for entry in entries:
-        metrics = ", ".join(f"{name} {value:.4f}" for name, value in entry["metrics"].items()) or "-"
+        baseline = (entry["baseline"] or {}).get("metrics", {})
+        metrics = ", ".join(
+            f"{name.replace('/', ' ')} {value:.4f}" + (f" ({baseline[name]:.4f})" if name in baseline else "")
+            for name, value in entry["metrics"].items()
+        ) or "-"
         where = entry["folder"] or entry["hub_id"]
         if entry["damage"] is not None:
             metrics, where = "-", f"damaged: {entry['damage']}"
         rows.append((entry["name"], entry["architecture"], entry["dataset"], metrics, where))
-    print(table(("name", "architecture", "data", "test metrics", "where"), rows))
+    print(table(("name", "architecture", "data", "test metric per task (baseline)", "where"), rows))
+    labels = sorted({entry["baseline"]["label"] for entry in entries if entry["baseline"]})
+    if labels:
+        print(f"\nIn brackets: the entry's baseline at the same budget ({', '.join(labels)}; its card says how it was trained).")
     return 0
 
 

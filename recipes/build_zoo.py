@@ -2,11 +2,15 @@
 """Regenerate a zoo entry's folder, ``model_cards/<entry>/``, from scratch.
 
     python recipes/build_zoo.py mmoe-census-income [--overwrite]
+    python recipes/build_zoo.py mmoe-census-income --card_only
 
 Trains the entry with its recipe, YAML and fixed seed (`moezoo.zoo.ZOO`), then writes the folder as a
 Hub model repository: the best checkpoint (config.json, model.safetensors, preprocessor_config.json; an
-adapter entry's adapter files, heads.safetensors and tokenizer), results.json, the gate-weight figure and the model card, both measured on the test split. The folder
-is assembled aside and replaces an existing one only with --overwrite, once it is complete.
+adapter entry's adapter files, heads.safetensors and tokenizer), results.json with the test scores of the
+baselines it is compared against (`moezoo_cli.catalog.Baseline`, from benchmarks/results), the routing
+figure and the model card, both measured on the test split. The folder is assembled aside and replaces an
+existing one only with --overwrite, once it is complete. ``--card_only`` keeps the entry's trained model and
+rewrites its baselines, figure and card.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from moezoo.cli import run_reporting_errors
 from moezoo.hub.folder import write_card
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
+from moezoo_cli.catalog import headline_metric
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
@@ -36,11 +41,6 @@ RECIPES = {
     "recipes/train_vit.py": train_vit.main,
     "recipes/train_glue.py": train_glue.main,
 }
-#: The metric a task is compared by, the first of these it has: GLUE's own (Matthews correlation, F1,
-#: Pearson), AUC, accuracy, mIoU (dense tasks).
-HEADLINE_METRICS = ("mcc", "f1", "pearson", "auc", "accuracy", "miou")
-
-
 def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
     """Markdown table of this entry and the other zoo entries on the same data set that are built: each
     task's headline test metric (AUC for binary tasks, accuracy for multiclass ones)."""
@@ -55,7 +55,7 @@ def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
         test = results["test"]
         cells = []
         for task in sorted({name.split("/")[0] for name in test if "/" in name}):
-            metric = next(name for name in HEADLINE_METRICS if f"{task}/{name}" in test)
+            metric = headline_metric(task, test)
             cells.append(f"{task} {metric} {test[f'{task}/{metric}']:.4f}")
         rows.append(f"| {other.name}{' (this model)' if other.name == entry_name else ''} | {', '.join(cells)} |")
     return "Zoo entries on the same data (test split):\n\n" + "\n".join(["| entry | test metric per task |", "|---|---|", *rows])
@@ -67,6 +67,29 @@ def entry_target(entry_name: str, overwrite: bool) -> Path:
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass --overwrite to regenerate it.")
     return target
+
+
+def with_baselines(entry_name: str, results: dict) -> dict:
+    """``results`` with the test scores of the entry's baselines on its tasks and metrics (those measured so far)."""
+    entry = get_entry(entry_name)
+    names = [name for name in results.get("test", {}) if "/" in name]
+    baselines = {}
+    for baseline in entry.baselines:
+        scores = baseline.test_metrics(REPO, names)
+        if scores:
+            baselines[baseline.label] = {"description": baseline.description, "source": baseline.results_file, "test": scores}
+    return {**{key: value for key, value in results.items() if key != "baselines"}, **({"baselines": baselines} if baselines else {})}
+
+
+def write_entry(entry_name: str, folder: Path, results: dict) -> None:
+    """The entry's results.json (with its baselines) and card, into ``folder`` that holds its checkpoint."""
+    entry = get_entry(entry_name)
+    results = with_baselines(entry_name, results)
+    (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_card(
+        folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results), overwrite=True,
+        fine_tune_command=entry.fine_tune_command,
+    )
 
 
 def build(entry_name: str, overwrite: bool) -> Path:
@@ -82,18 +105,39 @@ def build(entry_name: str, overwrite: bool) -> Path:
         def write(folder: Path) -> None:
             # config, weights (or an adapter's adapter/ and heads), processor or tokenizer
             shutil.copytree(best, folder, ignore=shutil.ignore_patterns(".*"))
-            (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-            write_card(folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results))
+            write_entry(entry_name, folder, results)
 
         replace_folder(target, write)
     return target
+
+
+def rewrite_card(entry_name: str) -> Path:
+    """Rewrite a built entry's baselines, figure and card around its trained model (assembled aside, then swapped in)."""
+    source = (zoo_dir() or REPO / "model_cards") / get_entry(entry_name).name
+    if not (source / "config.json").is_file():
+        raise FileNotFoundError(f"{source} holds no built entry: build it first (without --card_only).")
+    results = json.loads((source / "results.json").read_text())
+
+    def write(folder: Path) -> None:
+        shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*", "README.md", "routing.png"))
+        write_entry(entry_name, folder, results)
+
+    replace_folder(source, write)
+    return source
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("entries", nargs="+", help=f"zoo entries: {sorted(ZOO)}")
     parser.add_argument("--overwrite", action="store_true", help="replace an entry's existing folder")
+    parser.add_argument("--card_only", action="store_true", help="keep the trained model; rewrite baselines, figure, card")
     args = parser.parse_args(argv)
+    if args.card_only:
+        for name in args.entries:
+            get_entry(name)
+        for name in args.entries:
+            print(f"rewrote the card of {rewrite_card(name)}")
+        return
     for name in args.entries:
         entry_target(name, args.overwrite)  # every name and folder is checked before anything is trained
     for name in args.entries:

@@ -50,6 +50,23 @@ def test_list_shows_architectures_and_every_entry(capsys):
     assert "mhr" in listed["adapter_methods"]
 
 
+def test_list_shows_each_tasks_headline_metric_beside_the_entrys_baseline(capsys, monkeypatch, tmp_path, census_entry):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(census_entry, zoo / "mmoe-census-income")
+    results = json.loads((census_entry / "results.json").read_text())
+    results["baselines"] = {"single-task MLP": {"description": "one per task", "test": {"income/auc": 0.9411, "marital/auc": 0.9922}}}
+    (zoo / "mmoe-census-income" / "results.json").write_text(json.dumps(results))
+    monkeypatch.setenv("MOEZOO_ZOO_DIR", str(zoo))
+    code, out, _ = run(capsys, "list")
+    row = next(line for line in out.splitlines() if line.startswith("mmoe-census-income"))
+    test = results["test"]
+    assert f"income auc {test['income/auc']:.4f} (0.9411), marital auc {test['marital/auc']:.4f} (0.9922)" in row
+    assert "In brackets: the entry's baseline at the same budget (single-task MLP" in out
+    listed = json.loads(run(capsys, "list", "--json")[1])["zoo"]
+    entry = next(item for item in listed if item["name"] == "mmoe-census-income")
+    assert entry["baseline"] == {"label": "single-task MLP", "metrics": {"income/auc": 0.9411, "marital/auc": 0.9922}}
+
+
 def test_evaluate_reproduces_the_entrys_results(capsys, census_entry, data_dir):
     code, out, err = run(capsys, "evaluate", ENTRY, "--json")
     assert code == 0 and "evaluating" in err  # a progress bar over the batches
@@ -158,7 +175,7 @@ def test_a_damaged_entry_is_named_by_its_cause_and_the_others_are_still_listed(c
     assert code == 0
     assert f"damaged: {zoo / 'ple-census-income' / 'results.json'} is not valid JSON" in rows["ple-census-income"]
     assert f"damaged: {zoo / 'home-census-income'} has no config.json" in rows["home-census-income"]
-    assert str(zoo / "mmoe-census-income") in rows["mmoe-census-income"] and "mean_auc" in rows["mmoe-census-income"]
+    assert str(zoo / "mmoe-census-income") in rows["mmoe-census-income"] and "income auc 0.9" in rows["mmoe-census-income"]
     code, _, err = run(capsys, "evaluate", "home-census-income")
     assert code == 1 and f"Zoo entry 'home-census-income' is damaged: {zoo / 'home-census-income'} has no config.json" in err
     assert "Rebuild it with `python recipes/build_zoo.py home-census-income`" in err

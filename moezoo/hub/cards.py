@@ -1,12 +1,14 @@
 """Model cards for moezoo checkpoints, built with `huggingface_hub.ModelCard` and `ModelCardData`.
 
-The card's metadata (library, tags, datasets, and the ``model-index`` of evaluation results) is
-`ModelCardData`; its text fills the fields of huggingface_hub's own model card template. Every number
-on a card comes from the checkpoint or its ``results.json``: a card without results says so.
+The card's metadata (library, pipeline tag, tags, datasets, and the ``model-index`` of evaluation results)
+is `ModelCardData`; its text is moezoo's template (`moezoo.hub.card_template`). Every number on a card
+comes from the checkpoint or its ``results.json`` (with the baselines it was compared against): a card
+without results says so.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,10 +16,14 @@ from typing import Any
 import torch
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
+from moezoo_cli.catalog import headline_metric
+
 from ..adapters.modeling_adapted import AdaptedTransformerConfig
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..routing import effective_num_parameters
+from .card_template import CITATIONS, MODEL_CARD_TEMPLATE
 from .figures import format_unit_label
+from .snippets import prediction_snippet
 
 #: The paper behind each architecture, for the card.
 ARCHITECTURE_PAPERS = {
@@ -58,6 +64,36 @@ TASK_GAPS_CAPTION = (
     "split (real tokens), averaged over the LoRA layers: the distance the alignment loss shrinks"
 )
 LIBRARY_NAME = "moezoo"
+#: What a model is for, by the modality of its data (`DatasetDescription.modality`), unless the card says otherwise.
+INTENDED_USES = {
+    "tabular": (
+        "A starting point for multi-task models on tabular data like its own: fine-tune it on your tasks, or compare "
+        "multi-task architectures against it. Its predictions are scores for the benchmark's tasks."
+    ),
+    "image": (
+        "A starting point for multi-task vision on small grey-scale images like its own (36x36 canvases of two "
+        "overlapping items): fine-tune it, or study how its experts share the tasks."
+    ),
+    "text": (
+        "A starting point for multi-task English sentence and sentence-pair classification and similarity: fine-tune "
+        "it on your tasks, or serve the GLUE tasks it learnt from one base model."
+    ),
+}
+OUT_OF_SCOPE_USES = {
+    "tabular": "Decisions about people (income, marital status, education): the data is a 1994-95 survey extract, "
+               "its predictions are not calibrated for any population and were never audited for fairness.",
+    "image": "Anything beyond synthetic canvases of centred 28x28 items: natural images, other sizes or layouts, "
+             "handwriting recognition in production.",
+    "text": "Languages other than English, long documents (inputs are cut at the length stated below), and decisions "
+            "about people; the GLUE tasks' licences restrict most of them to research use.",
+}
+LIMITATIONS = {
+    "tabular": "Trained on one public benchmark; its predictions carry that data's biases and are not calibrated for "
+               "any other population.",
+    "image": "Trained and tested on one synthetic benchmark; the scores say nothing about other images.",
+    "text": "Trained on five small GLUE tasks through a small sentence encoder; the scores are GLUE dev-set scores, "
+            "not a measure of language understanding in general.",
+}
 MODEL_DOWNSTREAM_USE = (
     "Fine-tuning on related tasks: `--model_name_or_path` in moezoo's recipes loads it, and `--allow_task_changes` "
     "adds or drops tasks."
@@ -85,6 +121,7 @@ class DatasetDescription:
         language: The language of text data (an ISO code, such as ``"en"``); ``None`` for other data.
         test_split: The name, in the dataset's Hub repository, of the split the test metrics are measured on.
         test_split_description: What that split is, for the card's text (default: "The test split of <name>.").
+        provenance: Where the files the recipe reads come from (the data folder's PROVENANCE.md, in short).
     """
 
     name: str
@@ -98,6 +135,7 @@ class DatasetDescription:
     language: str | None = None
     test_split: str = "test"
     test_split_description: str | None = None
+    provenance: str | None = None
 
 
 @dataclass
@@ -105,28 +143,33 @@ class CardDetails:
     """The parts of a card that the checkpoint cannot know.
 
     Attributes:
-        model_id: The name the card is titled with and the loading snippet loads (a Hub id or a folder).
+        model_id: The name the card is titled with and the snippet loads (a Hub id or a folder).
         dataset: The data (see `DatasetDescription`); ``None`` when not known (a checkpoint without results).
         command: The command that trains the checkpoint from scratch.
-        intended_use: What the model is for.
-        limitations: Known risks and limitations.
+        fine_tune_command: An ``accelerate launch`` command that continues training from the checkpoint.
+        intended_use, out_of_scope_use, limitations: What the model is for and not for, and its known limits
+            (``None``: what moezoo says of models on data of that modality).
+        downstream_use: How the checkpoint is built upon.
+        failures: How the model fails on its test split, task by task (`moezoo.hub.failures.failure_report`).
         comparison: Markdown comparing the model with others on the same data (for example the zoo's).
         figure: File name of the routing figure beside the card (`moezoo.hub.figures`), if any.
         figure_caption: What the figure shows.
         task_parameters: Parameters each task actually uses (`task_parameter_counts`), if measured.
         processor_class: The transformers Auto class that loads the processor saved beside the checkpoint
             (``"AutoFeatureExtractor"`` for a tabular processor, ``"AutoImageProcessor"`` for an image
-            processor), which the loading snippet then loads too; ``None`` when there is none.
+            processor, ``"AutoTokenizer"``), which the snippet then loads too; ``None`` when there is none.
+        extra_tags: Tags beyond moezoo's own.
     """
 
     model_id: str
     dataset: DatasetDescription | None = None
     command: str | None = None
-    intended_use: str = "Research and benchmarking of multi-task models."
-    limitations: str = (
-        "Trained on one public benchmark; its predictions carry that data's biases and are not calibrated "
-        "for any other population. Not for decisions about individuals."
-    )
+    fine_tune_command: str | None = None
+    intended_use: str | None = None
+    out_of_scope_use: str | None = None
+    limitations: str | None = None
+    downstream_use: str = MODEL_DOWNSTREAM_USE
+    failures: str | None = None
     comparison: str | None = None
     figure: str | None = None
     figure_caption: str = GATE_WEIGHTS_CAPTION
@@ -228,55 +271,106 @@ def results_table(results: Mapping[str, Any] | None) -> str:
 
 
 def training_regime(results: Mapping[str, Any] | None, command: str | None) -> str:
-    """The settings that produced the checkpoint, from ``results.json``'s arguments."""
+    """The settings that produced the checkpoint and its budget, from ``results.json``'s arguments."""
     if not results:
-        return "Not recorded."
+        return "Not recorded: this checkpoint has no results.json."
     arguments = results.get("arguments", {})
-    shown = ("seed", "num_train_epochs", "per_device_train_batch_size", "learning_rate", "weight_decay", "lr_scheduler_type",
-             "metric_for_best_model")
-    lines = [f"- `{name}`: {arguments[name]}" for name in shown if name in arguments]
+    shown = (
+        "seed", "num_train_epochs", "max_train_steps", "per_device_train_batch_size", "learning_rate", "weight_decay",
+        "lr_scheduler_type", "warmup_ratio", "max_grad_norm", "task_mixing", "group_by_length", "max_seq_length",
+        "max_train_samples", "max_train_samples_per_task", "metric_for_best_model",
+    )
+    lines = [f"- `{name}`: {arguments[name]}" for name in shown if arguments.get(name) is not None]
     if results.get("best_epoch") is not None:
         lines.append(f"- best epoch: {results['best_epoch']} (by `{arguments.get('metric_for_best_model', 'loss')}` on validation)")
     if results.get("num_processes"):
         lines.append(f"- processes: {results['num_processes']}")
     if command:
-        lines.append(f"- command: `{command}`")
+        lines.append(f"- rebuilt from scratch by: `{command}`")
     return "\n".join(lines)
 
 
-def loading_snippet(model_id: str, processor_class: str | None = None) -> str:
-    """Python that loads the checkpoint (and its processor, with ``processor_class``) through
-    transformers' Auto classes after ``import moezoo``."""
-    imported = f"{processor_class}, AutoModel" if processor_class else "AutoModel"
-    lines = ["import moezoo  # registers the architectures with transformers", f"from transformers import {imported}"]
-    lines += ["", f"model = AutoModel.from_pretrained({model_id!r})"]
-    if processor_class:
-        lines.append(f"processor = {processor_class}.from_pretrained({model_id!r})")
+def compute_summary(results: Mapping[str, Any] | None) -> str:
+    """Hardware, wall time, CPU- or GPU-hours and peak memory of the training run."""
+    environment = (results or {}).get("environment", {})
+    if "train_seconds" not in environment:
+        return "Not recorded."
+    seconds = environment["train_seconds"]
+    hardware = environment.get("hardware", "not recorded")
+    lines = [f"- **Hardware:** {hardware}", f"- **Training wall time:** {seconds / 60:.1f} min"]
+    cores = re.search(r"CPU \(.*?, (\d+) cores\)", hardware)
+    if cores:
+        lines.append(f"- **CPU-hours:** {seconds * int(cores.group(1)) / 3600:.2f} ({cores.group(1)} cores for the wall time)")
+    elif hardware.split(" x ")[0].strip().isdigit():
+        lines.append(f"- **GPU-hours:** {seconds * int(hardware.split(' x ')[0]) / 3600:.2f}")
+    if environment.get("peak_memory_mb"):
+        lines.append(f"- **Peak memory:** {environment['peak_memory_mb']:,.0f} MB resident (main process)")
+    versions = environment.get("versions", {})
+    if versions:
+        lines.append("- **Software:** " + ", ".join(f"{name} {version}" for name, version in versions.items()))
     return "\n".join(lines)
 
 
-def _adapter_example(model: MultiTaskPreTrainedModel) -> str:
-    """Lines for the loading snippet of an adapted transformer: one prediction, with the task's id."""
-    task = model.task_names[min(1, len(model.task_names) - 1)]
-    return (
-        f"\n\n# The base model, {model.config.base_model_name_or_path}, is loaded first; then the adapter and heads.\n"
-        f"# Each example names its task by index in {model.task_names}.\n"
-        "import torch\n\n"
-        'inputs = processor(["a gripping, funny film"], return_tensors="pt")\n'
-        f"logits = model(**inputs, task_ids=torch.tensor([{model.task_names.index(task)}])).logits[{task!r}]"
-    )
+def baselines_table(results: Mapping[str, Any] | None) -> str | None:
+    """Markdown: each task's headline test metric for this model and each baseline of ``results["baselines"]``
+    (models trained at the same budget, see `moezoo_cli.catalog.Baseline`), with a line per baseline on what
+    it is; ``None`` when the results list none."""
+    baselines = (results or {}).get("baselines") or {}
+    test = (results or {}).get("test", {})
+    if not baselines or not test:
+        return None
+    labels = list(baselines)
+    lines = [
+        "| task | metric | this model | " + " | ".join(labels) + " |",
+        "|---|---|---|" + "---|" * len(labels),
+    ]
+    for task in sorted({name.split("/")[0] for name in test if "/" in name}):
+        metric = headline_metric(task, test)
+        if metric is None:
+            continue
+        name = f"{task}/{metric}"
+        cells = [f"{baselines[label]['test'][name]:.4f}" if name in baselines[label].get("test", {}) else "" for label in labels]
+        lines.append(f"| {task} | {metric} | {test[name]:.4f} | " + " | ".join(cells) + " |")
+    notes = [f"- **{label}:** {baselines[label]['description']}" for label in labels if baselines[label].get("description")]
+    return "\n".join([*lines, "", *notes])
 
 
-def _card_language(dataset: DatasetDescription | None) -> str:
+def _license_text(dataset: DatasetDescription | None) -> str:
+    if dataset is None or dataset.license is None:
+        return "not stated: the data it was trained on is not recorded."
+    link = f" ({dataset.license_link})" if dataset.license_link else ""
+    return f"`{dataset.license}`{link}, the licence of the {dataset.name} data it was trained on."
+
+
+def _training_data(dataset: DatasetDescription | None) -> str:
     if dataset is None:
-        return "not applicable"
-    return dataset.language or f"not applicable ({dataset.modality} inputs)"
+        return "Not recorded: this checkpoint has no results.json."
+    lines = [f"{dataset.name}. {dataset.description}".strip()]
+    if dataset.provenance:
+        lines.append(f"**Provenance:** {dataset.provenance}")
+    lines.append(f"**Licence:** {_license_text(dataset)}")
+    lines.append(
+        f"**On the Hub:** [`{dataset.hub_id}`](https://huggingface.co/datasets/{dataset.hub_id})." if dataset.hub_id
+        else "**On the Hub:** no official copy; the recipe reads the files above."
+    )
+    return "\n\n".join(lines)
+
+
+def _fine_tuning(details: CardDetails, adapter: bool) -> str:
+    downstream = ADAPTER_DOWNSTREAM_USE if adapter and details.downstream_use == MODEL_DOWNSTREAM_USE else details.downstream_use
+    if details.fine_tune_command:
+        return (
+            "Continue training from this checkpoint with its recipe, on one process or several:\n\n```bash\n"
+            + details.fine_tune_command + "\n```\n\n" + downstream
+        )
+    return downstream
 
 
 def build_model_card(
     model: MultiTaskPreTrainedModel, results: Mapping[str, Any] | None, details: CardDetails
 ) -> ModelCard:
-    """The model card of ``model`` and its ``results.json`` (``None`` when it has none)."""
+    """The model card of ``model`` and its ``results.json`` (``None`` when it has none), from moezoo's own
+    template (`moezoo.hub.card_template`): every section is filled from the checkpoint, its results and its data."""
     config = model.config
     dataset = details.dataset
     if dataset is None and results:
@@ -291,6 +385,7 @@ def build_model_card(
         tags = ["mixture-of-experts", "multi-task", architecture]
     card_data = ModelCardData(
         library_name=LIBRARY_NAME,
+        pipeline_tag=dataset.task_type if dataset is not None else None,
         tags=[*tags, *details.extra_tags],
         datasets=[dataset.hub_id] if dataset is not None and dataset.hub_id else None,
         language=dataset.language if dataset is not None else None,
@@ -303,12 +398,12 @@ def build_model_card(
         # The Hub lists an adapter under its base model's adapters.
         **({"base_model_relation": "adapter"} if adapter and base_model else {}),
     )
-    environment = (results or {}).get("environment", {})
-    versions = environment.get("versions", {})
-    software = ", ".join(f"{name} {version}" for name, version in versions.items()) if versions else LIBRARY_NAME
+    versions = (results or {}).get("environment", {}).get("versions", {})
     figure = f"{details.figure_caption}:\n\n![{details.figure_caption}]({details.figure})" if details.figure else None
+    modality = dataset.modality if dataset is not None else "tabular"
     return ModelCard.from_template(
         card_data,
+        template_str=MODEL_CARD_TEMPLATE,
         model_id=details.model_id,
         model_summary=(
             (f"A multi-task `{architecture}` adapter on `{base_model}`" if adapter else f"A multi-task `{architecture}` model")
@@ -320,29 +415,33 @@ def build_model_card(
             f"multi-task adapter (`{architecture}`) on a pretrained transformer, with a head per task" if adapter
             else f"multi-task Mixture-of-Experts (`{architecture}`)"
         ),
-        developers="the moezoo contributors",
-        language=_card_language(dataset),
-        paper=ARCHITECTURE_PAPERS.get(architecture),
-        downstream_use=ADAPTER_DOWNSTREAM_USE if adapter else MODEL_DOWNSTREAM_USE,
-        bias_recommendations="Evaluate on your own data before relying on any prediction.",
-        direct_use=details.intended_use,
-        out_of_scope_use="Any use that needs calibrated, audited predictions for people.",
-        bias_risks_limitations=details.limitations,
-        get_started_code=f"```python\n{loading_snippet(details.model_id, details.processor_class)}{_adapter_example(model) if adapter else ''}\n```",
-        training_data=f"{dataset.name}. {dataset.description}".strip() if dataset is not None else "Not recorded.",
-        training_regime=training_regime(results, details.command),
-        speeds_sizes_times=(
-            f"Training took {environment['train_seconds']:.0f} s." if "train_seconds" in environment else None
+        paper=ARCHITECTURE_PAPERS.get(architecture, "none: a baseline of moezoo's"),
+        moezoo_version=versions.get("moezoo", "(version not recorded)"),
+        license_text=_license_text(dataset),
+        intended_use=details.intended_use or INTENDED_USES[modality],
+        out_of_scope_use=details.out_of_scope_use or OUT_OF_SCOPE_USES[modality],
+        snippet_intro=(
+            "Loads the model (and its processor) with transformers' Auto classes and predicts every task for a few "
+            "real examples; offline, give the entry's folder in place of its Hub id."
         ),
-        testing_data=(dataset.test_split_description or f"The test split of {dataset.name}.") if dataset is not None else None,
+        get_started_code=prediction_snippet(
+            model, details.model_id, (results or {}).get("arguments", {}).get("dataset"), details.processor_class
+        ),
+        fine_tuning=_fine_tuning(details, adapter),
+        training_data=_training_data(dataset),
+        training_regime=training_regime(results, details.command),
+        compute=compute_summary(results),
+        testing_data=(dataset.test_split_description or f"The test split of {dataset.name}.") if dataset is not None else "",
         testing_metrics=(
             "ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression; "
             "for dense (per-pixel) tasks, mean intersection over union (mIoU) and pixel accuracy; where a task asks "
             "for them (GLUE's do), Matthews correlation, F1, Pearson and Spearman correlation."
         ),
         results=results_table(results),
-        results_summary=details.comparison,
+        baselines=baselines_table(results),
+        failures=details.failures or "Not examined: the test split was not at hand when this card was written.",
+        comparison=details.comparison,
         model_examination=figure,
-        hardware_type=environment.get("hardware"),
-        software=software,
+        limitations=details.limitations or LIMITATIONS[modality],
+        citation=CITATIONS.get(architecture),
     )

@@ -23,6 +23,7 @@ from .cards import (
     build_model_card,
     task_parameter_counts,
 )
+from .failures import failure_report
 from .figures import (
     measure_adapter_mixing,
     measure_expert_usage,
@@ -91,9 +92,10 @@ def write_card(
     command: str | None = None,
     comparison: str | None = None,
     overwrite: bool = False,
+    fine_tune_command: str | None = None,
 ) -> Path:
     """Write ``README.md`` (and, when the run's results and data are at hand, ``routing.png``) into a
-    checkpoint folder. Returns the card's path.
+    checkpoint folder: its figure and how it fails are measured on the run's test split. Returns the card's path.
 
     Raises:
         FileExistsError: the folder has a card and ``overwrite`` is not set.
@@ -106,11 +108,12 @@ def write_card(
     results = find_results(folder)
     details = CardDetails(
         model_id=model_id or folder.name, command=command, comparison=comparison,
-        processor_class=checkpoint_processor_class(folder),
+        processor_class=checkpoint_processor_class(folder), fine_tune_command=fine_tune_command,
     )
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])
         batches = encoded_test_batches(results, folder)
+        details.failures = failure_report(model, [nest_task_labels(batch) for batch in batches])
         if isinstance(model, AdaptedTransformerModel):
             # Every task uses the whole base model: the figure shows what the adapter does per task instead.
             if plot_adapter_figure(model, batches, folder / FIGURE, details):

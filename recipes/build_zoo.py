@@ -3,6 +3,7 @@
 
     python recipes/build_zoo.py mmoe-census-income [--overwrite]
     python recipes/build_zoo.py mmoe-census-income --card_only
+    python recipes/build_zoo.py --readme
 
 Trains the entry with its recipe, YAML and fixed seed (`moezoo.zoo.ZOO`), then writes the folder as a
 Hub model repository: the best checkpoint (config.json, model.safetensors, preprocessor_config.json; an
@@ -10,7 +11,8 @@ adapter entry's adapter files, heads.safetensors and tokenizer), results.json wi
 baselines it is compared against (`moezoo_cli.catalog.Baseline`, from benchmarks/results), the routing
 figure and the model card, both measured on the test split. The folder is assembled aside and replaces an
 existing one only with --overwrite, once it is complete. ``--card_only`` keeps the entry's trained model and
-rewrites its baselines, figure and card.
+rewrites its baselines, figure and card. ``--readme`` rewrites the README's zoo table from the entries'
+results.json (after any other work asked for).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from moezoo.hub.folder import write_card
 from moezoo.training.checkpoints import replace_folder
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 from moezoo_cli.catalog import headline_metric
+from moezoo_cli.listing import readme_with_zoo_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
@@ -128,20 +131,27 @@ def rewrite_card(entry_name: str) -> Path:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("entries", nargs="+", help=f"zoo entries: {sorted(ZOO)}")
+    parser.add_argument("entries", nargs="*", help=f"zoo entries: {sorted(ZOO)}")
     parser.add_argument("--overwrite", action="store_true", help="replace an entry's existing folder")
     parser.add_argument("--card_only", action="store_true", help="keep the trained model; rewrite baselines, figure, card")
+    parser.add_argument("--readme", action="store_true", help="rewrite the README's zoo table from the entries' results")
     args = parser.parse_args(argv)
+    if not args.entries and not args.readme:
+        parser.error("name the entries to build, or pass --readme")
     if args.card_only:
         for name in args.entries:
             get_entry(name)
         for name in args.entries:
             print(f"rewrote the card of {rewrite_card(name)}")
-        return
-    for name in args.entries:
-        entry_target(name, args.overwrite)  # every name and folder is checked before anything is trained
-    for name in args.entries:
-        print(f"built {build(name, args.overwrite)}")
+    else:
+        for name in args.entries:
+            entry_target(name, args.overwrite)  # every name and folder is checked before anything is trained
+        for name in args.entries:
+            print(f"built {build(name, args.overwrite)}")
+    if args.readme:
+        readme = REPO / "README.md"
+        readme.write_text(readme_with_zoo_table(readme.read_text()))
+        print(f"rewrote the zoo table of {readme}")
 
 
 if __name__ == "__main__":

@@ -116,3 +116,12 @@ def test_the_readme_commands_run_in_order_in_one_clone():
     assert any("to_csv('rows.csv'" in command for command in commands[:predict])
     card = next(index for index, command in enumerate(commands) if command.startswith("moezoo card"))
     assert output_folder(commands[0]) == commands[card].split()[2].removesuffix("/best") and card > 0
+
+
+def test_the_readmes_zoo_table_is_what_the_entries_results_give():
+    from moezoo_cli.listing import readme_with_zoo_table
+
+    readme = (REPO / "README.md").read_text()
+    assert readme_with_zoo_table(readme) == readme, "run `python recipes/build_zoo.py --readme`"
+    stale = readme.replace("| `mmoe-census-income` | `mmoe` | census_income | income auc 0.", "| `mmoe-census-income` | `mmoe` | census_income | income auc 1.")
+    assert stale != readme and readme_with_zoo_table(stale) == readme

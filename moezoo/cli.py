@@ -46,12 +46,8 @@ REPORTED_ERRORS = (ValueError, KeyError, OSError, StrictDataclassError, HUB_CONN
 
 
 def evaluate_command(args: argparse.Namespace) -> None:
-    from accelerate import Accelerator
-
     from .hub.folder import find_results
-    from .training import TensorDataset, evaluate, prepare_eval_loader
-    from .training.datasets import run_split
-    from .training.splits import run_eval_batch_size
+    from .training.datasets import evaluate_run_split
 
     folder = zoo.local_folder(args.model)
     model = zoo.from_pretrained(folder)
@@ -60,10 +56,7 @@ def evaluate_command(args: argparse.Namespace) -> None:
         raise FileNotFoundError(
             f"No results.json in {folder} or its parent: evaluate reads the run's data settings from it."
         )
-    accelerator = Accelerator()
-    data = TensorDataset(run_split(results["arguments"], folder, args.split))
-    batch_size = args.batch_size or run_eval_batch_size(results["arguments"])
-    metrics = evaluate(model, prepare_eval_loader(model, data, accelerator, batch_size), accelerator, show_progress=True)
+    metrics = evaluate_run_split(model, results["arguments"], folder, args.split, args.batch_size, show_progress=True)
     if args.json:
         print(json.dumps(metrics, indent=2))
         return

@@ -10,8 +10,8 @@ Hub model repository: the best checkpoint (config.json, model.safetensors, prepr
 adapter entry's adapter files, heads.safetensors and tokenizer), results.json with the test scores of the
 baselines it is compared against (`moezoo_cli.catalog.Baseline`, from benchmarks/results), the routing
 figure and the model card, both measured on the test split. The folder is assembled aside and replaces an
-existing one only with --overwrite, once it is complete. ``--card_only`` keeps the entry's trained model and
-rewrites its baselines, figure and card. ``--readme`` rewrites the README's zoo table from the entries'
+existing one only with --overwrite, once it is complete. ``--card_only`` keeps the entry's trained model,
+scores its validation and test splits again and rewrites its results, baselines, figure and card. ``--readme`` rewrites the README's zoo table from the entries'
 results.json (after any other work asked for).
 """
 
@@ -24,9 +24,12 @@ import sys
 import tempfile
 from pathlib import Path
 
+from transformers import AutoModel
+
 from moezoo.cli import run_reporting_errors
 from moezoo.hub.folder import write_card
 from moezoo.training.checkpoints import replace_folder
+from moezoo.training.datasets import evaluate_run_split
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 from moezoo_cli.catalog import headline_metric
 from moezoo_cli.listing import readme_with_zoo_table
@@ -115,11 +118,16 @@ def build(entry_name: str, overwrite: bool) -> Path:
 
 
 def rewrite_card(entry_name: str) -> Path:
-    """Rewrite a built entry's baselines, figure and card around its trained model (assembled aside, then swapped in)."""
+    """Rewrite a built entry's scores, baselines, figure and card around its trained model (assembled aside, then
+    swapped in). Its validation and test splits are scored again, so that its results follow the metrics as moezoo
+    defines them now."""
     source = (zoo_dir() or REPO / "model_cards") / get_entry(entry_name).name
     if not (source / "config.json").is_file():
         raise FileNotFoundError(f"{source} holds no built entry: build it first (without --card_only).")
     results = json.loads((source / "results.json").read_text())
+    model = AutoModel.from_pretrained(source)
+    for split in ("validation", "test"):
+        results[split] = evaluate_run_split(model, results["arguments"], source, split, show_progress=True)
 
     def write(folder: Path) -> None:
         shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*", "README.md", "routing.png"))

@@ -52,11 +52,71 @@ def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_d
         assert round(metrics[f"{result.task_name}/{metric}"], 4) == round(result.metric_value, 4), (result.task_name, metric)
     assert (folder / "routing.png").is_file() and "](routing.png)" in card.text
     assert ZOO[name].command in card.text
-    # The card's loading snippet runs as written, the entry's folder standing in for its Hub id.
+    # The card's snippet runs as written, offline, the entry's folder standing in for its Hub id, and predicts.
     snippet = card.text.split("```python\n", 1)[1].split("\n```", 1)[0]
     namespace = {}
     exec(snippet.replace(repr(ZOO[name].hub_id), repr(str(folder))), namespace)
     assert type(namespace["model"]) is type(model)
+    predicted = next(namespace[key] for key in ("scores", "predictions", "logits", "score") if key in namespace)
+    assert len(predicted) > 0
+
+
+PLACEHOLDERS = ("[More Information Needed]", "{{", "}}", "[optional]", "TODO", "<!--")
+CARD_SECTIONS = (
+    "## Model details", "### Intended use", "### Out-of-scope use", "## How to use", "### Fine-tuning", "accelerate launch",
+    "## Training data", "**Licence:**", "**On the Hub:**", "## Training procedure", "### Compute", "**Training wall time:**",
+    "**CPU-hours:**", "## Evaluation", "### Where it fails", "## Limitations",
+)
+
+
+def card_table(text: str, header: str) -> list[list[str]]:
+    """The rows (cells) of the Markdown table whose header line starts with ``header``."""
+    lines = text.split(header, 1)[1].split("\n")[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split("|")])
+    return rows
+
+
+@pytest.mark.parametrize("name", BUILT)
+def test_every_card_is_complete_and_states_exactly_its_results(name):
+    """A card lint: no placeholder, every section a user acts on, metadata that round-trips through
+    huggingface_hub's parser with a valid model-index, and every number equal to results.json's."""
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    folder = entry_folder(name)
+    results = json.loads((folder / "results.json").read_text())
+    card = ModelCard.load(folder / "README.md")
+    text = card.text
+    assert [marker for marker in PLACEHOLDERS if marker in text] == []
+    assert [section for section in CARD_SECTIONS if section not in text] == []
+    metadata = card.data.to_dict()
+    assert ModelCardData(**metadata).to_dict() == metadata
+    assert metadata["pipeline_tag"] and metadata["library_name"] == "moezoo"
+    assert all(re.fullmatch(r"[\w.-]+/[\w.-]+", dataset) for dataset in metadata.get("datasets", []))
+    _, parsed = model_index_to_eval_results(metadata["model-index"])
+    for result in parsed:
+        metric = result.metric_name.split(" ", 1)[1]
+        assert result.metric_value == round(results["test"][f"{result.task_name}/{metric}"], 6)
+    assert len(parsed) == len([key for key in results["test"] if "/" in key and not key.endswith("/loss")])
+    for task, metric, validation, test in card_table(text, "| task | metric | validation | test |"):
+        for split, stated in (("validation", validation), ("test", test)):
+            assert stated == f"{results[split][f'{task}/{metric}']:.4f}", (split, task, metric)
+    if not ZOO[name].baselines:
+        return
+    baselines = results["baselines"]
+    assert set(baselines) == {baseline.label for baseline in ZOO[name].baselines}
+    header = "| task | metric | this model | " + " | ".join(baselines)
+    for task, metric, own, *others in card_table(text, header):
+        assert own == f"{results['test'][f'{task}/{metric}']:.4f}"
+        for label, stated in zip(baselines, others):
+            value = baselines[label]["test"].get(f"{task}/{metric}")
+            assert stated == ("" if value is None else f"{value:.4f}"), (label, task)
+    assert ZOO[name].fine_tune_command in text
+    assert "### Against the baselines" in text
 
 
 def test_names_resolve_to_the_local_folder_or_the_hub_and_unknown_names_are_named(monkeypatch, tmp_path):

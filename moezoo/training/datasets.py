@@ -120,6 +120,24 @@ def run_split(arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split
     return get_dataset(arguments.get("dataset")).rebuild_split(arguments, checkpoint, split)
 
 
+def evaluate_run_split(
+    model: Any, arguments: Mapping[str, Any], checkpoint: str | os.PathLike, split: str = "test",
+    batch_size: int | None = None, show_progress: bool = False,
+) -> dict[str, float]:
+    """``model``'s metrics on split ``split`` of the data its run used (`run_split`), in the run's evaluation
+    batches (or ``batch_size``), with the metrics as moezoo defines them now."""
+    from accelerate import Accelerator
+
+    from .data import TensorDataset
+    from .loop import evaluate, prepare_eval_loader
+    from .splits import run_eval_batch_size
+
+    accelerator = Accelerator()
+    data = TensorDataset(run_split(arguments, checkpoint, split))
+    loader = prepare_eval_loader(model, data, accelerator, batch_size or run_eval_batch_size(arguments))
+    return evaluate(model, loader, accelerator, show_progress=show_progress)
+
+
 def describe_dataset(arguments: Mapping[str, Any]) -> DatasetDescription:
     """What a model card says of the data set named by a run's settings (``results.json``'s ``arguments``)."""
     return get_dataset(arguments.get("dataset")).describe(arguments)

@@ -125,3 +125,23 @@ def test_bad_settings_are_named():
     alignment.attach(lora_bert())
     with pytest.raises(ValueError, match="No LoRA layer ran since start"):
         alignment.loss()
+
+
+def test_the_loss_of_one_pass_can_be_taken_in_every_form_and_distance():
+    model = lora_bert()
+    routing = TaskRouting(num_tasks=2)
+    recorders = {(form, distance): LoraAlignment(routing, distance, weight=0.5, form=form)
+                 for form in ("authors", "pooled") for distance in ("kl", "mmd")}
+    for recorder in recorders.values():
+        recorder.attach(model)
+    tokens = torch.randint(0, 50, (6, 5), generator=torch.Generator().manual_seed(3))
+    routing.set(torch.tensor([0, 1, 0, 1, 0, 1]))
+    for recorder in recorders.values():
+        recorder.start()
+    model(input_ids=tokens)
+    first = recorders["authors", "kl"]
+    for (form, distance), recorder in recorders.items():
+        torch.testing.assert_close(first.loss(distance=distance, form=form), recorder.loss())
+    torch.testing.assert_close(first.loss(weight=1.0), 2 * first.loss())
+    with pytest.raises(ValueError, match="Unknown alignment distance 'l2' or form 'authors'"):
+        first.loss(distance="l2")

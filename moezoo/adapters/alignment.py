@@ -170,22 +170,29 @@ class LoraAlignment:
         # clears those with the rest.
         self._outputs.append(output)
 
-    def loss(self) -> torch.Tensor:
+    def loss(self, distance: str | None = None, form: str | None = None, weight: float | None = None) -> torch.Tensor:
         """λ times the mean over layers and task pairs of the distance between the tasks' representations
-        in the pass since `start`; zero (attached to the graph) when the batch holds one task."""
+        in the pass since `start`; zero (attached to the graph) when the batch holds one task.
+
+        ``distance``, ``form`` and ``weight`` take the loss of the same pass in another distance or form, or with
+        another λ, than this alignment's own (to compare them)."""
+        distance, form = distance or self.distance, form or self.form
+        weight = self.weight if weight is None else weight
+        if distance not in DISTANCES or form not in ALIGNMENT_FORMS:
+            raise ValueError(f"Unknown alignment distance {distance!r} or form {form!r}; choose from {DISTANCES} and {ALIGNMENT_FORMS}.")
         if not self._outputs:
             raise ValueError("No LoRA layer ran since start(): call start() and then the model's forward.")
         task_ids = self.routing.task_ids
         if task_ids is None:
             raise ValueError("Align-LoRA groups examples by task: pass task_ids.")
         tasks, counts = torch.unique(task_ids, return_counts=True)
-        if self.form == "authors" and self.distance == "kl":  # a variance over the task's examples needs two
+        if form == "authors" and distance == "kl":  # a variance over the task's examples needs two
             tasks = tasks[counts >= 2]
         pairs = list(itertools.combinations(tasks.tolist(), 2))
         if not pairs:
-            return self.weight * sum(output.sum() for output in self._outputs) * 0.0
-        per_layer = [self._layer_distance(output, task_ids, pairs) for output in self._outputs]
-        return self.weight * torch.stack(per_layer).mean()
+            return weight * sum(output.sum() for output in self._outputs) * 0.0
+        per_layer = [self._layer_distance(output, task_ids, pairs, distance, form) for output in self._outputs]
+        return weight * torch.stack(per_layer).mean()
 
     def layer_tokens(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each LoRA layer's ``A`` output in the pass since `start`, as ``(output [B, S, r] in float32, mask
@@ -202,19 +209,24 @@ class LoraAlignment:
             raise ValueError(f"attention_mask has shape {list(mask.shape)}, the LoRA layer's tokens {list(output.shape[:2])}.")
         return output, mask
 
-    def _layer_distance(self, output: torch.Tensor, task_ids: torch.Tensor, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+    def _layer_distance(
+        self, output: torch.Tensor, task_ids: torch.Tensor, pairs: Sequence[tuple[int, int]], distance: str, form: str
+    ) -> torch.Tensor:
         output, mask = self._tokens(output)
         task_ids = task_ids.to(output.device)
         distances = []
         for first, second in pairs:
-            distances.append(self._distance(output, mask, task_ids == first, task_ids == second))
+            distances.append(self._distance(output, mask, task_ids == first, task_ids == second, distance, form))
         return torch.stack(distances).mean()
 
-    def _distance(self, output: torch.Tensor, mask: torch.Tensor, first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
-        if self.form == "authors":  # every position, padding included, as their code
-            distance = positional_gaussian_kl if self.distance == "kl" else positional_mmd
-            return distance(output[first], output[second])
-        if self.distance == "kl":
+    @staticmethod
+    def _distance(
+        output: torch.Tensor, mask: torch.Tensor, first: torch.Tensor, second: torch.Tensor, distance: str, form: str
+    ) -> torch.Tensor:
+        if form == "authors":  # every position, padding included, as their code
+            between = positional_gaussian_kl if distance == "kl" else positional_mmd
+            return between(output[first], output[second])
+        if distance == "kl":
             return gaussian_symmetric_kl(output[first][mask[first]], output[second][mask[second]])
         pooled = (output * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
         return multi_kernel_mmd(pooled[first], pooled[second])

@@ -114,22 +114,6 @@ def _census_entry(name: str, architecture: str, config: str, *arguments: str) ->
     )
 
 
-_GLUE_BENCHMARK = "benchmarks/results/glue_adapters.json"
-GLUE_BASELINES = (
-    Baseline(
-        "single-task LoRA",
-        "one LoRA of rank 32 per task, each trained on its task alone for the steps the multi-task run gives that task "
-        "(benchmarks/glue_adapters.py, seed 42)",
-        _GLUE_BENCHMARK, (("method", "single_task_lora"), ("seed", 42)),
-    ),
-    Baseline(
-        "multi-task LoRA",
-        "one LoRA of rank 32 shared by the five tasks, the same data, steps and settings (benchmarks/glue_adapters.py, "
-        "seed 42)",
-        _GLUE_BENCHMARK, (("method", "lora"), ("seed", 42)),
-    ),
-)
-
 ZOO: dict[str, ZooEntry] = {
     entry.name: entry
     for entry in (
@@ -155,7 +139,7 @@ ZOO: dict[str, ZooEntry] = {
         *(
             ZooEntry(
                 f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py",
-                f"recipes/configs/glue_{method}.yaml", baselines=GLUE_BASELINES,
+                f"recipes/configs/glue_{method}.yaml",
             )
             for name, method in (("multi-head-lora", "multi_head_lora"), ("mhr", "mhr"), ("align-lora", "align_lora"))
         ),

@@ -181,3 +181,21 @@ def test_an_entry_without_a_processor_says_what_its_model_reads():
         pytest.skip("the dselect-k-multi-mnist zoo entry is not built in this checkout")
     with pytest.raises(OSError, match=r"dselect-k-multi-mnist holds no processor \(preprocessor_config.json or a tokenizer\): its model reads tensors"):
         moezoo.processor_from_pretrained("dselect-k-multi-mnist")
+
+
+def test_a_baseline_reads_its_benchmark_rows_by_task_and_metric(tmp_path):
+    from moezoo_cli.catalog import Baseline
+
+    rows = [
+        {"method": "single", "seed": 42, "test_top_left_accuracy": 0.91},
+        {"method": "single", "seed": 42, "test_pixel_class_miou": 0.55, "test_pixel_class_pixel_accuracy": 0.9},
+        {"method": "single", "seed": 43, "test_top_left_accuracy": 0.2},
+        {"method": "dense", "seed": 42, "test_top_left_accuracy": 0.5},
+    ]
+    (tmp_path / "results.json").write_text(json.dumps(rows))
+    baseline = Baseline("single-task", "one per task", "results.json", (("method", "single"), ("seed", 42)))
+    names = ["top_left/accuracy", "pixel_class/miou", "pixel_class/pixel_accuracy", "bottom_right/accuracy"]
+    assert baseline.test_metrics(tmp_path, names) == {
+        "top_left/accuracy": 0.91, "pixel_class/miou": 0.55, "pixel_class/pixel_accuracy": 0.9,
+    }
+    assert baseline.test_metrics(tmp_path / "elsewhere", names) == {}  # not measured yet

@@ -8,15 +8,16 @@ Every multi-task run trains one adapter and five task heads on the five-task GLU
 STS-B) with the budget of recipes/configs/glue_*.yaml: the tasks' whole training files less a 10 % validation
 hold-out (79,026 examples), batches of 32 drawn with temperature-2 task mixing and grouped by length, 2 epochs
 (4,940 steps), examples cut at 128 tokens, AdamW 5e-4 with linear decay, gradients clipped at 1, the better of
-the 2 epochs by validation loss; the test split is GLUE's whole dev set. All adapters sit in the attention's
-query and value maps of the 6 layers, with about 295,000 parameters:
+the 2 epochs by validation loss; the test split is GLUE's whole dev set. All adapters sit in every linear map
+of the 6 encoder layers (query, key, value and the three dense maps), with about 332,000 parameters, their
+updates scaled by 2 (PEFT's Poly: by 1 / r):
 
-- ``lora``: PEFT's LoRA of rank 32 (294,912 adapter parameters), every task through the same update.
+- ``lora``: PEFT's LoRA of rank 8 (331,776 adapter parameters), every task through the same update.
 - ``align_lora``: ``lora`` plus Align-LoRA's loss as the authors' code computes it (KL, λ 0.2).
 - ``align_lora_pooled``: ``lora`` plus the pooled, padding-masked form of the loss, with its own λ.
-- ``multi_head_lora``: a shared A of rank 16, 3 heads, a task router (295,092).
-- ``mhr``: PEFT's Poly with 4 skills of rank 8 and 4 splits (295,872).
-- ``single_task_lora``: one LoRA of rank 32 per task, each trained on its task alone for as many steps as the
+- ``multi_head_lora``: a shared A of rank 4, 3 heads, a task router (332,316).
+- ``mhr``: PEFT's Poly with 4 skills of rank 2 and 4 splits (334,656).
+- ``single_task_lora``: one LoRA of rank 8 per task, each trained on its task alone for as many steps as the
   multi-task runs give that task (its share of the temperature mixing times 4,940 steps), so that the five
   runs together cost one multi-task run; the bar each multi-task adapter is compared against, task by task.
 

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from recipe_runs import RESULTS
+from recipe_runs import write_results
 
 #: Each method: adapter method and settings. The multi-head LoRA and MHR rows match lora_r32's adapter
 #: parameters (295,092 and 295,872 against 294,912); multi_head_lora_token routes each token by its input.
@@ -131,10 +131,7 @@ def main() -> None:
         "batch_size": args.batch_size, "seq_length": args.seq_length, "steps": args.steps, "rounds": args.rounds,
         "threads": args.threads, "torch": __import__("torch").__version__, "rows": rows,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "adapter_cost.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "adapter_cost.md").write_text(report(summary))
-    print(report(summary))
+    write_results("adapter_cost", summary, report(summary))
 
 
 def report(summary: dict[str, Any]) -> str:

@@ -15,12 +15,11 @@ benchmarks/results/alignment_forms.{json,md}: what a λ means in each form.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 
 import torch
-from recipe_runs import RESULTS
+from recipe_runs import write_results
 from torch.utils.data import BatchSampler
 from transformers import AutoTokenizer
 
@@ -66,8 +65,6 @@ def main() -> None:
         "batches": len(chosen), "batch_size": args.batch_size, "mean_tasks_per_batch": statistics.mean(tasks_per_batch),
         "median_loss": {name: statistics.median(values) for name, values in losses.items()},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "alignment_forms.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [
         "### Align-LoRA's two loss forms on the same LoRA outputs",
         "",
@@ -82,8 +79,7 @@ def main() -> None:
         authors, pooled = summary["median_loss"][f"authors/{distance}"], summary["median_loss"][f"pooled/{distance}"]
         lines.append(f"| {distance} | {authors:,.4g} | {pooled:,.4g} | {authors / pooled:,.0f}x |" if pooled else
                      f"| {distance} | {authors:,.4g} | {pooled:,.4g} | |")
-    (RESULTS / "alignment_forms.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("alignment_forms", summary, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":

@@ -21,13 +21,12 @@ task's examples cut at 64 and at 128 tokens. Results go to benchmarks/results/gl
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from typing import Any
 
 import torch
-from recipe_runs import RESULTS
+from recipe_runs import write_results
 from torch.utils.data import BatchSampler
 from transformers import AutoTokenizer
 
@@ -107,10 +106,7 @@ def main() -> None:
         "threads": args.threads, "torch": torch.__version__, "rows": rows,
         "truncated_share": {str(length): truncated_share(train, tokenizer, length) for length in (BEFORE_LENGTH, AFTER_LENGTH)},
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "glue_padding.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (RESULTS / "glue_padding.md").write_text(report(summary))
-    print(report(summary))
+    write_results("glue_padding", summary, report(summary))
 
 
 def report(summary: dict[str, Any]) -> str:

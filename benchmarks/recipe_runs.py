@@ -34,6 +34,14 @@ def run_recipe(
         return summary, seconds
 
 
+def write_results(stem: str, summary: Any, report: str) -> None:
+    """``benchmarks/results/{stem}.json`` (the measurements) and ``{stem}.md`` (their report), and the report printed."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    (RESULTS / f"{stem}.md").write_text(report)
+    print(report)
+
+
 def merge_runs(results_file: Path, runs: list[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
     """Write ``runs`` to ``results_file``, replacing earlier runs with the same ``key`` fields and keeping
     the others, so that parts of a benchmark can be measured separately. Returns all runs."""

@@ -122,6 +122,8 @@ class DatasetDescription:
         test_split: The name, in the dataset's Hub repository, of the split the test metrics are measured on.
         test_split_description: What that split is, for the card's text (default: "The test split of <name>.").
         provenance: Where the files the recipe reads come from (the data folder's PROVENANCE.md, in short).
+        source_hub_ids: Hub ids of the data sets this one is built from, when it is not on the Hub itself
+            (MultiMNIST's canvases are built from MNIST): listed in the card's ``datasets``.
     """
 
     name: str
@@ -136,6 +138,7 @@ class DatasetDescription:
     test_split: str = "test"
     test_split_description: str | None = None
     provenance: str | None = None
+    source_hub_ids: tuple[str, ...] = ()
 
 
 @dataclass
@@ -215,7 +218,7 @@ def eval_results(
             EvalResult(
                 task_type="image-segmentation" if task in dense_tasks else dataset.task_type,
                 task_name=task,
-                dataset_type=dataset.slug,
+                dataset_type=dataset.hub_id or dataset.slug,
                 dataset_name=dataset.name,
                 dataset_config=task,
                 dataset_split=dataset.test_split,
@@ -349,10 +352,14 @@ def _training_data(dataset: DatasetDescription | None) -> str:
     if dataset.provenance:
         lines.append(f"**Provenance:** {dataset.provenance}")
     lines.append(f"**Licence:** {_license_text(dataset)}")
-    lines.append(
-        f"**On the Hub:** [`{dataset.hub_id}`](https://huggingface.co/datasets/{dataset.hub_id})." if dataset.hub_id
-        else "**On the Hub:** no official copy; the recipe reads the files above."
-    )
+    if dataset.hub_id:
+        hub = f"[`{dataset.hub_id}`](https://huggingface.co/datasets/{dataset.hub_id})."
+    elif dataset.source_hub_ids:
+        hub = "not itself; built from " + ", ".join(
+            f"[`{name}`](https://huggingface.co/datasets/{name})" for name in dataset.source_hub_ids) + "."
+    else:
+        hub = "no official copy; the recipe reads the files named above."
+    lines.append(f"**On the Hub:** {hub}")
     return "\n\n".join(lines)
 
 
@@ -387,7 +394,7 @@ def build_model_card(
         library_name=LIBRARY_NAME,
         pipeline_tag=dataset.task_type if dataset is not None else None,
         tags=[*tags, *details.extra_tags],
-        datasets=[dataset.hub_id] if dataset is not None and dataset.hub_id else None,
+        datasets=([dataset.hub_id] if dataset.hub_id else list(dataset.source_hub_ids)) or None if dataset is not None else None,
         language=dataset.language if dataset is not None else None,
         model_name=details.model_id,
         license=dataset.license if dataset is not None else None,

@@ -25,14 +25,29 @@ CENSUS_INCOME_DESCRIPTION = DatasetDescription(
         "never married, college degree; the columns they are read from are not inputs."
     ),
     license="cc-by-4.0",
+    provenance=(
+        "the UCI Machine Learning Repository's census-income.data and census-income.test (1994-95 Current Population "
+        "Survey extracts), read from byte-checked copies (moezoo.data.census_income lists their SHA-256 and download "
+        "addresses)."
+    ),
 )
 MULTI_MNIST_DESCRIPTION = DatasetDescription(
     name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=_MULTI_MNIST_SPLITS,
     license="cc-by-sa-3.0", modality="image",
+    provenance=(
+        "canvases built by moezoo.data.load_multi_mnist from the four official MNIST IDX files (LeCun, Cortes and "
+        "Burges), byte-identical to the originals (their MD5s equal the official checksums)."
+    ),
+    source_hub_ids=("ylecun/mnist",),
 )
 MULTI_FASHION_MNIST_DESCRIPTION = DatasetDescription(
     name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
     description=_MULTI_MNIST_SPLITS, license="mit", modality="image",
+    provenance=(
+        "canvases built by moezoo.data.load_multi_mnist from the four official Fashion-MNIST IDX files (Xiao, Rasul "
+        "and Vollgraf, Zalando Research), byte-identical to the originals."
+    ),
+    source_hub_ids=("zalando-datasets/fashion_mnist",),
 )
 
 
@@ -51,12 +66,17 @@ def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:
             + (f" (the first {validation:,} per task used)" if validation else "")
             + ", training on "
             + (f"a random {per_task:,} examples per task of the rest" if per_task else "the rest")
-            + f", tokens truncated to {arguments.get('max_seq_length', 128)}; the test split is GLUE's dev set, whole. "
+            + f", examples cut at {arguments.get('max_seq_length', 128)} tokens; the test split is GLUE's dev set, whole. "
             "Each task is scored by GLUE's metric: Matthews correlation (CoLA), F1 (MRPC), Pearson correlation (STS-B), "
             "accuracy (SST-2, RTE)."
         ),
         # The tasks keep their sources' licences, most for research use only (nyu-mll/glue's card lists them).
         license="other", license_link="https://huggingface.co/datasets/nyu-mll/glue", modality="text", language="en",
+        provenance=(
+            "the train.tsv and dev.tsv files GLUE's download_glue_data.py writes, byte-checked (moezoo.data.glue lists "
+            "their SHA-256); without them the tasks load from nyu-mll/glue on the Hub, checked against their rows and "
+            "label sums. The tasks keep their sources' licences, most for research use only."
+        ),
         # GLUE's test labels are hidden: its dev set, the Hub repository's "validation" split, is the one reported.
         test_split="validation",
         test_split_description=(

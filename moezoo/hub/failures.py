@@ -63,9 +63,11 @@ class TaskOutcomes:
             never = [c for c in range(self.classes) if predicted_counts[c] == 0 and true_counts[c] > 0]
             if len(never) == self.classes - 1:
                 only = next(c for c in range(self.classes) if predicted_counts[c] > 0)
-                parts.append(f"**it answers class {only} for every example**")
+                parts.append(f"**it answers class {only} for every {'pixel' if self.dense else 'example'}**")
             elif never:
-                parts.append("**never predicts class(es) " + ", ".join(f"{c} ({int(true_counts[c]):,} example{'' if true_counts[c] == 1 else 's'})" for c in never) + "**")
+                unit = "pixel" if self.dense else "example"
+                parts.append("**never predicts class(es) " + ", ".join(
+                    f"{c} ({int(true_counts[c]):,} {unit}{'' if true_counts[c] == 1 else 's'})" for c in never) + "**")
             recall = {c: int(self.confusion[c, c]) / int(true_counts[c]) for c in range(self.classes) if true_counts[c] > 0}
             missed = [c for c, value in recall.items() if value < LOW_RECALL and c not in never]
             if missed:

@@ -28,7 +28,9 @@ def prediction_snippet(
     after ``import moezoo`` and, for a data set moezoo knows, predicts every task for a few real examples."""
     imported = f"{processor_class}, AutoModel" if processor_class else "AutoModel"
     data_import, examples = _EXAMPLES.get(dataset or "", ("", None))
+    adapted = getattr(model.config, "base_model_name_or_path", None) is not None
     lines = [
+        *(["import torch"] if adapted else []),
         "import moezoo  # registers the architectures with transformers",
         f"from transformers import {imported}",
         *([data_import.rstrip()] if data_import else []),
@@ -37,8 +39,7 @@ def prediction_snippet(
     ]
     if processor_class:
         lines.append(f"processor = {processor_class}.from_pretrained({model_id!r})")
-    config = model.config
-    if getattr(config, "base_model_name_or_path", None) is not None:  # an adapted transformer
+    if adapted:
         return "\n".join([*lines, *_adapter_lines(model)])
     if examples is None:
         return "\n".join(lines)
@@ -73,8 +74,6 @@ def _adapter_lines(model: MultiTaskPreTrainedModel) -> list[str]:
         "",
         f"# The base model, {model.config.base_model_name_or_path}, loads first; then the adapter and the heads.",
         f"# Each example names its task by its index in {names}.",
-        "import torch",
-        "",
         'inputs = processor(["a gripping, funny film"], return_tensors="pt")',
         f"logits = model(**inputs, task_ids=torch.tensor([{names.index(single)}])).logits[{single!r}]",
         f"print({single!r}, logits.softmax(-1))",

@@ -3,8 +3,7 @@
 
     python benchmarks/alignment_forms.py [--batches 20] [--batch_size 32]
 
-all-MiniLM-L6-v2 with a fresh LoRA of rank 32 in the query and value maps (the adapter of the align-lora-glue
-entry; LoRA's A as PEFT draws it), on mixed batches of the GLUE recipe's training data (temperature-2 task
+all-MiniLM-L6-v2 with a fresh LoRA of rank 32 in the query and value maps (LoRA's A as PEFT draws it), on mixed batches of the GLUE recipe's training data (temperature-2 task
 mixing, batched by length as the recipe batches them, 128 tokens). For each batch, one forward pass records
 the LoRA A outputs, and each form's loss is taken on them with λ = 1: the authors' (a Gaussian per token
 position, the two KL directions averaged; their per-position MMD) and the pooled one (a Gaussian per task

@@ -12,14 +12,14 @@ pair of tasks in the batch a distance between their groups is taken. Two forms:
   padding positions count like any other (their code masks none). A task needs two examples in the batch
   to have a variance; tasks with one are left out of that batch's pairs. ``"mmd"``: the squared maximum
   mean discrepancy per token position under a sum of Gaussian kernels ``exp(-||x - y||^2 / (2 sigma))``
-  over their 19 ``sigma`` from 1e-6 to 1e6 (`AUTHORS_MMD_SIGMAS`), averaged over positions. Its values are
-  large (thousands for the KL on MiniLM, where positions that are padding in every example vary little),
-  so the paper's λ = 0.2 (their train.py) weighs it heavily.
+  over their 19 ``sigma`` from 1e-6 to 1e6 (`AUTHORS_MMD_SIGMAS`), averaged over positions. Its KL is large
+  (a median of 593 on MiniLM's fresh LoRA outputs, benchmarks/alignment_forms.py), so the paper's λ = 0.2
+  (their train.py) weighs it heavily.
 - ``"pooled"``: moezoo's earlier reading of the paper. ``"kl"``: one diagonal Gaussian per task fitted to
   all its real tokens (padding masked; population variance plus 1e-5), ``KL(p || q) + KL(q || p)`` summed
   over the ``r`` dimensions; ``"mmd"``: between the tasks' examples, each the mean of its real tokens, under
   a sum of Gaussian kernels whose bandwidths are the mean squared distance times each of
-  ``POOLED_MMD_BANDWIDTH_MULTIPLIERS``. Its values are small (about 0.05 where the authors' KL gives 8,000),
+  ``POOLED_MMD_BANDWIDTH_MULTIPLIERS``. Its KL is 174 times smaller on the same outputs (a median of 3.4),
   so it takes its own λ (`ALIGNMENT_WEIGHTS`).
 
 The loss is λ times the mean over task pairs and layers; a batch with no pair gives zero (still attached to

@@ -160,11 +160,7 @@ def subset_selector(
 ) -> Callable[[str, int], np.ndarray | None]:
     """`subset_indices` for a run's settings, as a data builder's ``select_rows`` (see
     `moezoo.data.load_multi_mnist`), so that only the rows a run uses are built."""
-    return partial(_selected_rows, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, seed=seed)
-
-
-def _selected_rows(split: str, size: int, **settings: Any) -> np.ndarray | None:
-    return subset_indices(split, size, **settings)
+    return partial(subset_indices, max_train_samples=max_train_samples, max_eval_samples=max_eval_samples, seed=seed)
 
 
 def subsample_splits(

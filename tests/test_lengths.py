@@ -8,8 +8,8 @@ import torch
 from accelerate.data_loader import BatchSamplerShard
 from torch.utils.data import BatchSampler
 
-from moezoo.training import TaskMixingSampler, TensorDataset, make_dataloader
-from moezoo.training.lengths import LengthGroupedSampler, padding_share, token_lengths, trim_padding
+from moezoo.training import TaskMixingSampler, TensorDataset, evaluate, make_dataloader, make_eval_dataloader
+from moezoo.training.lengths import LengthGroupedSampler, longest_first, padding_share, token_lengths, trim_padding
 
 
 def padded_tokens(lengths, width):
@@ -90,6 +90,35 @@ def test_a_loader_over_token_data_pads_each_batch_to_its_longest_example():
     columns = {**padded_tokens([2, 9, 3, 4, 12, 2, 5, 3], 16), "labels": torch.zeros(8, 1)}
     loader = make_dataloader(TensorDataset(columns), batch_size=4, shuffle=False, seed=0)
     assert [batch["input_ids"].shape[1] for batch in loader] == [9, 12]
+
+
+def test_an_evaluation_reads_token_data_longest_first_and_scores_as_in_order(tiny_bert_folder):
+    from accelerate import Accelerator
+
+    from moezoo.adapters import AdaptedTransformerModel
+
+    assert longest_first(torch.tensor([3, 9, 3, 12, 1])) == [3, 1, 0, 2, 4]  # ties keep their order
+    generator = torch.Generator().manual_seed(0)
+    lengths = torch.randint(1, 24, (40,), generator=generator)
+    columns = {**padded_tokens(lengths, 24), "labels": torch.randint(0, 2, (40,), generator=generator)}
+    columns["input_ids"] = columns["input_ids"] % 50
+    data = TensorDataset(columns)
+    loader = make_eval_dataloader(data, batch_size=8)
+    drawn = torch.cat([batch["attention_mask"].sum(1) for batch in loader])
+    assert sorted(drawn.tolist()) == sorted(lengths.tolist()) and torch.equal(drawn, drawn.sort(descending=True).values)
+    sorted_widths = [batch["input_ids"].shape[1] for batch in loader]
+    in_order_widths = [batch["input_ids"].shape[1] for batch in make_dataloader(data, 8, shuffle=False, seed=0)]
+    assert sum(sorted_widths) < sum(in_order_widths)
+
+    model = AdaptedTransformerModel.from_base(
+        tiny_bert_folder, [{"name": "a", "kind": "binary"}], "lora", adapter={"target_modules": ["query", "value"], "r": 4},
+    ).eval()
+    accelerator = Accelerator()
+    longest = evaluate(model, accelerator.prepare(loader), accelerator)
+    in_order = evaluate(model, accelerator.prepare(make_dataloader(data, 8, shuffle=False, seed=0)), accelerator)
+    assert longest.keys() == in_order.keys()
+    for name in longest:
+        assert longest[name] == pytest.approx(in_order[name], rel=1e-5, abs=1e-6), name
 
 
 def test_bad_lengths_and_sizes_are_named():

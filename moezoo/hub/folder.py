@@ -12,7 +12,7 @@ from transformers import AutoModel
 
 from ..adapters.modeling_adapted import AdaptedTransformerModel
 from ..models.modeling_utils import checkpoint_processor_class
-from ..training.data import nest_task_labels
+from ..training.data import TensorDataset, make_eval_dataloader
 from ..training.datasets import describe_dataset, run_split
 from ..training.splits import run_eval_batch_size
 from .cards import (
@@ -59,12 +59,11 @@ def find_results(folder: str | os.PathLike) -> dict[str, Any] | None:
 
 
 def encoded_test_batches(results: dict[str, Any], folder: str | os.PathLike) -> list[dict[str, Any]]:
-    """The test split the run was scored on, encoded as its recipe encodes it, in the run's evaluation
-    batches (`moezoo.training.splits.run_eval_batch_size`)."""
-    encoded = run_split(results["arguments"], folder, "test")
-    size = len(next(iter(encoded.values())))
-    batch = run_eval_batch_size(results["arguments"])
-    return [{name: value[start : start + batch] for name, value in encoded.items()} for start in range(0, size, batch)]
+    """The test split the run was scored on, encoded as its recipe encodes it, in the batches its evaluation
+    reads (`moezoo.training.data.make_eval_dataloader`, of the run's size,
+    `moezoo.training.splits.run_eval_batch_size`); per-task labels are nested under ``labels``."""
+    loader = make_eval_dataloader(TensorDataset(run_split(results["arguments"], folder, "test")), run_eval_batch_size(results["arguments"]))
+    return list(loader)
 
 
 def plot_adapter_figure(
@@ -113,7 +112,7 @@ def write_card(
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])
         batches = encoded_test_batches(results, folder)
-        details.failures = failure_report(model, [nest_task_labels(batch) for batch in batches])
+        details.failures = failure_report(model, batches)
         if isinstance(model, AdaptedTransformerModel):
             # Every task uses the whole base model: the figure shows what the adapter does per task instead.
             if plot_adapter_figure(model, batches, folder / FIGURE, details):
@@ -128,7 +127,7 @@ def write_card(
             else:
                 plot_gate_weights(model, measure_gate_weights(model, batches), folder / FIGURE)
             details.figure = FIGURE
-            probe_inputs = nest_task_labels({name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0]})
+            probe_inputs = {name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0] if name != "labels"}
             details.task_parameters = task_parameter_counts(model, probe_inputs)
     build_model_card(model, results, details).save(card_path)
     return card_path

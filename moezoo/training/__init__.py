@@ -2,7 +2,7 @@
 
 from .arguments import parse_config_and_args, require_positive
 from .checkpoints import TrainingState, list_checkpoints, prepare_output_dir, resolve_checkpoint
-from .data import TensorDataset, make_dataloader, materialize
+from .data import TensorDataset, make_dataloader, make_eval_dataloader, materialize
 from .loop import (
     TrainingConfig,
     TrainingResult,
@@ -46,6 +46,7 @@ __all__ = [
     "is_better",
     "list_checkpoints",
     "make_dataloader",
+    "make_eval_dataloader",
     "materialize",
     "metric_names",
     "multitask_metrics",

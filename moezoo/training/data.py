@@ -20,7 +20,7 @@ from datasets import Dataset
 from datasets import IterableDataset as HFIterableDataset
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, Sampler, SequentialSampler, default_collate
 
-from .lengths import trim_padding
+from .lengths import longest_first, token_lengths, trim_padding
 
 #: Arrow tables up to this size (bytes) are materialised as tensors by default.
 DEFAULT_IN_MEMORY_LIMIT = 4 * 2**30
@@ -163,7 +163,7 @@ def make_dataloader(
     seed: int,
     drop_last: bool = False,
     in_memory: bool | None = None,
-    sampler: Sampler[int] | None = None,
+    sampler: Sampler[int] | Sequence[int] | None = None,
 ) -> DataLoader:
     """A `DataLoader` over a processed dataset.
 
@@ -178,7 +178,8 @@ def make_dataloader(
         in_memory: ``True``: materialise the dataset as tensors (`materialize`); ``False``: read
             batches through ``datasets``; ``None``: materialise whatever `fits_in_memory`.
         sampler: Draw example indices from this sampler (such as a
-            `moezoo.training.mixing.TaskMixingSampler`) instead of a plain random or sequential order.
+            `moezoo.training.mixing.TaskMixingSampler`), or in this order (a sequence of indices), instead
+            of a plain random or sequential order.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}.")
@@ -218,6 +219,44 @@ def make_dataloader(
         dataset.with_format("torch"), batch_size=batch_size, sampler=sampler, drop_last=drop_last,
         generator=loader_generator, collate_fn=collate_rows,
     )
+
+
+def make_eval_dataloader(
+    dataset: Dataset | HFIterableDataset | TensorDataset, batch_size: int, in_memory: bool | None = None
+) -> DataLoader:
+    """A `make_dataloader` for evaluation: every example once, in a fixed order. Token data (an
+    ``attention_mask`` column) is read longest first (`moezoo.training.lengths.longest_first`), so that
+    each batch holds examples of similar length and is trimmed to them: a GLUE-5 evaluation computes a
+    fraction of the padding it would in the data's order. Metrics do not depend on the order."""
+    order = None
+    if not isinstance(dataset, HFIterableDataset) and "attention_mask" in _column_names(dataset):
+        order = longest_first(token_lengths(column_tensor(dataset, "attention_mask", "evaluation")))
+    return make_dataloader(dataset, batch_size, shuffle=False, seed=0, in_memory=in_memory, sampler=order)
+
+
+#: What each column an option reads is, for its error message.
+COLUMN_MEANINGS = {
+    "task_ids": "mixed-task data: a 'task_ids' column (see moezoo.training.mixing.concatenate_tasks)",
+    "attention_mask": "token data: an 'attention_mask' column",
+}
+
+
+def column_tensor(dataset: Dataset | HFIterableDataset | TensorDataset, name: str, option: str) -> torch.Tensor:
+    """Column ``name`` of an in-memory or ``datasets`` dataset as a tensor, which ``option`` needs.
+
+    Raises:
+        ValueError: the dataset is streaming (it has no index), or has no column ``name``.
+    """
+    if isinstance(dataset, HFIterableDataset):
+        raise ValueError(f"{option} reorders examples: it needs a dataset with an index, not a streaming one.")
+    columns = _column_names(dataset)
+    if name not in columns:
+        raise ValueError(f"{option} needs {COLUMN_MEANINGS.get(name, repr(name))}; the data has {sorted(columns)}.")
+    return (dataset if isinstance(dataset, TensorDataset) else materialize(dataset, [name])).columns[name]
+
+
+def _column_names(dataset: Any) -> list[str]:
+    return list(dataset.columns) if isinstance(dataset, TensorDataset) else list(getattr(dataset, "column_names", None) or [])
 
 
 def _default_sampler(dataset: Any, shuffle: bool, generator: torch.Generator) -> Sampler[int]:

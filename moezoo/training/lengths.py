@@ -117,6 +117,14 @@ class LengthGroupedSampler(Sampler[int]):
                 yield from incomplete.tolist()
 
 
+def longest_first(lengths: torch.Tensor) -> list[int]:
+    """The indices of ``lengths`` (``[N]``) from the longest example to the shortest (equal lengths keep
+    their order). An evaluation read in this order batches examples of similar length, so that trimming
+    (`trim_padding`) cuts nearly all the padding; the metrics do not depend on the order. The longest batch
+    comes first, so a batch too large for memory fails at once."""
+    return torch.sort(torch.as_tensor(lengths), descending=True, stable=True).indices.tolist()
+
+
 def padding_share(lengths: torch.Tensor, batches: list[torch.Tensor], padded_length: int | None = None) -> float:
     """The share of the token positions computed that are padding, when each batch of ``batches`` (index
     tensors) is padded to its longest example, or to ``padded_length`` when given."""

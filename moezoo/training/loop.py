@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from accelerate import Accelerator
-from datasets import IterableDataset as HFIterableDataset
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -37,7 +36,7 @@ from .checkpoints import (
     run_settings,
     write_json_atomic,
 )
-from .data import TensorDataset, make_dataloader, materialize, nest_task_labels
+from .data import TensorDataset, column_tensor, make_dataloader, make_eval_dataloader, nest_task_labels
 from .lengths import LengthGroupedSampler, token_lengths
 from .metrics import MultiTaskMetrics, is_better, metric_names
 from .mixing import TaskMixingSampler, task_sampling_probabilities
@@ -236,8 +235,9 @@ def prepare_eval_loader(
     batch_size: int,
     in_memory: bool | None = None,
 ) -> DataLoader:
-    """An evaluation loader (in order, no example dropped), its data checked once when it is in memory."""
-    loader = make_dataloader(dataset, batch_size, shuffle=False, seed=0, in_memory=in_memory)
+    """An evaluation loader (`moezoo.training.data.make_eval_dataloader`: every example once, token data
+    longest first), its data checked once when it is in memory."""
+    loader = make_eval_dataloader(dataset, batch_size, in_memory=in_memory)
     _check_materialized(model, loader)
     return accelerator.prepare(loader)
 
@@ -277,7 +277,7 @@ def train(
     sampler = _task_mixing_sampler(train_dataset, config)
     if config.group_by_length:
         sampler = LengthGroupedSampler(
-            token_lengths(_column(train_dataset, "attention_mask", "group_by_length")), config.per_device_train_batch_size,
+            token_lengths(column_tensor(train_dataset, "attention_mask", "group_by_length")), config.per_device_train_batch_size,
             sampler, seed=config.seed,
         )
     train_loader = make_dataloader(
@@ -451,25 +451,8 @@ def _task_mixing_sampler(dataset: Any, config: TrainingConfig) -> TaskMixingSamp
     """The sampler of ``config.task_mixing`` over the dataset's ``task_ids`` column, or ``None``."""
     if config.task_mixing is None:
         return None
-    task_ids = _column(dataset, "task_ids", f"task_mixing={config.task_mixing!r}")
+    task_ids = column_tensor(dataset, "task_ids", f"task_mixing={config.task_mixing!r}")
     return TaskMixingSampler(task_ids, config.task_mixing, config.task_mixing_temperature, seed=config.seed)
-
-
-#: What each column a training option reads is, for its error message.
-_OPTION_COLUMNS = {
-    "task_ids": "mixed-task data: a 'task_ids' column (see moezoo.training.mixing.concatenate_tasks)",
-    "attention_mask": "token data: an 'attention_mask' column",
-}
-
-
-def _column(dataset: Any, name: str, option: str) -> torch.Tensor:
-    """Column ``name`` of an in-memory or ``datasets`` dataset as a tensor, which ``option`` needs."""
-    if isinstance(dataset, HFIterableDataset):
-        raise ValueError(f"{option} reorders examples: it needs a dataset with an index, not a streaming one.")
-    columns = dataset.columns if isinstance(dataset, TensorDataset) else getattr(dataset, "column_names", [])
-    if name not in columns:
-        raise ValueError(f"{option} needs {_OPTION_COLUMNS[name]}; the data has {sorted(columns)}.")
-    return (dataset if isinstance(dataset, TensorDataset) else materialize(dataset, [name])).columns[name]
 
 
 def _check_materialized(model: MultiTaskPreTrainedModel, loader: DataLoader) -> None:

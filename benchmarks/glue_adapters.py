@@ -8,7 +8,8 @@ Every multi-task run trains one adapter and five task heads on the five-task GLU
 STS-B) with the budget of recipes/configs/glue_*.yaml: the tasks' whole training files less a 10 % validation
 hold-out (79,026 examples), batches of 32 drawn with temperature-2 task mixing and grouped by length, 2 epochs
 (4,940 steps), examples cut at 128 tokens, AdamW 5e-4 with linear decay, gradients clipped at 1, the better of
-the 2 epochs by validation loss; the test split is GLUE's whole dev set. All adapters sit in every linear map
+the 2 epochs by the mean of the tasks' GLUE metrics on validation (``mean_score``); the test split is GLUE's
+whole dev set. All adapters sit in every linear map
 of the 6 encoder layers (query, key, value and the three dense maps), with about 332,000 parameters, their
 updates scaled by 2 (PEFT's Poly: by 1 / r):
 

@@ -15,6 +15,24 @@ import torch
 import moezoo
 from moezoo.data import default_data_dir
 
+#: Most xdist workers a run starts: each holds its own copy of torch and of the data it loads.
+MAX_WORKERS = 4
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``--numprocesses=auto`` (the default, pyproject.toml): one worker per core, at most `MAX_WORKERS`."""
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
+
+
+def pytest_configure(config):
+    # Each worker gets its share of the cores, so that the workers' torch threads do not fight over them;
+    # subprocesses a test starts (recipes, `accelerate launch`) inherit it through OMP_NUM_THREADS.
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -75,6 +75,9 @@ def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, ti
     assert scores[("stsb", "pearsonr")] == round(test["stsb/pearson"], 6)
     assert f"**Adapter:** `{method}`" in card.text and "AutoTokenizer.from_pretrained" in card.text
     assert (tmp_path / "best" / "routing.png").is_file() and "](routing.png)" in card.text
+    if method == "align_lora":  # which loss form it trained with, and how the other differs
+        assert "with weight 0.2 in the `authors` form, as the authors' code computes it" in card.text
+        assert "(the `pooled` form is moezoo's variant" in card.text
 
 
 def test_training_continues_from_a_checkpoint_and_resumes_exactly(tiny_base, tmp_path, data_dir):

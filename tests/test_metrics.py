@@ -122,6 +122,16 @@ def test_extra_metrics_follow_their_definitions_and_unknown_ones_are_named():
     spearman = torch.corrcoef(torch.stack([ranks(x), ranks(y)]))[0, 1]
     assert results["stsb/spearman"] == pytest.approx(spearman.item(), abs=1e-5)
     assert {"cola/mcc", "cola/f1", "stsb/pearson", "stsb/spearman"} <= set(metric_names([acceptability, similarity]))
+    # The mean score averages each task's headline metric: its own (MCC, Pearson) before its kind's (accuracy).
+    assert results["mean_score"] == pytest.approx((mcc + pearson.item()) / 2, abs=1e-5)
+    sentiment = TaskSpec(name="sst2", kind="multiclass", num_labels=2)
+    with_accuracy = multitask_metrics(
+        [acceptability, sentiment], {"cola": logits, "sst2": logits}, {"cola": classes, "sst2": 1 - classes}
+    )
+    assert with_accuracy["mean_score"] == pytest.approx((mcc + with_accuracy["sst2/accuracy"]) / 2, abs=1e-6)
+    plain_regression = TaskSpec(name="y", kind="regression")  # no headline metric: no mean score
+    assert "mean_score" not in metric_names([plain_regression])
+    assert "mean_score" not in multitask_metrics([plain_regression], {"y": scores}, {"y": values})
     with pytest.raises(ValueError, match=r"Task 'stsb' \(regression, 1 label\(s\)\) cannot report \['mcc'\]"):
         TaskSpec(name="stsb", kind="regression", metrics=["mcc"])
 

@@ -142,6 +142,7 @@ def test_trainer_keeps_task_ids_through_remove_unused_columns(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("two_processes")  # one worker: they share accelerate's rendezvous port
 def test_two_processes_cover_every_example_once_per_epoch(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("PYTHONPATH", str(REPO))

@@ -67,6 +67,7 @@ def test_recipe_rejects_unknown_yaml_keys(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("two_processes")  # one worker: they share accelerate's rendezvous port
 def test_two_process_run_keeps_replicas_identical(tmp_path, data_dir, monkeypatch, capfd):
     # `moezoo train --num_processes 2` launches the recipe with `accelerate launch`, on the CPU here.
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -147,6 +148,7 @@ def test_subsample_splits_and_missing_splits(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("two_processes")  # one worker: they share accelerate's rendezvous port
 def test_a_failure_on_two_processes_prints_its_cause_first_and_alone(tmp_path, monkeypatch, capfd):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     status = moezoo_command([

@@ -45,6 +45,13 @@ ALIGNMENT_FORMS = ("authors", "pooled")
 #: λ of each form when none is given: the paper's for the authors' form; for the pooled form, the value
 #: chosen on GLUE-5 validation data (benchmarks/glue_adapters.py).
 ALIGNMENT_WEIGHTS = {"authors": 0.2, "pooled": 0.2}
+#: Each form in a phrase, for model cards.
+ALIGNMENT_FORM_SUMMARIES = {
+    "authors": "as the authors' code computes it: a diagonal Gaussian per token position over a task's examples "
+    "in the batch, padding positions included",
+    "pooled": "moezoo's variant: one diagonal Gaussian per task over all its real (non-padding) tokens in the batch, "
+    "with its own weight",
+}
 #: The kernel scales of the authors' MMD.
 AUTHORS_MMD_SIGMAS = (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 5.0, 10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 100.0, 1e3, 1e4, 1e5, 1e6)
 AUTHORS_VARIANCE_EPS = 1e-8

@@ -37,7 +37,7 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from ..locations import require_folder_or_repo_id
 from ..models.modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel
 from ..suggestions import closest_names
-from .alignment import ALIGNMENT_FORMS, ALIGNMENT_WEIGHTS, DISTANCES, LoraAlignment
+from .alignment import ALIGNMENT_FORM_SUMMARIES, ALIGNMENT_FORMS, ALIGNMENT_WEIGHTS, DISTANCES, LoraAlignment
 from .merging import merge_task
 from .base_models import load_pretrained, weights_digest
 from .multi_head_lora import MultiHeadLoraConfig, MultiHeadLoraLinear, balance_loss
@@ -164,9 +164,11 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         if self.adapter_method == "frozen":
             adapter = "none: the encoder is frozen and only the task heads train"
         elif self.adapter_method == "align_lora":
+            other = next(form for form in ALIGNMENT_FORMS if form != self.alignment_form)
             adapter += (
-                f", alignment loss `{self.alignment_distance}` in the {self.alignment_form} form with weight "
-                f"{self.resolved_alignment_weight}"
+                f", alignment loss `{self.alignment_distance}` with weight {self.resolved_alignment_weight} in the "
+                f"`{self.alignment_form}` form, {ALIGNMENT_FORM_SUMMARIES[self.alignment_form]} (the `{other}` form is "
+                f"{ALIGNMENT_FORM_SUMMARIES[other]})"
             )
         return [
             f"**Base model:** `{self.base_model_name_or_path}` (`{base.get('model_type', 'unknown')}`{', ' + shape if shape else ''})",

@@ -68,7 +68,11 @@ class TrainingConfig:
     lr_scheduler_type: str = field(default="constant", metadata={"help": "A transformers scheduler name."})
     warmup_ratio: float = field(default=0.0, metadata={"help": "Fraction of steps spent warming up."})
     metric_for_best_model: str = field(
-        default="loss", metadata={"help": "Validation metric that picks the best checkpoint, e.g. mean_auc."}
+        default="loss",
+        metadata={
+            "help": "Validation metric that picks the best checkpoint, e.g. mean_auc, or mean_score (the mean of "
+            "each task's headline metric) for tasks whose losses are not on one scale."
+        },
     )
     eval_every_epochs: int = field(default=1, metadata={"help": "Evaluate every this many epochs."})
     checkpointing_steps: str | None = field(
@@ -191,8 +195,9 @@ def predict(
     model: torch.nn.Module, dataloader: DataLoader, accelerator: Accelerator
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """Logits (and labels, when the data has them) of every example, gathered from all processes
-    without the duplicates that even batches add. With a ``task_ids`` column, each example's labels
-    are kept for its own task only (NaN, missing, for the others)."""
+    without the duplicates that even batches add, in the loader's order (`prepare_eval_loader` reads token
+    data longest first; pass a sequential loader to keep the data's order). With a ``task_ids`` column, each
+    example's labels are kept for its own task only (NaN, missing, for the others)."""
     logits_parts: list[dict[str, torch.Tensor]] = []
     label_parts: list[dict[str, torch.Tensor]] = []
     for logits, labels in _gathered_batches(model, dataloader, accelerator):

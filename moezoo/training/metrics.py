@@ -40,12 +40,18 @@ from torchmetrics.functional.regression import (
     spearman_corrcoef,
 )
 
+from moezoo_cli.catalog import HEADLINE_METRICS, headline_metric
+
 from ..tasks import IGNORE_INDEX, TaskSpec, pixels_as_rows, task_predictions, weighted_task_losses
 
 # Metrics where a lower value is better; every other metric is better when higher.
 LOWER_IS_BETTER = ("loss", "mse", "mae")
 # Metrics also reported as their mean over the tasks that have them, as "mean_{metric}".
 AVERAGED_METRICS = ("auc", "accuracy", "miou")
+#: The mean over the tasks of each one's headline metric (`moezoo_cli.catalog.HEADLINE_METRICS`: a task's
+#: own metric, such as GLUE's Matthews correlation for CoLA, before its kind's), a GLUE-style average score:
+#: the metric that picks a best checkpoint across tasks whose losses are not on one scale.
+MEAN_SCORE = "mean_score"
 #: The metrics `task_metrics` reports for each task kind.
 KIND_METRICS = {
     "binary": ("auc", "accuracy"),
@@ -61,14 +67,15 @@ DENSE_KIND_METRICS = {"multiclass": ("miou", "pixel_accuracy"), "regression": ("
 
 def metric_names(tasks: Sequence[TaskSpec], dense_tasks: Sequence[str] = ()) -> list[str]:
     """Every name `MultiTaskMetrics` can report for these tasks: ``loss``, ``{task}/loss``,
-    ``{task}/{metric}`` and the ``mean_{metric}`` averages."""
+    ``{task}/{metric}``, the ``mean_{metric}`` averages and `MEAN_SCORE`."""
     names = ["loss"]
     reported: set[str] = set()
     for task in tasks:
         kind_metrics = (DENSE_KIND_METRICS if task.name in dense_tasks else KIND_METRICS)[task.kind] + task.metrics
         names += [f"{task.name}/loss", *(f"{task.name}/{metric}" for metric in kind_metrics)]
         reported.update(kind_metrics)
-    return names + [f"mean_{metric}" for metric in AVERAGED_METRICS if metric in reported]
+    averages = [f"mean_{metric}" for metric in AVERAGED_METRICS if metric in reported]
+    return names + averages + ([MEAN_SCORE] if reported & set(HEADLINE_METRICS) else [])
 
 
 def task_metrics(task: TaskSpec, logits: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
@@ -218,8 +225,9 @@ class DenseTaskMetrics:
 
 class MultiTaskMetrics:
     """Every task's loss and metrics over a split, fed one batch at a time (`update`), computed at the
-    end (`compute`): ``"{task}/loss"``, ``"{task}/{metric}"``, the weighted total ``"loss"`` and the
-    ``"mean_{metric}"`` averages of `AVERAGED_METRICS`.
+    end (`compute`): ``"{task}/loss"``, ``"{task}/{metric}"``, the weighted total ``"loss"``, the
+    ``"mean_{metric}"`` averages of `AVERAGED_METRICS` and `MEAN_SCORE` (over the tasks whose headline metric is
+    defined).
 
     Image-level and tabular tasks keep their logits and labels (``[N, ...]``) and are scored at once;
     ``dense_tasks`` are scored as the batches arrive (`DenseTaskMetrics`).
@@ -269,6 +277,10 @@ class MultiTaskMetrics:
         for name, values in averaged.items():
             if values:
                 results[f"mean_{name}"] = sum(values) / len(values)
+        headline = [results[f"{task.name}/{metric}"] for task in self.tasks if (metric := headline_metric(task.name, results))]
+        scores = [value for value in headline if not math.isnan(value)]
+        if scores:
+            results[MEAN_SCORE] = sum(scores) / len(scores)
         return results
 
 

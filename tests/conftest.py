@@ -24,6 +24,12 @@ def pytest_xdist_auto_num_workers(config):
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS))
 
 
+def pytest_collection_modifyitems(config, items):
+    # The slow tests first (a stable sort keeps the rest in order): the workers start on them, so that the
+    # run does not wait for one that started last.
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def pytest_configure(config):
     # Each worker gets its share of the cores, so that the workers' torch threads do not fight over them;
     # subprocesses a test starts (recipes, `accelerate launch`) inherit it through OMP_NUM_THREADS.

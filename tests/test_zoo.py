@@ -27,6 +27,7 @@ def test_the_zoo_is_built_and_small():
     assert size < 20 * 2**20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", BUILT)
 def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_dir):
     folder = entry_folder(name)

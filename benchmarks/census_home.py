@@ -9,7 +9,9 @@ with another architecture. Budget: every model gets the expert width whose effec
 (`moezoo.routing.effective_num_parameters`: all parameters less masked-out gate weights, embeddings
 and towers included) is closest to the HoME config's, so an ablation that removes parameters gets
 wider experts. The zero-activation rate is measured on the best checkpoint over the test split.
-Results go to benchmarks/results/census_income_home.{json,md}.
+``single_task`` is the single-task baseline: one Shared-Bottom network per task, of the Shared-Bottom
+row's width, trained on its task alone with the other tasks' source columns still withheld from its
+inputs (``--withheld_tasks``); its parameters are the networks' together. Results go to benchmarks/results/census_income_home.{json,md}.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 import yaml
 from transformers import AutoFeatureExtractor, AutoModel
 
-from recipe_runs import REPO, RESULTS, merge_runs, mean_std, mean_std_table, run_recipe
+from recipe_runs import REPO, RESULTS, merge_runs, mean_std, mean_std_table, run_recipe, single_task_row
 
 sys.path.insert(0, str(REPO / "recipes"))
 from train_tabular import DataArguments, load_and_fit_processor, main as train_tabular  # noqa: E402
@@ -52,6 +54,9 @@ MODELS: dict[str, tuple[str, dict[str, Any]]] = {
     "home w/o self-gate": ("home", {**HOME_CONFIG, "self_gate": False}),
 }
 COMMON = {"tower_hidden_sizes": RECIPE_MODEL_CONFIG["tower_hidden_sizes"]}
+#: ``single_task``: one Shared-Bottom network per task (of the benchmark's Shared-Bottom width), trained on its
+#: task alone with the other tasks' source columns still withheld from its inputs.
+ROW_ORDER = ["single_task", *MODELS]
 
 
 def effective_parameters(architecture: str, config: dict[str, Any], features: dict, width: int) -> int:
@@ -91,7 +96,7 @@ def zero_activation_rates(checkpoint: Path, test_rows) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--models", nargs="+", default=ROW_ORDER, choices=ROW_ORDER)
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args()
 
@@ -103,7 +108,7 @@ def main() -> None:
     print(f"budget: {budget:,} effective parameters (HoME, experts of {HOME_WIDTH})", flush=True)
 
     for name in args.models:
-        architecture, config = MODELS[name]
+        architecture, config = MODELS["shared_bottom" if name == "single_task" else name]
         width, parameters = width_for_budget(architecture, config, features, budget)
         for seed in args.seeds:
             model_config = {**config, **COMMON, "expert_hidden_sizes": [width]}
@@ -113,6 +118,16 @@ def main() -> None:
             ]
             if args.data_dir:
                 argv += ["--data_dir", args.data_dir]
+            if name == "single_task":
+                row = single_task_row(
+                    train_tabular, TASKS,
+                    lambda task, others: [*argv, "--tasks", task, "--withheld_tasks", *others,
+                                          "--metric_for_best_model", f"{task}/auc"],
+                )
+                run = {"model": name, "seed": seed, "expert_width": width, **row}
+                print(run, flush=True)
+                write_report(merge_runs(RESULTS / "census_income_home.json", [run], key=("model", "seed")), budget)
+                continue
             summary, seconds = run_recipe(
                 train_tabular, argv, inspect_checkpoint=lambda folder: zero_activation_rates(folder, test_rows)
             )
@@ -134,7 +149,7 @@ def main() -> None:
 
 def write_report(runs: list[dict[str, Any]], budget: int) -> None:
     """benchmarks/results/census_income_home.md from all runs measured so far."""
-    table = mean_std_table(runs, "model", list(MODELS), {f"test AUC {task}": f"test_{task}_auc" for task in TASKS})
+    table = mean_std_table(runs, "model", ROW_ORDER, {f"test AUC {task}": f"test_{task}_auc" for task in TASKS})
     collapse = [
         "| model | expert width | mean zero-activation rate | largest per-expert rate |",
         "|---|---|---|---|",
@@ -150,7 +165,9 @@ def write_report(runs: list[dict[str, Any]], budget: int) -> None:
         [
             f"Census-Income, tasks {TASKS}, task groups {HOME_CONFIG['task_groups']}; 10 epochs, batch 1024, "
             f"AdamW 1e-3; every model at the HoME config's budget of {budget:,} effective parameters (its "
-            "expert width chosen to match); test AUC of the best validation epoch, mean ± std over seeds.",
+            "expert width chosen to match); test AUC of the best validation epoch, mean ± std over seeds. "
+            "`single_task`: one Shared-Bottom network of the Shared-Bottom row's width per task, trained on its task "
+            "alone (its parameters: the networks' together).",
             "",
             *table,
             "",

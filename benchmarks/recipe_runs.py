@@ -1,5 +1,5 @@
 """Helpers shared by the benchmarks that run a recipe over models and seeds: one run in a throwaway
-output folder, results merged into a JSON file, mean ± std tables."""
+output folder, a single-task baseline's runs as one row, results merged into a JSON file, mean ± std tables."""
 
 from __future__ import annotations
 
@@ -32,6 +32,24 @@ def run_recipe(
         if inspect_checkpoint is not None:
             summary = {**summary, **inspect_checkpoint(Path(output_dir) / "best")}
         return summary, seconds
+
+
+def single_task_row(
+    main: Callable[[list[str]], Any], tasks: Sequence[str], arguments_for: Callable[[str, list[str]], list[str]]
+) -> dict[str, Any]:
+    """A single-task baseline as one row: one run of ``main`` per task, with the flags
+    ``arguments_for(task, other_tasks)``; the row holds every test metric of each task's own run
+    (``test_{task}_{metric}``), each run's best epoch, and the runs' parameters and seconds summed."""
+    row: dict[str, Any] = {"parameters": 0, "best_epoch": {}, "seconds": 0.0}
+    for task in tasks:
+        summary, seconds = run_recipe(main, arguments_for(task, [other for other in tasks if other != task]))
+        row["parameters"] += summary["num_parameters"]
+        row["best_epoch"][task] = summary["best_epoch"]
+        row["seconds"] += seconds
+        for name, value in summary["test"].items():
+            if name.startswith(f"{task}/"):
+                row[f"test_{task}_{name.split('/', 1)[1]}"] = value
+    return row
 
 
 def write_results(stem: str, summary: Any, report: str) -> None:

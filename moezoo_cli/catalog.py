@@ -108,9 +108,44 @@ class ZooEntry:
         )
 
 
+def _single_task_baseline(network: str, script: str, results_file: str, *match: tuple[str, Any]) -> Baseline:
+    """The single-task baseline of a benchmark's ``single_task`` rows (seed 0): ``network``, one per task."""
+    return Baseline(
+        "single-task",
+        f"{network}, one per task, each trained on its task alone with the same data, epochs and settings "
+        f"({script} --models single_task, seed 0)",
+        results_file, (("model", "single_task"), ("seed", 0), *match),
+    )
+
+
+_CENSUS_GROUP_1 = "benchmarks/results/census_income_group1.json"
+_CENSUS_GROUP_1_BASELINES = (
+    _single_task_baseline(
+        "a Shared-Bottom network of its default config that reads the multi-task inputs (the other task's "
+        "columns withheld)", "benchmarks/census_quality.py", _CENSUS_GROUP_1,
+    ),
+    Baseline(
+        "Shared-Bottom",
+        "one Shared-Bottom network of its default config for both tasks, with the same data, epochs and settings "
+        "(benchmarks/census_quality.py, seed 0)",
+        _CENSUS_GROUP_1, (("model", "shared_bottom"), ("seed", 0)),
+    ),
+)
+_CENSUS_HOME_BASELINES = (
+    _single_task_baseline(
+        "a Shared-Bottom network of the benchmark's equal-budget width that reads the multi-task inputs (the other "
+        "tasks' columns withheld)", "benchmarks/census_home.py", "benchmarks/results/census_income_home.json",
+    ),
+)
+_MULTI_MNIST = ("a Shared-Bottom CNN (the LeNet-style bottom, one 50-unit shared layer)", "benchmarks/multi_mnist_quality.py",
+                "benchmarks/results/multi_mnist.json")
+
+
 def _census_entry(name: str, architecture: str, config: str, *arguments: str) -> ZooEntry:
+    baselines = _CENSUS_HOME_BASELINES if config.endswith("home.yaml") else _CENSUS_GROUP_1_BASELINES
     return ZooEntry(
-        name, f"moezoo/{name}", architecture, "census_income", "recipes/train_tabular.py", config, tuple(arguments)
+        name, f"moezoo/{name}", architecture, "census_income", "recipes/train_tabular.py", config, tuple(arguments),
+        baselines,
     )
 
 
@@ -126,11 +161,13 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
+            baselines=(_single_task_baseline(*_MULTI_MNIST, ("dataset", "mnist")),),
         ),
         ZooEntry(
             "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "fashion-mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
             ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
+            (_single_task_baseline(*_MULTI_MNIST, ("dataset", "fashion-mnist")),),
         ),
         ZooEntry(
             "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "mnist",

@@ -4,7 +4,8 @@
     python recipes/train_image.py recipes/configs/multi_mnist_dselect_k.yaml
     accelerate launch recipes/train_image.py recipes/configs/multi_mnist_dselect_k.yaml --dataset fashion-mnist
 
-Two 10-way tasks per canvas: the top-left and the bottom-right item (`moezoo.data.load_multi_mnist`).
+Two 10-way tasks per canvas: the top-left and the bottom-right item (`moezoo.data.load_multi_mnist`);
+``--tasks`` trains one of them alone (a single-task baseline).
 The model's experts and gates read the features of a small shared CNN (`image_encoder` in the model
 config; `{}` for the default LeNet-style one). Flags after the YAML file override it; `--help` lists
 them. The best checkpoint (by `metric_for_best_model` on the validation split) is saved with
@@ -15,9 +16,13 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import ClassVar
+
+from datasets import DatasetDict
 
 from moezoo.cli import run_reporting_errors
 from moezoo.data import MULTI_MNIST_TASKS, load_multi_mnist
+from moezoo.suggestions import closest_names
 from moezoo.training.datasets import dataset_names
 from moezoo.training import (
     ModelArguments,
@@ -44,12 +49,31 @@ class DataArguments:
     data_seed: int = field(default=0, metadata={"help": "Seed of the validation hold-out and of the pairing."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first canvases only."})
+    tasks: list[str] = field(
+        default_factory=lambda: list(MULTI_MNIST_TASKS),
+        metadata={"help": f"The tasks to train, from {list(MULTI_MNIST_TASKS)} (default: both; one for a single-task baseline)."},
+    )
+
+    #: The names ``tasks`` may hold.
+    known_tasks: ClassVar[tuple[str, ...]] = tuple(MULTI_MNIST_TASKS)
 
     def __post_init__(self) -> None:
         require_positive(
             validation_size=self.validation_size, max_train_samples=self.max_train_samples,
             max_eval_samples=self.max_eval_samples,
         )
+        unknown = [name for name in self.tasks if name not in self.known_tasks]
+        if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            hint = closest_names(unknown[0], self.known_tasks) if unknown else ""
+            raise ValueError(f"--tasks must be distinct names from {list(self.known_tasks)}, got {self.tasks}{hint}.")
+
+
+def select_tasks(splits: DatasetDict, tasks: list[str]) -> DatasetDict:
+    """``splits`` whose ``labels`` keep the columns of ``tasks`` only, in that order."""
+    if tasks == list(MULTI_MNIST_TASKS):
+        return splits
+    kept = [MULTI_MNIST_TASKS.index(name) for name in tasks]
+    return splits.map(lambda batch: {"labels": batch["labels"][:, kept]}, batched=True, desc="selecting tasks")
 
 
 def main(argv: list[str] | None = None) -> RecipeResult:
@@ -65,9 +89,11 @@ def main(argv: list[str] | None = None) -> RecipeResult:
         select_rows=subset_selector(data_args.max_train_samples, data_args.max_eval_samples, training_config.seed),
     )
 
+    splits = select_tasks(splits, data_args.tasks)
+
     # An image recipe always has a CNN bottom; --model_config may resize it.
     model = build_model(
-        model_args, [{"name": name, "kind": "multiclass", "num_labels": 10} for name in MULTI_MNIST_TASKS],
+        model_args, [{"name": name, "kind": "multiclass", "num_labels": 10} for name in data_args.tasks],
         image_encoder={},
     )
     return train_and_test(

@@ -39,6 +39,13 @@ class DataArguments:
     dataset: str = field(default="census_income", metadata={"help": "Data set to train on.", "choices": dataset_names("train_tabular.py")})
     data_dir: str | None = field(default=None, metadata={"help": "Folder holding the data set (default: ../shared/data)."})
     tasks: list[str] = field(default_factory=lambda: ["income", "marital"], metadata={"help": "Tasks to learn."})
+    withheld_tasks: list[str] = field(
+        default_factory=list,
+        metadata={
+            "help": "Tasks not learnt whose source columns stay out of the inputs all the same (a single-task "
+            "baseline of a multi-task run: the run's other tasks), so that both read the same features."
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "Train on a random subset of this size."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Evaluate on the first rows only."})
     embedding_dim: int = field(default=8, metadata={"help": "Embedding size of each categorical feature."})
@@ -49,6 +56,8 @@ class DataArguments:
             embedding_dim=self.embedding_dim,
         )
         census_task_columns(self.tasks)  # unknown task names are reported before any work
+        if self.withheld_tasks:
+            census_task_columns(self.withheld_tasks)
 
 
 def load_and_fit_processor(
@@ -57,11 +66,11 @@ def load_and_fit_processor(
     """The raw splits (subsampled as asked) and a `TabularProcessor` fitted on the training split, or,
     when fine-tuning, the ``checkpoint``'s processor reading the data's tasks as labels."""
     processor = checkpoint_processor(checkpoint, data_args) if checkpoint is not None else None
-    raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed)
+    raw = load_census_income(data_args.data_dir, tasks=data_args.tasks, seed=seed, withheld_tasks=data_args.withheld_tasks)
     raw = subsample_splits(raw, data_args.max_train_samples, data_args.max_eval_samples, seed)
     if processor is not None:
         return raw, processor
-    numeric, categorical = census_feature_columns(data_args.tasks)
+    numeric, categorical = census_feature_columns(data_args.tasks, data_args.withheld_tasks)
     processor = moezoo.TabularProcessor.fit(
         raw["train"].to_pandas(), numeric, categorical, label_columns=data_args.tasks,
         embedding_dim=data_args.embedding_dim,

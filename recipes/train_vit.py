@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from moezoo.cli import run_reporting_errors
 from moezoo.data import MULTI_MNIST_DENSE_TASKS, MULTI_MNIST_TASK_SPECS, load_multi_mnist
 from moezoo.models.m3vit import M3ViTModel
 from moezoo.models.m3vit.modeling_m3vit import image_processor_for
-from moezoo.suggestions import closest_names
 from moezoo.training import (
     ModelArguments,
     RecipeResult,
@@ -53,6 +53,7 @@ class VisionDataArguments(DataArguments):
         default_factory=lambda: list(TASK_NAMES),
         metadata={"help": f"The tasks to train, from {TASK_NAMES} (default: all)."},
     )
+    known_tasks: ClassVar[tuple[str, ...]] = tuple(TASK_NAMES)
     upcycle_from: str | None = field(
         default=None,
         metadata={
@@ -60,13 +61,6 @@ class VisionDataArguments(DataArguments):
             "transformers ViTModel): its experts copy the dense MLPs, its heads are kept for shared tasks."
         },
     )
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        unknown = [name for name in self.tasks if name not in TASK_NAMES]
-        if unknown or not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            hint = closest_names(unknown[0], TASK_NAMES) if unknown else ""
-            raise ValueError(f"--tasks must be distinct names from {TASK_NAMES}, got {self.tasks}{hint}.")
 
 
 def build_vit(model_args: ModelArguments, data_args: VisionDataArguments) -> M3ViTModel:

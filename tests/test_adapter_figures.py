@@ -3,11 +3,12 @@ and the gaps between the tasks' LoRA A outputs over whole splits."""
 
 import itertools
 
+import matplotlib.image
 import pytest
 import torch
 
 from moezoo.adapters import AdaptedTransformerModel, gaussian_symmetric_kl
-from moezoo.hub.figures import measure_adapter_mixing, measure_task_gaps, plot_task_gaps, plot_task_shares
+from moezoo.hub.figures import measure_adapter_mixing, measure_task_gaps, plot_task_gaps, plot_task_shares, short_layer_name
 
 TASKS = [{"name": name, "kind": "multiclass", "num_labels": 2} for name in ("first", "second", "third")]
 
@@ -33,7 +34,7 @@ def test_the_mixing_figure_shows_each_tasks_weights_per_layer(method, tiny_bert_
         if parameter.requires_grad:
             parameter.data.normal_()
     names, mixing = measure_adapter_mixing(model)
-    assert names == ["0 query", "0 value", "1 query", "1 value"]
+    assert names == ["0 attention query", "0 attention value", "1 attention query", "1 attention value"]
     for task_id, task in enumerate(model.task_names):
         assert len(mixing[task]) == 4
         for weights in mixing[task]:
@@ -46,10 +47,21 @@ def test_the_mixing_figure_shows_each_tasks_weights_per_layer(method, tiny_bert_
         expected = (logits / logits.sum(-1, keepdim=True)).mean(0)
     torch.testing.assert_close(mixing["third"][3], expected, atol=1e-5, rtol=0)
     assert plot_task_shares(mixing, names, tmp_path / "mixing.png", unit="head").stat().st_size > 0
+    assert matplotlib.image.imread(tmp_path / "mixing.png").shape[0] > matplotlib.image.imread(
+        plot_task_shares(mixing, names, tmp_path / "one_row.png", unit="head", panels_per_row=4)
+    ).shape[0]  # a row per block by default: two rows here
 
     lora = AdaptedTransformerModel.from_base(tiny_bert_folder, TASKS, "lora", adapter={"target_modules": ["query"]})
     with pytest.raises(ValueError, match="does not route by task"):
         measure_adapter_mixing(lora)
+
+
+def test_short_layer_names_tell_the_maps_of_a_block_apart():
+    paths = ("attention.self.query", "attention.output.dense", "intermediate.dense", "output.dense")
+    names = [f"encoder.layer.3.{path}" for path in paths]
+    assert [short_layer_name(name) for name in names] == ["3 attention query", "3 attention output", "3 intermediate", "3 output"]
+    assert short_layer_name("model.layers.12.self_attn.q_proj") == "12 self_attn q_proj"
+    assert short_layer_name("head") == "head"
 
 
 def test_the_task_gaps_are_the_symmetric_kl_of_the_whole_splits_tokens(tiny_bert_folder, tmp_path):

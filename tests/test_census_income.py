@@ -25,6 +25,16 @@ def test_label_sources_are_removed_from_the_inputs(census):
     assert "education" not in categorical and "marital_stat" not in categorical and "income_50k" in categorical
 
 
+def test_a_single_task_run_can_withhold_the_other_tasks_columns(data_dir, census):
+    assert census_feature_columns(["income"], withheld_tasks=["marital"]) == census_feature_columns(1)
+    assert "marital_stat" in census_feature_columns(["income"])[1]  # an input when only income is learnt
+    alone = load_census_income(data_dir, tasks=["income"], withheld_tasks=["marital"])
+    assert alone["test"].column_names == [name for name in census["test"].column_names if name != "marital"]
+    assert alone["test"]["income"][:500] == census["test"]["income"][:500]
+    with pytest.raises(KeyError, match=r"Unknown Census-Income task\(s\) \['wealth'\]"):
+        census_feature_columns(["income"], withheld_tasks=["wealth"])
+
+
 def test_split_is_deterministic_and_seeded(data_dir, census):
     again = load_census_income(data_dir, tasks=1, seed=0)
     assert again["validation"]["age"][:100] == census["validation"]["age"][:100]

@@ -158,6 +158,26 @@ def test_a_dense_moezoo_vit_upcycles_with_its_heads_and_hidden_states(tmp_path):
         M3ViTModel.from_dense(small_model(), tasks=TASKS)
 
 
+def test_pixel_shuffle_heads_predict_each_pixel_from_its_own_patch_token():
+    model = small_model(dense_head="pixel_shuffle")
+    pixels = images(2)
+    with torch.no_grad():
+        hidden_states, _ = model.encode(pixels, task_ids=torch.tensor([1, 1]))
+        logits = model(pixels, task_ids=torch.tensor([1, 1])).logits["segmentation"]
+        per_token = model.heads["segmentation"].classifier(hidden_states[:, 1:])  # [B, 9, 3 * 4 * 4]
+    assert logits.shape == (2, 3, 12, 12)
+    patch = 4
+    for row, column, label in [(0, 0, 0), (5, 11, 2), (11, 6, 1), (7, 3, 0)]:
+        token = (row // patch) * 3 + column // patch
+        offset = label * patch * patch + (row % patch) * patch + column % patch
+        torch.testing.assert_close(logits[:, label, row, column], per_token[:, token, offset])
+    # Bilinear heads and pixel-shuffle heads differ in shape: upcycling keeps a dense head only of its own kind.
+    dense = small_model(moe_layers=[])
+    upcycled = M3ViTModel.from_dense(dense, tasks=TASKS, dense_tasks=["segmentation", "depth"], dense_head="pixel_shuffle")
+    assert upcycled.heads["segmentation"].classifier.weight.shape == (48, 32)
+    torch.testing.assert_close(upcycled.heads["digit"].weight, dense.heads["digit"].weight)
+
+
 def test_dense_tasks_train_and_evaluate_through_the_shared_loop(tmp_path):
     from accelerate import Accelerator
 
@@ -225,6 +245,8 @@ def test_bad_inputs_and_settings_are_named():
         M3ViTConfig(**{**SMALL, "tasks": [{"name": "digit", "kind": "binary"}], "dense_tasks": ["digit"]})
     with pytest.raises(StrictDataclassClassValidationError, match="Unknown task_conditioning 'per_task'"):
         M3ViTConfig(**{**SMALL, "task_conditioning": "per_task"})
+    with pytest.raises(StrictDataclassClassValidationError, match=r"Unknown dense_head 'pixelshuffle' \(did you mean 'pixel_shuffle'\?\)"):
+        M3ViTConfig(**{**SMALL, "dense_head": "pixelshuffle"})
     with pytest.raises(ValueError, match="has no field 'num_expert'"):
         M3ViTConfig(**{**SMALL, "num_expert": 4})
     # A dense checkpoint whose MLP does not fit the experts asked for.

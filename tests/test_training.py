@@ -133,6 +133,30 @@ def test_image_recipe_trains_saves_and_scores_accuracy(tmp_path, data_dir):
     assert isinstance(model, moezoo.DSelectKModel) and model.image_encoder is not None
 
 
+def test_image_recipe_trains_one_task_alone_on_that_tasks_labels(tmp_path, data_dir):
+    from train_image import DataArguments, select_tasks
+    from train_image import main as train_image
+
+    from moezoo.data import load_multi_mnist
+
+    splits = load_multi_mnist(data_dir, select_rows=lambda name, size: range(50))
+    alone = select_tasks(splits, ["bottom_right"])
+    assert torch.equal(alone["test"][:]["labels"], splits["test"][:]["labels"][:, 1:])
+    swapped = select_tasks(splits, ["bottom_right", "top_left"])["train"][:]["labels"]
+    assert torch.equal(swapped, splits["train"][:]["labels"].flip(1))
+    args = [
+        str(REPO / "recipes" / "configs" / "multi_mnist_dselect_k.yaml"), "--data_dir", str(data_dir),
+        "--output_dir", str(tmp_path), "--max_train_samples", "3000", "--max_eval_samples", "1000",
+        "--num_train_epochs", "3", "--tasks", "bottom_right",
+    ]
+    summary = train_image(args).summary
+    assert summary["arguments"]["tasks"] == ["bottom_right"] and "top_left/accuracy" not in summary["test"]
+    assert summary["test"]["bottom_right/accuracy"] > 0.2  # chance is 0.1
+    assert AutoModel.from_pretrained(tmp_path / "best").task_names == ["bottom_right"]
+    with pytest.raises(ValueError, match=r"--tasks must be distinct names from \['top_left', 'bottom_right'\], got \['top_lef'\] \(did you mean 'top_left'\?\)"):
+        DataArguments(tasks=["top_lef"])
+
+
 def test_subsample_splits_and_missing_splits(tmp_path):
     from datasets import Dataset, DatasetDict
 

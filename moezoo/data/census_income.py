@@ -99,16 +99,21 @@ def census_task_columns(tasks: Sequence[str] | int) -> list[str]:
     return list(names)
 
 
-def census_feature_columns(tasks: Sequence[str] | int = 1) -> tuple[list[str], list[str]]:
-    """The (numeric, categorical) input columns left once the selected tasks' source columns are removed."""
-    removed = {CENSUS_TASKS[name][0] for name in census_task_columns(tasks)} | set(CENSUS_DROPPED_COLUMNS)
+def census_feature_columns(tasks: Sequence[str] | int = 1, withheld_tasks: Sequence[str] = ()) -> tuple[list[str], list[str]]:
+    """The (numeric, categorical) input columns left once the source columns of the selected tasks, and of
+    ``withheld_tasks`` (tasks not learnt whose columns stay out of the inputs all the same), are removed."""
+    names = census_task_columns(tasks) + (census_task_columns(list(withheld_tasks)) if withheld_tasks else [])
+    removed = {CENSUS_TASKS[name][0] for name in names} | set(CENSUS_DROPPED_COLUMNS)
     numeric = [name for name in CENSUS_NUMERIC_FEATURES if name not in removed]
     categorical = [name for name in CENSUS_COLUMNS if name not in removed and name not in CENSUS_NUMERIC_FEATURES]
     return numeric, categorical
 
 
 def load_census_income(
-    data_dir: str | os.PathLike | None = None, tasks: Sequence[str] | int = 1, seed: int = 0
+    data_dir: str | os.PathLike | None = None,
+    tasks: Sequence[str] | int = 1,
+    seed: int = 0,
+    withheld_tasks: Sequence[str] = (),
 ) -> DatasetDict:
     """Census-Income on the MMoE paper's protocol.
 
@@ -117,6 +122,8 @@ def load_census_income(
             copy the files are downloaded and checked, see `moezoo.data.sources`).
         tasks: Task group 1 or 2, or task names from ``income``, ``marital``, ``education``.
         seed: Seed of the 1:1 validation / test split of the test rows.
+        withheld_tasks: Tasks not learnt whose source columns are kept out of the inputs all the same: a
+            single-task baseline of a multi-task run reads the multi-task run's inputs.
 
     Returns:
         ``train`` / ``validation`` / ``test`` splits with the raw input columns (numeric as floats,
@@ -124,7 +131,7 @@ def load_census_income(
     """
     task_names = census_task_columns(tasks)
     folder = locate_dataset(CENSUS_SOURCE, data_dir)
-    numeric, categorical = census_feature_columns(task_names)
+    numeric, categorical = census_feature_columns(task_names, withheld_tasks)
 
     def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         labels = {name: CENSUS_TASKS[name][1](frame[CENSUS_TASKS[name][0]]).astype(np.int64) for name in task_names}

@@ -90,7 +90,8 @@ def measure_expert_usage(model: M3ViTModel, batches: Iterable[Mapping[str, torch
 def measure_adapter_mixing(model: AdaptedTransformerModel) -> tuple[list[str], dict[str, list[torch.Tensor]]]:
     """How each task mixes the units of each task-routed adapter layer (`moezoo.adapters.task_mixing_weights`:
     a multi-head LoRA's heads; MHR's skills, averaged over its splits): the layers' short names
-    (``"3 query"``: layer 3's query map) and, per task, one ``[units]`` tensor per layer, each summing to 1."""
+    (`short_layer_name`: ``"3 attention query"``) and, per task, one ``[units]`` tensor per layer, each
+    summing to 1."""
     layers = task_routed_layers(model.backbone)
     if not layers:
         raise ValueError(f"The model's {model.config.adapter_method!r} adapter does not route by task: nothing to plot.")
@@ -100,11 +101,23 @@ def measure_adapter_mixing(model: AdaptedTransformerModel) -> tuple[list[str], d
             for task_id, task in enumerate(model.task_names):
                 mixing = task_mixing_weights(layer, "default", task_id)
                 usage[task].append(mixing.reshape(-1, mixing.shape[-1]).mean(0))
-    names = []
-    for name in layers:
-        index = re.search(r"\.(\d+)\.", name)
-        names.append(f"{index.group(1)} {name.rsplit('.', 1)[-1]}" if index else name)
+    names = [short_layer_name(name) for name in layers]
+    if len(set(names)) < len(names):  # the short forms collide: the full module names are unambiguous
+        names = list(layers)
     return names, usage
+
+
+def short_layer_name(module_name: str) -> str:
+    """A layer's name for a figure: its block index, then its path inside the block without the generic
+    ``self`` and ``dense`` parts (``encoder.layer.3.attention.self.query`` -> ``"3 attention query"``,
+    ``encoder.layer.3.attention.output.dense`` -> ``"3 attention output"``, ``encoder.layer.3.output.dense``
+    -> ``"3 output"``). A name without a block index is kept whole."""
+    block = re.search(r"\.(\d+)\.(.+)$", module_name)
+    if block is None:
+        return module_name
+    index, path = block.groups()
+    parts = [part for part in path.split(".") if part not in ("self", "dense")] or [path.rsplit(".", 1)[-1]]
+    return f"{index} {' '.join(parts)}"
 
 
 def measure_task_gaps(model: AdaptedTransformerModel, batches: Iterable[Mapping[str, torch.Tensor]]) -> torch.Tensor:
@@ -164,25 +177,40 @@ def plot_task_shares(
     path: str | os.PathLike,
     unit: str = "expert",
     label: str = "share of the task's expert choices",
+    panels_per_row: int | None = None,
 ) -> Path:
-    """Save a PNG heatmap per layer (side by side): rows are tasks, columns the layer's units (experts,
-    heads, skills), each cell the task's share of the unit (`measure_expert_usage`,
-    `measure_adapter_mixing`); ``unit`` names the columns, ``label`` the colour scale. Returns the path."""
+    """Save a PNG heatmap per layer: rows are tasks, columns the layer's units (experts, heads, skills), each
+    cell the task's share of the unit (`measure_expert_usage`, `measure_adapter_mixing`); ``unit`` names the
+    columns, ``label`` the colour scale. The panels run side by side, ``panels_per_row`` to a row (default:
+    as many layers as share the first layer's block index, so that an adapted transformer gets a row per
+    block; all in one row when the names carry no index). Returns the path."""
     tasks = list(usage)
     num_layers = len(layer_names)
-    widths = [len(usage[tasks[0]][layer]) for layer in range(num_layers)]
-    figure = Figure(figsize=(2.0 + 0.32 * sum(widths) + 1.0 * num_layers, 1.6 + 0.45 * len(tasks)), layout="constrained")
-    axes = figure.subplots(1, num_layers, squeeze=False, width_ratios=widths)[0]
+    if panels_per_row is None:
+        blocks = [name.split(" ", 1)[0] for name in layer_names]
+        panels_per_row = blocks.count(blocks[0]) if blocks[0].isdigit() else num_layers
+    num_columns = min(panels_per_row, num_layers)
+    num_rows = -(-num_layers // num_columns)
+    num_units = max(len(usage[tasks[0]][layer]) for layer in range(num_layers))
+    figure = Figure(
+        figsize=(2.0 + num_columns * (1.0 + 0.32 * num_units), num_rows * (1.0 + 0.3 * len(tasks)) + 0.6),
+        layout="constrained",
+    )
+    axes = figure.subplots(num_rows, num_columns, squeeze=False)
     peak = max(float(usage[task][layer].max()) for task in tasks for layer in range(num_layers))
-    for layer, axis in enumerate(axes):
+    for layer, axis in enumerate(axes.flat):
+        if layer >= num_layers:
+            axis.set_axis_off()
+            continue
         values = torch.stack([usage[task][layer] for task in tasks]).numpy()
         image = axis.imshow(values, vmin=0.0, vmax=peak, cmap="viridis", aspect="auto")
         axis.set_xticks(range(values.shape[1]), [str(expert) for expert in range(values.shape[1])], fontsize=7)
-        axis.set_yticks(range(len(tasks)), tasks if layer == 0 else [""] * len(tasks))
-        axis.set_xlabel(unit)
-        axis.set_title(layer_names[layer])
-    axes[0].set_ylabel("task")
-    figure.colorbar(image, ax=list(axes), fraction=0.03, label=label)
+        first_column = layer % num_columns == 0
+        axis.set_yticks(range(len(tasks)), tasks if first_column else [""] * len(tasks), fontsize=7)
+        if layer >= num_layers - num_columns:
+            axis.set_xlabel(unit, fontsize=8)
+        axis.set_title(layer_names[layer], fontsize=8)
+    figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label=label)
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

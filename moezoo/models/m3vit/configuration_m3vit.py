@@ -7,11 +7,17 @@ from dataclasses import field
 from huggingface_hub.dataclasses import strict
 
 from ...routing import BALANCE_LOSS_WEIGHT
+from ...suggestions import closest_names
 from ...tasks import task_identity
 from ..modeling_utils import MultiTaskConfig
 
 TASK_CONDITIONINGS = ("task_routers", "task_embedding")
 DENSE_TASK_KINDS = ("multiclass", "regression")
+DENSE_HEADS = ("bilinear", "pixel_shuffle")
+DENSE_HEAD_WORDS = {
+    "bilinear": "a value per patch, upsampled bilinearly",
+    "pixel_shuffle": "each patch token predicts its own pixels",
+}
 
 
 @strict
@@ -41,8 +47,10 @@ class M3ViTConfig(MultiTaskConfig):
             MLP over the one-hot task, shared by all MoE layers).
         task_embedding_size: Size of that task embedding.
         dense_tasks: Tasks predicted per pixel (segmentation logits for a multiclass task, a map for a
-            regression task), upsampled from the patch tokens; the other tasks are image-level and read
-            the [CLS] token.
+            regression task) from the patch tokens; the other tasks are image-level and read the [CLS] token.
+        dense_head: How the dense tasks' heads reach the pixels: ``"bilinear"`` (a value per patch token,
+            upsampled bilinearly) or ``"pixel_shuffle"`` (each patch token predicts its own pixels); see
+            `moezoo.models.m3vit.modeling_m3vit.DensePredictionHead`.
 
     Tasks, task heads: see `moezoo.models.modeling_utils.MultiTaskConfig` (``tower_hidden_sizes``
     defaults to ``[]``: each head is one linear layer, as ViT's classifier).
@@ -75,6 +83,7 @@ class M3ViTConfig(MultiTaskConfig):
     task_conditioning: str = "task_routers"
     task_embedding_size: int = 64
     dense_tasks: list[str] = field(default_factory=list)
+    dense_head: str = "bilinear"
     tower_hidden_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self, **kwargs) -> None:
@@ -124,7 +133,10 @@ class M3ViTConfig(MultiTaskConfig):
         if self.moe_intermediate_size < 1:
             raise ValueError(f"moe_intermediate_size must be positive, got {self.moe_intermediate_size}.")
         if self.task_conditioning not in TASK_CONDITIONINGS:
-            raise ValueError(f"Unknown task_conditioning {self.task_conditioning!r}; choose one of {TASK_CONDITIONINGS}.")
+            raise ValueError(
+                f"Unknown task_conditioning {self.task_conditioning!r}{closest_names(self.task_conditioning, TASK_CONDITIONINGS)}; "
+                f"choose one of {TASK_CONDITIONINGS}."
+            )
 
     def validate_dense_tasks(self) -> None:
         """Part of `@strict` validation: dense tasks are tasks of the model, multiclass or regression."""
@@ -134,6 +146,10 @@ class M3ViTConfig(MultiTaskConfig):
                 raise ValueError(f"Dense task {name!r} is not one of the model's tasks {list(kinds)}.")
             if kinds[name] not in DENSE_TASK_KINDS:
                 raise ValueError(f"Dense task {name!r} is {kinds[name]}; dense tasks are {DENSE_TASK_KINDS}.")
+        if self.dense_head not in DENSE_HEADS:
+            raise ValueError(
+                f"Unknown dense_head {self.dense_head!r}{closest_names(self.dense_head, DENSE_HEADS)}; choose one of {DENSE_HEADS}."
+            )
 
     def layer_num_experts(self, layer: int) -> int:
         """The number of experts of block ``layer`` (an MoE block)."""
@@ -165,7 +181,8 @@ class M3ViTConfig(MultiTaskConfig):
             f"MLP width {self.intermediate_size}",
             f"**MoE blocks:** {self.moe_layers}, with {experts} experts of width {self.moe_intermediate_size}, "
             f"{self.num_experts_per_tok} per token, {routers}" if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
-            "**Dense (per-pixel) tasks:** " + (", ".join(f"`{name}`" for name in self.dense_tasks) or "none"),
+            "**Dense (per-pixel) tasks:** "
+            + (", ".join(f"`{name}`" for name in self.dense_tasks) + f" ({DENSE_HEAD_WORDS[self.dense_head]})" if self.dense_tasks else "none"),
         ]
 
     @property

@@ -139,19 +139,29 @@ class M3ViTLayer(nn.Module):
 
 
 class DensePredictionHead(nn.Module):
-    """Per-pixel predictions from the patch tokens: a linear map of each patch token to ``num_labels``
-    values, laid out on the patch grid and upsampled bilinearly to the image size."""
+    """Per-pixel predictions from the patch tokens, in one of two ways (``config.dense_head``):
 
-    def __init__(self, hidden_size: int, num_labels: int, grid_size: int, image_size: int) -> None:
+    - ``"bilinear"``: a linear map of each patch token to ``num_labels`` values, laid out on the patch grid
+      and upsampled bilinearly to the image size (the simplest of the decoders of SETR, Zheng et al. 2021).
+    - ``"pixel_shuffle"``: a linear map of each patch token to the ``num_labels`` values of each of its
+      ``patch_size``² pixels, laid out in place (a sub-pixel convolution, Shi et al. 2016, of kernel 1), so
+      that every pixel has its own prediction instead of one interpolated from the patch centres.
+    """
+
+    def __init__(self, hidden_size: int, num_labels: int, grid_size: int, patch_size: int, mode: str) -> None:
         super().__init__()
-        self.classifier = nn.Linear(hidden_size, num_labels)
+        self.mode = mode
+        self.upscale = patch_size if mode == "pixel_shuffle" else 1
+        self.classifier = nn.Linear(hidden_size, num_labels * self.upscale**2)
         self.grid_size = grid_size
-        self.image_size = image_size
+        self.image_size = grid_size * patch_size
 
     def forward(self, patch_tokens: torch.Tensor) -> torch.Tensor:
         """``[B, P, D]`` patch tokens -> ``[B, num_labels, image_size, image_size]``."""
         logits = self.classifier(patch_tokens).transpose(1, 2)
         logits = logits.reshape(logits.shape[0], logits.shape[1], self.grid_size, self.grid_size)
+        if self.mode == "pixel_shuffle":
+            return F.pixel_shuffle(logits, self.upscale)
         return F.interpolate(logits, size=(self.image_size, self.image_size), mode="bilinear", align_corners=False)
 
 
@@ -211,7 +221,7 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         grid = config.num_patches_per_side
         self.heads = nn.ModuleDict(
             {
-                task.name: DensePredictionHead(config.hidden_size, task.num_labels, grid, config.image_size)
+                task.name: DensePredictionHead(config.hidden_size, task.num_labels, grid, config.patch_size, config.dense_head)
                 if task.name in config.dense_tasks
                 else nn.Linear(config.hidden_size, task.num_labels)
                 for task in self.task_specs
@@ -531,7 +541,9 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         if isinstance(dense, M3ViTModel):
             for task in self.task_specs:
                 shared = task_identity(task) in {task_identity(other) for other in dense.task_specs}
-                if shared and (task.name in self.dense_tasks) == (task.name in dense.dense_tasks):
+                dense_here, dense_there = task.name in self.dense_tasks, task.name in dense.dense_tasks
+                same_head = dense_here == dense_there and (not dense_here or self.config.dense_head == dense.config.dense_head)
+                if shared and same_head:
                     self.heads[task.name].load_state_dict(dense.heads[task.name].state_dict())
         self.embeddings.load_state_dict(dense.embeddings.state_dict(), strict=False)
         self.layernorm.load_state_dict(dense.layernorm.state_dict())

@@ -158,6 +158,28 @@ def test_a_dense_moezoo_vit_upcycles_with_its_heads_and_hidden_states(tmp_path):
         M3ViTModel.from_dense(small_model(), tasks=TASKS)
 
 
+def test_sampled_task_training_runs_one_drawn_pathway_per_image_and_evaluation_runs_all():
+    model = small_model(sample_task_in_training=True).train()
+    pixels = images(6)
+    labels = {"digit": torch.arange(6), "segmentation": torch.zeros(6, 12, 12, dtype=torch.long),
+              "depth": torch.rand(6, 12, 12, generator=torch.Generator().manual_seed(2))}
+    torch.manual_seed(3)
+    sampled = model(pixels, labels=labels)
+    torch.manual_seed(3)  # the same draws, then the same router noise
+    drawn = M3ViTModel.sampled_task_ids([0, 1, 2], pixels)
+    model.config.sample_task_in_training = False
+    explicit = model(pixels, labels=labels, task_ids=drawn)
+    assert len(set(drawn.tolist())) > 1
+    torch.testing.assert_close(sampled.loss, explicit.loss)
+    # Only the tasks asked for are drawn; without labels, and in evaluation, every pathway runs as before.
+    torch.manual_seed(3)
+    assert set(M3ViTModel.sampled_task_ids([1, 2], images(64)).tolist()) == {1, 2}
+    model.config.sample_task_in_training = True
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(pixels, labels=labels).loss, small_model()(pixels, labels=labels).loss)
+
+
 def test_pixel_shuffle_heads_predict_each_pixel_from_its_own_patch_token():
     model = small_model(dense_head="pixel_shuffle")
     pixels = images(2)

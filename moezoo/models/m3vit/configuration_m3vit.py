@@ -48,6 +48,12 @@ class M3ViTConfig(MultiTaskConfig):
         task_embedding_size: Size of that task embedding.
         dense_tasks: Tasks predicted per pixel (segmentation logits for a multiclass task, a map for a
             regression task) from the patch tokens; the other tasks are image-level and read the [CLS] token.
+        sample_task_in_training: In training, an image given labels and no ``task_ids`` takes the pathway of
+            one task drawn uniformly at random (its labels count for that task only) instead of every
+            task's: a step costs one pathway per image instead of one per task, and each task's labels
+            are seen as often per step as in the paper's all-task training divided by the number of tasks.
+            Evaluation and inference still run every task's pathway. Not in the paper, whose training
+            runs every task on every image.
         dense_head: How the dense tasks' heads reach the pixels: ``"bilinear"`` (a value per patch token,
             upsampled bilinearly) or ``"pixel_shuffle"`` (each patch token predicts its own pixels); see
             `moezoo.models.m3vit.modeling_m3vit.DensePredictionHead`.
@@ -84,6 +90,7 @@ class M3ViTConfig(MultiTaskConfig):
     task_embedding_size: int = 64
     dense_tasks: list[str] = field(default_factory=list)
     dense_head: str = "bilinear"
+    sample_task_in_training: bool = False
     tower_hidden_sizes: list[int] = field(default_factory=list)
 
     def __post_init__(self, **kwargs) -> None:
@@ -183,6 +190,8 @@ class M3ViTConfig(MultiTaskConfig):
             f"{self.num_experts_per_tok} per token, {routers}" if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
             "**Dense (per-pixel) tasks:** "
             + (", ".join(f"`{name}`" for name in self.dense_tasks) + f" ({DENSE_HEAD_WORDS[self.dense_head]})" if self.dense_tasks else "none"),
+            *(["**Training:** each image took one task's pathway, drawn at random (`sample_task_in_training`; the "
+               "paper runs every task's), evaluation every task's"] if self.sample_task_in_training else []),
         ]
 
     @property

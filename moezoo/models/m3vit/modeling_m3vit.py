@@ -190,7 +190,8 @@ class M3ViTModel(MultiTaskPreTrainedModel):
     Inputs:
         pixel_values: ``[B, num_channels, image_size, image_size]``.
         task_ids: Optional long ``[B]``: each example's task, whose pathway (routers) it takes; its labels
-            count for that task only. Without it every image takes every selected task's pathway.
+            count for that task only. Without it every image takes every selected task's pathway (in
+            training with labels and ``config.sample_task_in_training``, one task's, drawn at random).
         tasks: The tasks to compute (default: all); without ``task_ids`` only their pathways run.
         labels: A mapping from task name to labels: ``[B]`` (or ``[B, W]``) for image-level tasks,
             ``[B, H, W]`` class indices (-100 to ignore) or values for dense tasks, ``[B, C, H, W]`` for
@@ -327,6 +328,8 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             raise TypeError(f"M3ViTModel.forward got unexpected argument(s) {sorted(kwargs)}.")
         names = self.resolve_tasks(tasks)
         indices = [self.task_names.index(name) for name in names]
+        if task_ids is None and labels is not None and self.training and self.config.sample_task_in_training:
+            task_ids = self.sampled_task_ids(indices, pixel_values)
         hidden_states, routings = self.encode(pixel_values, task_ids, None if task_ids is not None else indices)
         batch = pixel_values.shape[0]
         logits = {}
@@ -342,6 +345,13 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             length = hidden_states.shape[1]
             router_probs = tuple(routing.probs.view(-1, length, routing.probs.shape[-1]) for routing in routings)
         return self.multitask_output(logits, labels, aux_loss, router_probs, task_ids)
+
+    @staticmethod
+    def sampled_task_ids(indices: Sequence[int], pixel_values: torch.Tensor) -> torch.Tensor:
+        """A task per image, drawn uniformly from ``indices`` with torch's random generator of the images'
+        device (``config.sample_task_in_training``; seeded and restored with the training run)."""
+        draws = torch.randint(len(indices), (pixel_values.shape[0],), device=pixel_values.device)
+        return torch.tensor(indices, device=pixel_values.device)[draws]
 
     @property
     def dense_tasks(self) -> tuple[str, ...]:

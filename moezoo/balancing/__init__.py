@@ -1,0 +1,23 @@
+"""Multi-task optimisation: how the tasks' losses or gradients are combined into one update."""
+
+from .gradient_rules import (
+    aligned_mtl_balance,
+    aligned_mtl_weights,
+    cagrad_weights,
+    imtl_g_weights,
+    mgda_weights,
+    nash_mtl_weights,
+    pcgrad_weights,
+    two_task_min_norm,
+)
+
+__all__ = [
+    "aligned_mtl_balance",
+    "aligned_mtl_weights",
+    "cagrad_weights",
+    "imtl_g_weights",
+    "mgda_weights",
+    "nash_mtl_weights",
+    "pcgrad_weights",
+    "two_task_min_norm",
+]

@@ -1,5 +1,14 @@
 """Multi-task optimisation: how the tasks' losses or gradients are combined into one update."""
 
+from .loss_weighting import (
+    FAMO,
+    DynamicWeightAveraging,
+    EqualWeighting,
+    GradNorm,
+    LossWeighting,
+    RandomLossWeighting,
+    UncertaintyWeighting,
+)
 from .gradient_rules import (
     aligned_mtl_balance,
     aligned_mtl_weights,
@@ -12,6 +21,13 @@ from .gradient_rules import (
 )
 
 __all__ = [
+    "FAMO",
+    "DynamicWeightAveraging",
+    "EqualWeighting",
+    "GradNorm",
+    "LossWeighting",
+    "RandomLossWeighting",
+    "UncertaintyWeighting",
     "aligned_mtl_balance",
     "aligned_mtl_weights",
     "cagrad_weights",

@@ -262,6 +262,20 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
         longer start at zero and the adapted model would no longer start as the base model."""
         return
 
+    def _refine_task_dependence(self, dependence: dict[str, torch.Tensor]) -> None:
+        # A task router (multi-head LoRA's with router="task", MHR's) holds a row of mixing weights per task;
+        # the adapters' A and B serve every task, and so does a token router.
+        routers = []
+        for module_name, layer in self.named_modules():
+            if isinstance(layer, MultiHeadLoraLinear):
+                routers += [f"{module_name}.mhlora_router.{adapter}.weight" for adapter in layer.mhlora_router
+                            if layer.router_kind[adapter] == "task"]
+            elif isinstance(layer, PolyLinear):
+                routers += [f"{module_name}.poly_router.{adapter}.module_logits" for adapter in layer.poly_router]
+        for name in routers:
+            if name in dependence:  # a trainable router
+                dependence[name] = torch.eye(len(self.task_names), dtype=torch.bool)
+
     def input_dtype(self) -> torch.dtype:
         return next(iter(self.heads.values())).weight.dtype
 

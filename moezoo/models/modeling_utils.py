@@ -455,6 +455,33 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         """The tasks predicted per pixel (logits ``[B, num_labels, H, W]``); none for the tabular models."""
         return ()
 
+    def task_dependence(self) -> dict[str, torch.Tensor]:
+        """Which tasks' losses each trainable parameter can affect, read from the model's structure (not
+        from data): for every parameter name, Bool ``[T, R]`` over the ``R`` equal blocks of the parameter
+        viewed as ``[R, -1]`` (its rows: the experts of a bank, the gates of a gate, the tasks of stacked
+        towers; ``R = 1`` for the whole parameter). Multi-task optimisation combines the tasks' gradients
+        only where more than one task depends on a block; a block of one task keeps that task's gradient.
+
+        Here: a parameter under ``heads.<task>`` serves that task, and every other one every task;
+        architectures with task-specific parts elsewhere refine it (`_refine_task_dependence`).
+        """
+        num_tasks = len(self.task_names)
+        dependence = {}
+        for name, parameter in self.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            owner = next((index for index, task in enumerate(self.task_names) if name.startswith(f"heads.{task}.")), None)
+            uses = torch.ones(num_tasks, 1, dtype=torch.bool)
+            if owner is not None:
+                uses = torch.zeros(num_tasks, 1, dtype=torch.bool)
+                uses[owner] = True
+            dependence[name] = uses
+        self._refine_task_dependence(dependence)
+        return dependence
+
+    def _refine_task_dependence(self, dependence: dict[str, torch.Tensor]) -> None:
+        """Adjust `task_dependence`'s default in place (a subclass's task-specific parameters)."""
+
     def labels_per_task(
         self, labels: torch.Tensor | Mapping[str, torch.Tensor], check_values: bool = True
     ) -> dict[str, torch.Tensor]:

@@ -10,7 +10,7 @@ from huggingface_hub.dataclasses import strict
 
 from ..constants import register_constant
 from ..outputs import MultiTaskOutput
-from ..routing import EXPERT_NORMALIZATIONS, RoutingLevel, StackedTaskRouter
+from ..routing import EXPERT_NORMALIZATIONS, RoutingLevel, StackedTaskRouter, plan_task_dependence
 from ..tasks import task_identity
 from .modeling_utils import MultiTaskConfig, MultiTaskPreTrainedModel, TaskHeads
 
@@ -103,6 +103,25 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
             dropout=config.tower_dropout,
         )
         self.post_init()
+
+    def _refine_task_dependence(self, dependence: dict[str, torch.Tensor]) -> None:
+        # The routing plan says which tasks each gate and expert reaches (`plan_task_dependence`); stacked
+        # towers hold a row per task; an output layer serves its task.
+        levels, task_to_gate = self.config.routing_plan()
+        by_level = plan_task_dependence(levels, task_to_gate)
+        num_tasks = len(self.task_names)
+        for name in dependence:
+            parts = name.split(".")
+            if parts[:2] == ["router", "levels"]:
+                gate_tasks, expert_tasks = by_level[int(parts[2])]
+                rows = expert_tasks if parts[3] in ("experts", "feature_gate") else gate_tasks
+                if parts[3] not in ("experts", "feature_gate", "gate", "self_gate"):
+                    raise ValueError(f"No task dependence is known for {name}: a routing level part this model does not describe.")
+                dependence[name] = rows.T.clone()
+            elif parts[:2] == ["heads", "towers"]:
+                dependence[name] = torch.eye(num_tasks, dtype=torch.bool)
+            elif parts[:2] == ["heads", "outputs"]:
+                dependence[name] = torch.tensor([task == parts[2] for task in self.task_names])[:, None]
 
     def input_dtype(self) -> torch.dtype:
         """The dtype of the first experts' weights, which read the embedded inputs."""

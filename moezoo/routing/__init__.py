@@ -5,7 +5,7 @@ from .dselect_k import DSelectKGate, binary_codes, selector_distribution, smooth
 from .experts import EXPERT_NORMALIZATIONS, BatchedLinear, ExpertBank, ExpertBatchNorm
 from .feature_gate import FeatureGate
 from .gates import GateOutput, LinearGate, SelfGate, SoftmaxGate, validate_availability_mask
-from .plans import RoutingLevel, hierarchical_plan, progressive_layered_plan
+from .plans import RoutingLevel, hierarchical_plan, plan_task_dependence, progressive_layered_plan
 from .router import GATE_TYPES, RouterOutput, StackedTaskRouter, TaskRouter, build_gate
 from .sparse import (
     BALANCE_LOSS_WEIGHT,
@@ -45,6 +45,7 @@ __all__ = [
     "effective_num_parameters",
     "hierarchical_plan",
     "load_balancing_loss",
+    "plan_task_dependence",
     "progressive_layered_plan",
     "selector_distribution",
     "smooth_step",

@@ -197,3 +197,34 @@ def hierarchical_plan(
     else:
         levels.append(RoutingLevel(task_mask, self_gate_mask=task_self_mask if self_gates else None))
     return levels, task_ids
+
+
+def plan_task_dependence(levels: Sequence[RoutingLevel], task_to_gate: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Which tasks' outputs each gate and each expert of a plan can affect, read from the plan backwards.
+
+    Task ``t`` reads gate ``task_to_gate[t]`` of the last level; a gate affects the tasks that read it; an
+    expert, the tasks of every gate that may mix it (``mask``, or the self-gate's mask); a gate of a lower
+    level, the tasks of every expert and gate of the next level that reads its output (``expert_sources``,
+    ``gate_sources``).
+
+    Returns:
+        Per level, Bool ``[G, T]`` (gate ``g`` affects task ``t``) and Bool ``[E, T]`` (expert ``e`` does).
+    """
+    num_tasks = len(task_to_gate)
+    gate_tasks = torch.zeros(levels[-1].mask.shape[0], num_tasks, dtype=torch.bool)
+    gate_tasks[task_to_gate, torch.arange(num_tasks)] = True
+    dependence: list[tuple[torch.Tensor, torch.Tensor]] = []
+    for level_index in range(len(levels) - 1, -1, -1):
+        level = levels[level_index]
+        mixing = level.mask if level.self_gate_mask is None else level.mask | level.self_gate_mask
+        expert_tasks = (mixing.T.float() @ gate_tasks.float()) > 0
+        dependence.insert(0, (gate_tasks, expert_tasks))
+        if level_index == 0:
+            break
+        previous = torch.zeros(levels[level_index - 1].mask.shape[0], num_tasks, dtype=torch.bool)
+        for source, tasks in zip(level.expert_sources.tolist(), expert_tasks):
+            previous[source] |= tasks
+        for source, tasks in zip(level.gate_sources.tolist(), gate_tasks):
+            previous[source] |= tasks
+        gate_tasks = previous
+    return dependence

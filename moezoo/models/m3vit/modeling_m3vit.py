@@ -11,6 +11,7 @@ repeated once per task from the first MoE block on, the blocks before it compute
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -345,6 +346,15 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             length = hidden_states.shape[1]
             router_probs = tuple(routing.probs.view(-1, length, routing.probs.shape[-1]) for routing in routings)
         return self.multitask_output(logits, labels, aux_loss, router_probs, task_ids)
+
+    def _refine_task_dependence(self, dependence: dict[str, torch.Tensor]) -> None:
+        # Task routers: each MoE block's gate holds a router per task (rows), each steering its own task's
+        # pathway. Experts, attention and embeddings serve every task, and so does a task-embedding router.
+        if self.config.task_conditioning != "task_routers":
+            return
+        for name in dependence:
+            if re.fullmatch(r"layers\.\d+\.moe\.gate\.(weight|bias)", name):
+                dependence[name] = torch.eye(len(self.task_names), dtype=torch.bool)
 
     @staticmethod
     def sampled_task_ids(indices: Sequence[int], pixel_values: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,8 @@ class MultiTaskOutput(ModelOutput):
     Attributes:
         loss: Weighted sum of the task losses plus ``aux_loss``; present when labels are given.
         task_losses: Each task's unweighted loss, averaged over its present labels.
+        task_label_counts: Each task's number of present labels in the batch, the denominator of its loss
+            (so that a loss averaged over processes weighs each process by it).
         logits: Each computed task's logits, ``[B, num_labels]``.
         aux_loss: Sum of the model's auxiliary losses (0 for models without any). It is part of
             ``loss`` and returned separately for logging; `forward` never backpropagates it.
@@ -24,6 +26,7 @@ class MultiTaskOutput(ModelOutput):
 
     loss: torch.Tensor | None = None
     task_losses: dict[str, torch.Tensor] | None = None
+    task_label_counts: dict[str, torch.Tensor] | None = None
     logits: dict[str, torch.Tensor] | None = None
     aux_loss: torch.Tensor | None = None
     router_probs: tuple[torch.Tensor, ...] | None = None

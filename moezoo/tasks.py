@@ -281,6 +281,22 @@ def elementwise_task_losses(
     return list((sums / counts.clamp_min(1)).unbind())
 
 
+def present_label_counts(tasks: Sequence[TaskSpec], labels: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each task's number of present labels in ``labels`` (``[B, label_width]`` per task): the denominator
+    its loss averages over (`task_loss`, `elementwise_task_losses`): present rows for a multiclass task,
+    present entries otherwise. Averaging a task's loss over processes weighs each process by it."""
+    counts = {}
+    for task in tasks:
+        if task.name not in labels:
+            continue
+        values = labels[task.name]
+        present = ~torch.isnan(values)
+        if task.kind == "multiclass":
+            present &= values != IGNORE_INDEX
+        counts[task.name] = present.sum()
+    return counts
+
+
 def weighted_task_losses(
     tasks: Sequence[TaskSpec],
     logits: Mapping[str, torch.Tensor],

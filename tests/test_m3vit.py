@@ -171,6 +171,11 @@ def test_sampled_task_training_runs_one_drawn_pathway_per_image_and_evaluation_r
     explicit = model(pixels, labels=labels, task_ids=drawn)
     assert len(set(drawn.tolist())) > 1
     torch.testing.assert_close(sampled.loss, explicit.loss)
+    # Each task's labels count where its pathway was drawn: images for "digit", pixels for the dense tasks.
+    assert {name: count.item() for name, count in sampled.task_label_counts.items()} == {
+        "digit": (drawn == 0).sum().item(), "segmentation": 144 * (drawn == 1).sum().item(),
+        "depth": 144 * (drawn == 2).sum().item(),
+    }
     # Only the tasks asked for are drawn; without labels, and in evaluation, every pathway runs as before.
     torch.manual_seed(3)
     assert set(M3ViTModel.sampled_task_ids([1, 2], images(64)).tolist()) == {1, 2}

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from moezoo.tasks import TaskSpec, parse_tasks, split_labels, task_loss
+from moezoo.tasks import TaskSpec, parse_tasks, present_label_counts, split_labels, task_loss
 
 
 def bce(logit, label):
@@ -36,6 +36,22 @@ def test_regression_and_multilabel_losses():
     labels = torch.tensor([[1.0, float("nan")], [0.0, 1.0]])
     expected = (bce(1.0, 1) + bce(3.0, 0) + bce(4.0, 1)) / 3
     assert task_loss(multi, logits, labels).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_label_counts_are_the_denominators_of_the_losses():
+    tasks = [TaskSpec("c", kind="multiclass", num_labels=3), TaskSpec("r", kind="regression", num_labels=2),
+             TaskSpec("b")]
+    labels = {"c": torch.tensor([[1.0], [-100.0], [float("nan")]]),
+              "r": torch.tensor([[2.0, float("nan")], [3.0, 6.0], [float("nan")] * 2]),
+              "b": torch.full((3, 1), float("nan"))}
+    counts = present_label_counts(tasks, labels)
+    assert {name: count.item() for name, count in counts.items()} == {"c": 1, "r": 3, "b": 0}
+    logits = {"c": torch.randn(3, 3), "r": torch.randn(3, 2), "b": torch.randn(3, 1)}
+    for task in tasks:  # loss x count = the sum of the per-label losses
+        per_label_sum = task_loss(task, logits[task.name], labels[task.name]) * counts[task.name]
+        doubled = {name: torch.cat([value, value]) for name, value in labels.items()}
+        both = task_loss(task, torch.cat([logits[task.name]] * 2), doubled[task.name])
+        assert (both * present_label_counts(tasks, doubled)[task.name]).item() == pytest.approx(2 * per_label_sum.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("kind", ["binary", "regression", "multiclass"])

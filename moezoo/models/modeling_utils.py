@@ -21,7 +21,15 @@ from ..outputs import MultiTaskOutput
 from ..suggestions import closest_names
 from ..routing import ExpertBank
 from ..tabular import FeatureSchema, TabularEmbedding, TabularProcessor
-from ..tasks import TaskSpec, check_task_ids, own_task_labels, parse_tasks, split_labels, weighted_task_losses
+from ..tasks import (
+    TaskSpec,
+    check_task_ids,
+    own_task_labels,
+    parse_tasks,
+    present_label_counts,
+    split_labels,
+    weighted_task_losses,
+)
 from .image_encoder import ConvImageEncoder, ImageEncoderSpec
 
 
@@ -495,9 +503,10 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         logits: dict[str, torch.Tensor],
         labels: torch.Tensor | Mapping[str, torch.Tensor],
         task_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
-        """The weighted sum of the task losses and each task's loss (see `weighted_task_losses`), for
-        logits ``[B, num_labels]`` per task. With ``task_ids``, each example counts for its own task only."""
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """The weighted sum of the task losses, each task's loss (see `weighted_task_losses`) and its
+        number of present labels (`present_label_counts`), for logits ``[B, num_labels]`` per task. With
+        ``task_ids``, each example counts for its own task only."""
         reference = next(iter(logits.values()))
         per_task_labels = self.labels_per_task(labels, check_values=self._check_input_values)
         label_batch = next(iter(per_task_labels.values())).shape[0]
@@ -507,7 +516,8 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
             per_task_labels = own_task_labels(self.task_specs, per_task_labels, task_ids)
         # With task ids, each example's other tasks count as missing labels.
         complete = self._labels_complete and task_ids is None
-        return weighted_task_losses(self.task_specs, logits, per_task_labels, complete)
+        total, losses = weighted_task_losses(self.task_specs, logits, per_task_labels, complete)
+        return total, losses, present_label_counts(self.task_specs, per_task_labels)
 
     def multitask_output(
         self,
@@ -522,9 +532,9 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         reference = next(iter(logits.values()))
         if task_ids is not None:
             check_task_ids(task_ids, len(self.task_specs), reference.shape[0], check_values=self._check_input_values)
-        loss = task_losses = None
+        loss = task_losses = label_counts = None
         if labels is not None:
-            weighted, task_losses = self.task_losses(logits, labels, task_ids)
+            weighted, task_losses, label_counts = self.task_losses(logits, labels, task_ids)
             # A model without auxiliary losses adds nothing (not a zero) to the graph.
             if weighted is None:
                 loss = aux_loss if aux_loss is not None else reference.new_zeros(())
@@ -533,5 +543,6 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
         if aux_loss is None:
             aux_loss = reference.new_zeros(())
         return MultiTaskOutput(
-            loss=loss, task_losses=task_losses, logits=logits, aux_loss=aux_loss, router_probs=router_probs
+            loss=loss, task_losses=task_losses, task_label_counts=label_counts, logits=logits, aux_loss=aux_loss,
+            router_probs=router_probs,
         )

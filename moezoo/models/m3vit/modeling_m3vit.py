@@ -32,6 +32,7 @@ from ...tasks import (
     check_task_ids,
     own_task_labels,
     pixels_as_rows,
+    present_label_counts,
     split_labels,
     task_identity,
     weighted_task_losses,
@@ -372,9 +373,10 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         logits: dict[str, torch.Tensor],
         labels: Mapping[str, torch.Tensor],
         task_ids: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+    ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Each task's loss with dense tasks' pixels as rows (so every kind's masked loss applies as
-        is), and their weighted sum; with ``task_ids`` each example counts for its own task only."""
+        is), their weighted sum, and each task's present labels; with ``task_ids`` each example counts
+        for its own task only."""
         batch = next(iter(logits.values())).shape[0]
         per_task = self._labels_for_batch(labels, batch, check_values=self._check_input_values)
         if task_ids is not None:
@@ -382,7 +384,8 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         dense = self.dense_tasks
         rows = {name: pixels_as_rows(value) if name in dense else value for name, value in per_task.items()}
         logit_rows = {name: pixels_as_rows(value) if name in dense else value for name, value in logits.items()}
-        return weighted_task_losses(self.task_specs, logit_rows, rows, self._labels_complete and task_ids is None)
+        total, losses = weighted_task_losses(self.task_specs, logit_rows, rows, self._labels_complete and task_ids is None)
+        return total, losses, present_label_counts(self.task_specs, rows)
 
     def _labels_for_batch(
         self, labels: Mapping[str, torch.Tensor], batch: int, check_values: bool

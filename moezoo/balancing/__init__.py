@@ -1,5 +1,6 @@
 """Multi-task optimisation: how the tasks' losses or gradients are combined into one update."""
 
+from .balancer import GRADIENT_RULES, LOSS_WEIGHTINGS, METHODS, TaskBalancer, gradient_cosines, task_gradients
 from .loss_weighting import (
     FAMO,
     DynamicWeightAveraging,
@@ -21,6 +22,12 @@ from .gradient_rules import (
 )
 
 __all__ = [
+    "GRADIENT_RULES",
+    "LOSS_WEIGHTINGS",
+    "METHODS",
+    "TaskBalancer",
+    "gradient_cosines",
+    "task_gradients",
     "FAMO",
     "DynamicWeightAveraging",
     "EqualWeighting",

@@ -1,0 +1,287 @@
+"""One object per multi-task optimisation method: it turns a batch's task losses into the gradients of the
+model's parameters, the same on every process as on one process that saw the whole batch.
+
+    balancer = TaskBalancer(model, "pcgrad")
+    output = model(**batch)
+    balancer.backward(output)      # sets every trainable parameter's .grad
+    optimizer.step()
+
+**Across processes.** A task's loss is a mean over its present labels, and a process may hold few or none
+of a task's labels. Each process therefore weighs its share of task ``k`` by ``n_k,p / N_k`` (its present
+labels over all processes'), so that the shares sum to the loss (and gradient) of the whole batch, and a
+task without labels on a process weighs 0 there. Loss-weighting methods compute their weights from those
+global losses (identical everywhere) and back-propagate one local surrogate, whose gradient data
+parallelism averages into the exact global one. Gradient methods take each task's gradient on each
+process, sum the weighted shares over processes once (one all-reduce of a ``[K + 1, P]`` matrix), and
+every process combines the same global gradients into the same update. A model under
+`torch.nn.parallel.DistributedDataParallel` must then run its forward pass under ``no_sync`` (the
+balancer sets the gradients itself).
+
+**What is shared.** Gradient methods combine the tasks' gradients only over the blocks of parameters that
+more than one task reaches (`moezoo.models.modeling_utils.MultiTaskPreTrainedModel.task_dependence`); a
+block of one task (a tower, a head, a task's own expert or router row) keeps that task's gradient, scaled
+by its task weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from accelerate.state import PartialState
+from accelerate.utils import reduce
+from torch import nn
+
+from ..outputs import MultiTaskOutput
+from ..suggestions import closest_names
+from .gradient_rules import (
+    aligned_mtl_weights,
+    cagrad_weights,
+    imtl_g_weights,
+    mgda_weights,
+    nash_mtl_weights,
+    pcgrad_weights,
+)
+from .loss_weighting import FAMO, DynamicWeightAveraging, EqualWeighting, GradNorm, RandomLossWeighting, UncertaintyWeighting
+
+#: Methods that weigh the losses (one backward pass), by name.
+LOSS_WEIGHTINGS = {
+    "equal": EqualWeighting,
+    "uncertainty": UncertaintyWeighting,
+    "dwa": DynamicWeightAveraging,
+    "rlw": RandomLossWeighting,
+    "famo": FAMO,
+    "gradnorm": GradNorm,
+}
+#: Methods that combine the tasks' gradients, by name: the rule and the options it takes.
+GRADIENT_RULES = {
+    "mgda": (mgda_weights, ()),
+    "pcgrad": (pcgrad_weights, ()),
+    "cagrad": (cagrad_weights, ("c", "rescale")),
+    "imtl_g": (imtl_g_weights, ()),
+    "aligned_mtl": (aligned_mtl_weights, ()),
+    "nash_mtl": (nash_mtl_weights, ("normalize_gram",)),
+}
+METHODS = (*LOSS_WEIGHTINGS, *GRADIENT_RULES)
+
+
+def gradient_cosines(gram: torch.Tensor) -> torch.Tensor:
+    """``[K, K]`` cosines between the task gradients of a Gram matrix (0 where a gradient is zero)."""
+    norms = gram.diagonal().clamp_min(0).sqrt()
+    return torch.where(norms[:, None] * norms[None, :] > 0, gram / (norms[:, None] * norms[None, :]), 0.0)
+
+
+class TaskBalancer(nn.Module):
+    """A multi-task optimisation method, by name (``METHODS``), for ``model``'s tasks.
+
+    Args:
+        model: A moezoo multi-task model (its ``task_names`` and, for gradient methods, `task_dependence`);
+            the model itself, not a `DistributedDataParallel` wrapper.
+        method: One of ``METHODS``: a loss weighting (``LOSS_WEIGHTINGS``) or a gradient rule (``GRADIENT_RULES``).
+        options: The method's options (see each method), e.g. ``{"c": 0.4}`` for CAGrad; an option the method
+            does not take is an error naming the ones it does.
+        seed: Seed of the method's random draws (RLW's weights, PCGrad's orders), the same on every process.
+
+    The tasks' own weights (``TaskSpec.weight``) scale their losses before any method, as in the model's
+    plain loss. ``last_weights`` holds the weights of the last step (the loss weights, or the coefficients
+    of the tasks' gradients in the update) and ``last_cosines`` the cosines between the tasks' gradients
+    (gradient methods).
+    """
+
+    def __init__(self, model: nn.Module, method: str = "equal", options: Mapping[str, Any] | None = None, seed: int = 0) -> None:
+        super().__init__()
+        if method not in METHODS:
+            raise ValueError(f"Unknown loss balancing method {method!r}{closest_names(method, METHODS)}; choose one of {list(METHODS)}.")
+        options = dict(options or {})
+        self.method = method
+        self.task_names = list(model.task_names)
+        self.task_weights = torch.tensor([task.weight for task in model.task_specs], dtype=torch.float64)
+        num_tasks = len(self.task_names)
+        if method in LOSS_WEIGHTINGS:
+            weighting = LOSS_WEIGHTINGS[method]
+            accepted = _option_names(weighting, skip=("num_tasks",))
+            _check_options(method, options, accepted)
+            if method == "rlw":
+                options.setdefault("seed", seed)
+            self.weighting: nn.Module | None = weighting(num_tasks, **options)
+            self.rule_options: dict[str, Any] = {}
+        if method == "gradnorm" or method in GRADIENT_RULES:
+            if num_tasks < 2:
+                raise ValueError(f"The method {method!r} compares several tasks' gradients; this model has one task.")
+            if method in GRADIENT_RULES:
+                _, accepted = GRADIENT_RULES[method]
+                _check_options(method, options, accepted)
+                self.weighting = None
+                self.rule_options = options
+            self.shared_masks = _shared_masks(model)
+            # Not a submodule: the balancer only sets the model's gradients (and is saved apart from it).
+            self._parameters_by_name = {name: parameter for name, parameter in model.named_parameters() if name in self.shared_masks}
+            if not any(mask.any() for mask in self.shared_masks.values()):
+                raise ValueError(
+                    f"The method {method!r} reads the tasks' gradients on the parameters they share, and no "
+                    f"trainable parameter of this {type(model).__name__} serves more than one task."
+                )
+        self.generator = torch.Generator().manual_seed(seed)
+        self._losses_before: torch.Tensor | None = None  # the global losses of the last `backward`
+        self._gradient_norms: torch.Tensor | None = None  # GradNorm's, of the last `backward`
+        self.register_buffer("last_weights", torch.ones(num_tasks, dtype=torch.float64), persistent=False)
+        self.register_buffer("last_cosines", torch.eye(num_tasks, dtype=torch.float64), persistent=False)
+
+    @property
+    def is_gradient_method(self) -> bool:
+        return self.weighting is None
+
+    def get_extra_state(self) -> torch.Tensor:
+        return self.generator.get_state()
+
+    def set_extra_state(self, state: torch.Tensor) -> None:
+        self.generator.set_state(state)
+
+    def _global_shares(self, output: MultiTaskOutput) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The local task losses ``[K]``, each process's share of each task (``n_k,p / N_k``, 0 where the
+        task has no labels anywhere) and the global task losses (detached, identical on every process)."""
+        missing = [name for name in self.task_names if name not in (output.task_losses or {})]
+        if missing:
+            raise ValueError(f"The model output has no loss for task(s) {missing}: compute every task, with labels.")
+        losses = torch.stack([output.task_losses[name] for name in self.task_names])
+        if not torch.isfinite(losses).all():
+            bad = [name for name, value in zip(self.task_names, losses.tolist()) if not torch.isfinite(torch.tensor(value))]
+            raise ValueError(f"The loss of task(s) {bad} is not finite: {losses.detach().tolist()}.")
+        counts = torch.stack([output.task_label_counts[name] for name in self.task_names]).to(losses.dtype)
+        total_counts = reduce(counts.detach(), "sum")
+        shares = torch.where(total_counts > 0, counts / total_counts.clamp_min(1), 0.0)
+        global_losses = reduce((shares * losses).detach(), "sum")
+        return losses, shares.detach(), global_losses
+
+    def backward(self, output: MultiTaskOutput) -> torch.Tensor:
+        """Set the gradient of every trainable parameter of the model from ``output`` (its ``task_losses``,
+        ``task_label_counts`` and ``aux_loss``). Returns the global weighted loss (detached), for logging."""
+        losses, shares, global_losses = self._global_shares(output)
+        weighted = self.task_weights.to(losses) * global_losses
+        processes = PartialState().num_processes
+        aux_loss = output.aux_loss if output.aux_loss is not None and output.aux_loss.requires_grad else None
+        if self.weighting is not None:
+            # The method's factor on each task's loss at the global losses, then one local surrogate whose
+            # gradient, averaged over the processes by data parallelism, is the global one.
+            scaled = weighted.detach().requires_grad_(True)
+            method_parameters = [parameter for parameter in self.weighting.parameters() if parameter.requires_grad]
+            value = self.weighting.combine(scaled)
+            factors, *method_gradients = torch.autograd.grad(value, [scaled, *method_parameters])
+            for parameter, gradient in zip(method_parameters, method_gradients):
+                parameter.grad = gradient if parameter.grad is None else parameter.grad + gradient
+            self.last_weights = (factors * self.task_weights.to(factors)).detach().double()
+            surrogate = (factors * self.task_weights.to(losses) * shares * processes * losses).sum()
+            if aux_loss is not None:
+                surrogate = surrogate + aux_loss
+            surrogate.backward(retain_graph=self.method == "gradnorm")
+            self._losses_before = weighted.detach()
+            if self.method == "gradnorm":
+                # GradNorm's norms: each task's weighted share of the shared blocks' gradients, summed over the
+                # processes, as the gradient methods take them (every shared parameter, as LibMTL does; the
+                # paper takes the last shared layer's).
+                task_rows, shared, _ = self._global_task_gradients(losses, shares, None)
+                self._gradient_norms = task_rows[:, shared].double().norm(dim=1)
+            return value.detach()
+        return self._combine_task_gradients(losses, shares, aux_loss, weighted.sum().detach())
+
+    def after_step(self, output_after: MultiTaskOutput | None = None) -> None:
+        """Update the method's state once the optimizer has stepped: FAMO reads the same batch's losses under
+        the updated model (``output_after``, a forward pass on that batch; `needs_output_after`), GradNorm
+        the gradient norms of the last `backward`; the other methods have nothing to do."""
+        if self.weighting is None or self.weighting.needs is None:
+            return
+        if self._losses_before is None:
+            raise RuntimeError("after_step follows a backward: call backward(output) first.")
+        if self.weighting.needs == "losses_after":
+            if output_after is None:
+                raise ValueError(f"{self.method!r} updates its weights from the batch's losses after the step: pass output_after.")
+            _, _, global_after = self._global_shares(output_after)
+            self.weighting.after_step(self._losses_before, losses_after=self.task_weights.to(global_after) * global_after)
+        else:
+            self.weighting.after_step(self._losses_before, gradient_norms=self._gradient_norms)
+
+    @property
+    def needs_output_after(self) -> bool:
+        """Whether `after_step` needs a second forward pass on the batch (FAMO)."""
+        return self.weighting is not None and self.weighting.needs == "losses_after"
+
+    def end_epoch(self) -> None:
+        """Close an epoch (DWA's epoch means)."""
+        if self.weighting is not None:
+            self.weighting.end_epoch()
+
+    def _global_task_gradients(
+        self, losses: torch.Tensor, shares: torch.Tensor, aux_loss: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """Over every trainable parameter, flattened: each task's global weighted gradient ``[K, P]``, the
+        mask of the shared blocks' entries ``[P]``, and the auxiliary loss's global gradient ``[P]`` (``None``
+        without one). Each process's weighted shares are summed over the processes in one all-reduce."""
+        parameters = list(self._parameters_by_name.values())
+        rows = [share * weight * loss for share, weight, loss in zip(shares, self.task_weights.to(losses), losses)]
+        if aux_loss is not None:
+            rows.append(aux_loss / PartialState().num_processes)
+        gradients = task_gradients(torch.stack(rows), parameters)
+        flat = reduce(torch.cat([gradient.flatten(1) for gradient in gradients], dim=1), "sum")
+        shared = torch.cat([
+            mask.repeat_interleave(parameter.numel() // mask.numel()) for mask, parameter in zip(self.shared_masks.values(), parameters)
+        ]).to(flat.device)
+        num_tasks = len(self.task_names)
+        return flat[:num_tasks], shared, flat[num_tasks] if aux_loss is not None else None
+
+    def _combine_task_gradients(
+        self, losses: torch.Tensor, shares: torch.Tensor, aux_loss: torch.Tensor | None, total: torch.Tensor
+    ) -> torch.Tensor:
+        task_rows, shared, aux_gradient = self._global_task_gradients(losses, shares, aux_loss)
+        gram = task_rows[:, shared].double() @ task_rows[:, shared].double().T
+        rule, _ = GRADIENT_RULES[self.method]
+        options = {"generator": self.generator} if self.method == "pcgrad" else self.rule_options
+        alpha = rule(gram, **options)
+        # Shared entries: the rule's combination; an entry of one task: that task's gradient (the others' are 0).
+        combined = torch.where(shared, alpha.to(task_rows) @ task_rows, task_rows.sum(0))
+        if aux_gradient is not None:
+            combined = combined + aux_gradient
+        offset = 0
+        for parameter in self._parameters_by_name.values():
+            size = parameter.numel()
+            parameter.grad = combined[offset : offset + size].view_as(parameter).to(parameter.dtype).clone()
+            offset += size
+        self.last_weights = alpha.detach()
+        self.last_cosines = gradient_cosines(gram).detach()
+        return total
+
+
+def task_gradients(rows: torch.Tensor, parameters: list[nn.Parameter]) -> list[torch.Tensor]:
+    """The gradient of each entry of ``rows`` (scalars ``[R]`` of one graph) with respect to each parameter,
+    ``[R, *parameter.shape]``: one batched backward pass (``is_grads_batched``) where the model's operations
+    allow it, otherwise one pass per row. A parameter a row does not reach gets zeros."""
+    identity = torch.eye(len(rows), dtype=rows.dtype, device=rows.device)
+    try:
+        gradients = torch.autograd.grad(rows, parameters, grad_outputs=identity, is_grads_batched=True,
+                                        retain_graph=True, allow_unused=True)
+    except RuntimeError:  # an operation without a batching rule
+        per_row = [torch.autograd.grad(row, parameters, retain_graph=True, allow_unused=True) for row in rows]
+        gradients = [torch.stack([row[index] if row[index] is not None else torch.zeros_like(parameter) for row in per_row])
+                     for index, parameter in enumerate(parameters)]
+    return [gradient if gradient is not None else parameter.new_zeros(len(rows), *parameter.shape)
+            for gradient, parameter in zip(gradients, parameters)]
+
+
+def _option_names(method_class: type, skip: tuple[str, ...]) -> tuple[str, ...]:
+    import inspect
+
+    return tuple(name for name in inspect.signature(method_class).parameters if name not in skip)
+
+
+def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str, ...]) -> None:
+    unknown = [name for name in options if name not in accepted]
+    if unknown:
+        raise ValueError(
+            f"Unknown option {unknown[0]!r} for the loss balancing method {method!r}{closest_names(unknown[0], accepted)}; "
+            f"it takes {list(accepted) or 'no options'}."
+        )
+
+
+def _shared_masks(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Per trainable parameter, Bool ``[R]``: the blocks (rows of its ``[R, -1]`` view) more than one task reaches."""
+    return {name: uses.sum(0) > 1 for name, uses in model.task_dependence().items()}

@@ -1,0 +1,132 @@
+"""TaskBalancer in one process: the loss weightings' surrogate gives the method's gradient, and the gradient
+rules combine the tasks' gradients on the shared blocks only, each task-only block keeping its own."""
+
+import pytest
+import torch
+
+import moezoo
+from moezoo.balancing import TaskBalancer, pcgrad_weights
+
+TASKS = [{"name": "ctr", "kind": "binary"}, {"name": "cvr", "kind": "binary", "weight": 0.5}, {"name": "like", "kind": "binary"}]
+
+
+def model_and_batch(name="cgc", seed=0):
+    torch.manual_seed(seed)
+    model = moezoo.create_model(name, tasks=TASKS, input_size=6, num_task_experts=1) if name == "cgc" else \
+        moezoo.create_model(name, tasks=TASKS, input_size=6)
+    labels = torch.randint(0, 2, (32, 3)).float()
+    labels[:5, 1] = float("nan")
+    return model, {"inputs_embeds": torch.randn(32, 6), "labels": labels}
+
+
+def gradients_of(model):
+    return {name: parameter.grad.clone() for name, parameter in model.named_parameters() if parameter.grad is not None}
+
+
+def test_equal_weighting_gives_the_models_own_loss_gradient():
+    model, batch = model_and_batch("mmoe")
+    model(**batch).loss.backward()
+    expected = gradients_of(model)
+    model.zero_grad()
+    total = TaskBalancer(model, "equal").backward(model(**batch))
+    assert total.item() == pytest.approx(model(**batch).loss.item(), rel=1e-6)
+    for name, gradient in gradients_of(model).items():
+        torch.testing.assert_close(gradient, expected[name], msg=name)
+
+
+def test_uncertainty_weighting_scales_each_task_and_learns_its_variance():
+    model, batch = model_and_batch("mmoe")
+    balancer = TaskBalancer(model, "uncertainty")
+    balancer.weighting.log_variances.data = torch.tensor([0.0, 1.0, -0.5])
+    output = model(**batch)
+    losses = torch.stack([output.task_losses[task["name"]] for task in TASKS])
+    task_weights = torch.tensor([1.0, 0.5, 1.0])
+    scale = torch.exp(-balancer.weighting.log_variances.detach())
+    (scale / 2 * task_weights * losses).sum().backward(retain_graph=True)
+    expected = gradients_of(model)
+    model.zero_grad()
+    balancer.backward(output)
+    for name, gradient in gradients_of(model).items():
+        torch.testing.assert_close(gradient, expected[name], msg=name)
+    torch.testing.assert_close(balancer.weighting.log_variances.grad, (1 - scale * task_weights * losses.detach()) / 2)
+    torch.testing.assert_close(balancer.last_weights, (scale / 2 * task_weights).double())
+
+
+def test_pcgrad_projects_the_shared_blocks_and_leaves_each_tower_its_own_gradient():
+    model, batch = model_and_batch("cgc")
+    output = model(**batch)
+    weights = torch.tensor([1.0, 0.5, 1.0])
+    parameters = dict(model.named_parameters())
+    per_task = [torch.autograd.grad(weights[index] * output.task_losses[task["name"]], list(parameters.values()),
+                                    retain_graph=True, allow_unused=True) for index, task in enumerate(TASKS)]
+    per_task = [[g if g is not None else torch.zeros_like(p) for g, p in zip(row, parameters.values())] for row in per_task]
+    dependence = model.task_dependence()
+    shared = {name: (dependence[name].sum(0) > 1).repeat_interleave(parameter.numel() // dependence[name].shape[1]).view_as(parameter)
+              for name, parameter in parameters.items()}
+    G = torch.stack([torch.cat([g[index][shared[name]] for index, name in enumerate(parameters)]) for g in per_task]).double()
+    balancer = TaskBalancer(model, "pcgrad", seed=3)
+    alpha = pcgrad_weights(G @ G.T, torch.Generator().manual_seed(3))
+    balancer.backward(output)
+    assert (G @ G.T < 0).any()  # conflicts to project
+    torch.testing.assert_close(balancer.last_weights, alpha)
+    for index, (name, parameter) in enumerate(parameters.items()):
+        stacked = torch.stack([g[index] for g in per_task])
+        expected = torch.where(shared[name], torch.einsum("k,k...->...", alpha.float(), stacked), stacked.sum(0))
+        torch.testing.assert_close(parameter.grad, expected, msg=name)
+    # The towers (rows per task) are task-only; the shared experts and their gates' blocks are combined.
+    assert not shared["heads.towers.layers.0.weight"].any() and shared["router.levels.0.experts.layers.0.weight"][0].all()
+
+
+def test_bad_methods_options_and_losses_are_named(tiny_bert_folder):
+    model, batch = model_and_batch("mmoe")
+    with pytest.raises(ValueError, match=r"Unknown loss balancing method 'pcgard' \(did you mean 'pcgrad'"):
+        TaskBalancer(model, "pcgard")
+    with pytest.raises(ValueError, match=r"Unknown option 'temprature' for the loss balancing method 'dwa' \(did you mean 'temperature'\?\)"):
+        TaskBalancer(model, "dwa", {"temprature": 2.0})
+    with pytest.raises(ValueError, match=r"Unknown option 'c' for the loss balancing method 'mgda'; it takes no options"):
+        TaskBalancer(model, "mgda", {"c": 0.4})
+    single = moezoo.create_model("mmoe", tasks=TASKS[:1], input_size=6)
+    with pytest.raises(ValueError, match="The method 'mgda' compares several tasks' gradients; this model has one task"):
+        TaskBalancer(single, "mgda")
+    from moezoo.adapters import AdaptedTransformerModel
+
+    frozen = AdaptedTransformerModel.from_base(tiny_bert_folder, [{"name": n, "kind": "binary"} for n in "ab"], "frozen")
+    with pytest.raises(ValueError, match="no trainable parameter of this AdaptedTransformerModel serves more than one task"):
+        TaskBalancer(frozen, "pcgrad")
+    output = model(**batch)
+    output.task_losses["cvr"] = output.task_losses["cvr"] * float("nan")
+    with pytest.raises(ValueError, match=r"The loss of task\(s\) \['cvr'\] is not finite"):
+        TaskBalancer(model, "equal").backward(output)
+
+
+def test_famo_and_gradnorm_update_from_what_the_step_left():
+    model, batch = model_and_batch("mmoe")
+    famo = TaskBalancer(model, "famo")
+    assert famo.needs_output_after
+    output = model(**batch)
+    famo.backward(output)
+    with pytest.raises(ValueError, match="pass output_after"):
+        famo.after_step()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter -= 0.1 * parameter.grad
+    famo.after_step(model(**batch))
+    assert not torch.equal(famo.weighting.logits, torch.zeros(3))
+
+    model.zero_grad()
+    gradnorm = TaskBalancer(model, "gradnorm")
+    output = model(**batch)
+    gradnorm.backward(output)
+    weights = torch.tensor([1.0, 0.5, 1.0])
+    shared = [name for name, uses in model.task_dependence().items() if uses.sum(0).max() > 1]
+    assert all(model.task_dependence()[name].all() for name in shared)  # MMoE: whole parameters are shared
+    parameters = [dict(model.named_parameters())[name] for name in shared]
+    norms = torch.stack([
+        torch.cat([g.flatten() for g in torch.autograd.grad(weights[index] * output.task_losses[task["name"]], parameters,
+                                                              retain_graph=True)]).norm()
+        for index, task in enumerate(TASKS)
+    ])
+    torch.testing.assert_close(gradnorm._gradient_norms.float(), norms)
+    gradnorm.after_step()
+    assert gradnorm.weighting.weights.sum().item() == pytest.approx(3.0)
+    assert not torch.equal(gradnorm.weighting.weights, torch.ones(3))

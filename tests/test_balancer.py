@@ -130,3 +130,30 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
     gradnorm.after_step()
     assert gradnorm.weighting.weights.sum().item() == pytest.approx(3.0)
     assert not torch.equal(gradnorm.weighting.weights, torch.ones(3))
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("two_processes")  # one worker: they share accelerate's rendezvous port
+def test_every_method_on_two_processes_equals_one_process_on_the_whole_batches(tmp_path, monkeypatch, capfd):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from moezoo.balancing import METHODS
+    from moezoo.cli import main as moezoo_command
+
+    repo = Path(__file__).resolve().parents[1]
+    script = repo / "tests" / "scripts" / "balanced_steps.py"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("PYTHONPATH", str(repo))
+    assert moezoo_command(["train", "--num_processes", "2", str(script), str(tmp_path)]) == 0, capfd.readouterr().err[-4000:]
+    subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
+    one, two = (json.loads((tmp_path / f"{count}_processes.json").read_text()) for count in (1, 2))
+    assert sorted(one) == sorted(two) == sorted(METHODS)
+    for method in METHODS:
+        for name, values in one[method].items():
+            # The model's parameters to 1e-6; FAMO's logits follow log-ratios of losses, a little looser.
+            tolerance = 1e-6 if not name.startswith("balancer.") else 1e-5
+            torch.testing.assert_close(torch.tensor(two[method][name]), torch.tensor(values), atol=tolerance, rtol=0,
+                                       equal_nan=True, msg=f"{method}: {name}")

@@ -157,3 +157,29 @@ def test_every_method_on_two_processes_equals_one_process_on_the_whole_batches(t
             tolerance = 1e-6 if not name.startswith("balancer.") else 1e-5
             torch.testing.assert_close(torch.tensor(two[method][name]), torch.tensor(values), atol=tolerance, rtol=0,
                                        equal_nan=True, msg=f"{method}: {name}")
+
+
+def test_the_training_loop_balances_by_name_and_records_weights_and_gradient_cosines(tmp_path):
+    from accelerate import Accelerator
+
+    from moezoo.training import TensorDataset, TrainingConfig, train
+
+    model, batch = model_and_batch("cgc")
+    data = TensorDataset({"inputs_embeds": batch["inputs_embeds"].repeat(4, 1), "labels": batch["labels"].repeat(4, 1)})
+    config = TrainingConfig(output_dir=str(tmp_path), num_train_epochs=2, per_device_train_batch_size=32,
+                            loss_balancing="cagrad", loss_balancing_options='{"c": 0.5}', metric_for_best_model="mean_auc")
+    result = train(model, data, data, config, Accelerator(cpu=True))
+    record = result.history[-1]
+    assert {f"train/task_weight/{task['name']}" for task in TASKS} <= set(record)
+    assert {"train/gradient_cosine/ctr|cvr", "train/gradient_cosine/ctr|like", "train/gradient_cosine/cvr|like"} <= set(record)
+    assert 0.0 <= record["train/gradient_conflict_rate"] <= 1.0
+    assert all(-1.0 <= record[name] <= 1.0 for name in record if name.startswith("train/gradient_cosine/"))
+
+    with pytest.raises(ValueError, match=r"Unknown loss_balancing 'nash' \(did you mean 'nash_mtl'\?\)"):
+        TrainingConfig(loss_balancing="nash")
+    with pytest.raises(ValueError, match="loss_balancing_options"):
+        TrainingConfig(loss_balancing="cagrad", loss_balancing_options="{c: 0.5")
+    with pytest.raises(ValueError, match=r"Unknown option 'rescal' for the loss balancing method 'cagrad' \(did you mean 'rescale'\?\)"):
+        train(model, data, data, TrainingConfig(output_dir=str(tmp_path / "bad"), loss_balancing="cagrad",
+                                                loss_balancing_options='{"rescal": 1}', metric_for_best_model="mean_auc"),
+              Accelerator(cpu=True))

@@ -25,7 +25,7 @@ by its task weight.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -127,6 +127,12 @@ class TaskBalancer(nn.Module):
         self._gradient_norms: torch.Tensor | None = None  # GradNorm's, of the last `backward`
         self.register_buffer("last_weights", torch.ones(num_tasks, dtype=torch.float64), persistent=False)
         self.register_buffer("last_cosines", torch.eye(num_tasks, dtype=torch.float64), persistent=False)
+        # The epoch's statistics, saved with the run so that a resumed epoch reports the whole epoch.
+        self.register_buffer("epoch_weight_sum", torch.zeros(num_tasks, dtype=torch.float64))
+        self.register_buffer("epoch_cosine_sum", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
+        self.register_buffer("epoch_conflicts", torch.zeros(num_tasks, num_tasks, dtype=torch.float64))
+        self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
+        self.register_buffer("epoch_gradient_steps", torch.zeros((), dtype=torch.long))
 
     @property
     def is_gradient_method(self) -> bool:
@@ -154,13 +160,40 @@ class TaskBalancer(nn.Module):
         global_losses = reduce((shares * losses).detach(), "sum")
         return losses, shares.detach(), global_losses
 
-    def backward(self, output: MultiTaskOutput) -> torch.Tensor:
+    def backward(self, output: MultiTaskOutput, backward: Callable[..., None] | None = None) -> torch.Tensor:
         """Set the gradient of every trainable parameter of the model from ``output`` (its ``task_losses``,
-        ``task_label_counts`` and ``aux_loss``). Returns the global weighted loss (detached), for logging."""
+        ``task_label_counts`` and ``aux_loss``); a loss weighting back-propagates its surrogate with
+        ``backward`` (default ``Tensor.backward``; the training loop passes ``accelerator.backward``).
+
+        Returns:
+            The batch's loss over all processes, detached, the same on every process: the tasks' weighted
+            losses plus the auxiliary loss (for logging: comparable whatever the method).
+        """
         losses, shares, global_losses = self._global_shares(output)
         weighted = self.task_weights.to(losses) * global_losses
         processes = PartialState().num_processes
         aux_loss = output.aux_loss if output.aux_loss is not None and output.aux_loss.requires_grad else None
+        total = weighted.sum().detach()
+        if aux_loss is not None:
+            total = total + reduce(aux_loss.detach(), "mean")
+        self._backward(losses, shares, weighted, aux_loss, processes, backward or torch.Tensor.backward)
+        self.epoch_weight_sum += self.last_weights.to(self.epoch_weight_sum)
+        self.epoch_steps += 1
+        if self.is_gradient_method:
+            self.epoch_cosine_sum += self.last_cosines.to(self.epoch_cosine_sum)
+            self.epoch_conflicts += (self.last_cosines < 0).to(self.epoch_conflicts)
+            self.epoch_gradient_steps += 1
+        return total
+
+    def _backward(
+        self,
+        losses: torch.Tensor,
+        shares: torch.Tensor,
+        weighted: torch.Tensor,
+        aux_loss: torch.Tensor | None,
+        processes: int,
+        backward: Callable[..., None],
+    ) -> None:
         if self.weighting is not None:
             # The method's factor on each task's loss at the global losses, then one local surrogate whose
             # gradient, averaged over the processes by data parallelism, is the global one.
@@ -174,7 +207,8 @@ class TaskBalancer(nn.Module):
             surrogate = (factors * self.task_weights.to(losses) * shares * processes * losses).sum()
             if aux_loss is not None:
                 surrogate = surrogate + aux_loss
-            surrogate.backward(retain_graph=self.method == "gradnorm")
+            # GradNorm reads the graph again for the tasks' gradient norms.
+            backward(surrogate, retain_graph=self.method == "gradnorm")
             self._losses_before = weighted.detach()
             if self.method == "gradnorm":
                 # GradNorm's norms: each task's weighted share of the shared blocks' gradients, summed over the
@@ -182,8 +216,8 @@ class TaskBalancer(nn.Module):
                 # paper takes the last shared layer's).
                 task_rows, shared, _ = self._global_task_gradients(losses, shares, None)
                 self._gradient_norms = task_rows[:, shared].double().norm(dim=1)
-            return value.detach()
-        return self._combine_task_gradients(losses, shares, aux_loss, weighted.sum().detach())
+            return
+        self._combine_task_gradients(losses, shares, aux_loss)
 
     def after_step(self, output_after: MultiTaskOutput | None = None) -> None:
         """Update the method's state once the optimizer has stepped: FAMO reads the same batch's losses under
@@ -229,9 +263,7 @@ class TaskBalancer(nn.Module):
         num_tasks = len(self.task_names)
         return flat[:num_tasks], shared, flat[num_tasks] if aux_loss is not None else None
 
-    def _combine_task_gradients(
-        self, losses: torch.Tensor, shares: torch.Tensor, aux_loss: torch.Tensor | None, total: torch.Tensor
-    ) -> torch.Tensor:
+    def _combine_task_gradients(self, losses: torch.Tensor, shares: torch.Tensor, aux_loss: torch.Tensor | None) -> None:
         task_rows, shared, aux_gradient = self._global_task_gradients(losses, shares, aux_loss)
         gram = task_rows[:, shared].double() @ task_rows[:, shared].double().T
         rule, _ = GRADIENT_RULES[self.method]
@@ -248,7 +280,27 @@ class TaskBalancer(nn.Module):
             offset += size
         self.last_weights = alpha.detach()
         self.last_cosines = gradient_cosines(gram).detach()
-        return total
+
+    def epoch_record(self) -> dict[str, float]:
+        """The epoch's statistics for the run's history, then reset: each task's mean weight
+        (``task_weight/{task}``), and for the methods that read the tasks' gradients each pair's mean
+        gradient cosine (``gradient_cosine/{a}|{b}``) and the conflict rate (``gradient_conflict_rate``: the
+        share of the epoch's pairs and steps whose cosine was negative)."""
+        record: dict[str, float] = {}
+        steps = int(self.epoch_steps)
+        if steps:
+            for task, weight in zip(self.task_names, (self.epoch_weight_sum / steps).tolist()):
+                record[f"task_weight/{task}"] = weight
+        gradient_steps = int(self.epoch_gradient_steps)
+        if gradient_steps:
+            pairs = torch.triu_indices(len(self.task_names), len(self.task_names), offset=1)
+            cosines = self.epoch_cosine_sum / gradient_steps
+            for first, second in pairs.T.tolist():
+                record[f"gradient_cosine/{self.task_names[first]}|{self.task_names[second]}"] = cosines[first, second].item()
+            record["gradient_conflict_rate"] = (self.epoch_conflicts[pairs[0], pairs[1]].sum() / (gradient_steps * pairs.shape[1])).item()
+        for buffer in (self.epoch_weight_sum, self.epoch_cosine_sum, self.epoch_conflicts, self.epoch_steps, self.epoch_gradient_steps):
+            buffer.zero_()
+        return record
 
 
 def task_gradients(rows: torch.Tensor, parameters: list[nn.Parameter]) -> list[torch.Tensor]:

@@ -19,10 +19,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import SchedulerType, get_scheduler
 
+from ..balancing import METHODS, TaskBalancer
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..suggestions import closest_names
 from ..tasks import labels_complete, own_task_labels
-from .arguments import require_positive
+from .arguments import parse_json_object, require_positive
 from .checkpoints import (
     CHECKPOINTS_DIR,
     TrainingState,
@@ -106,6 +107,17 @@ class TrainingConfig:
             "frequencies (see moezoo.training.lengths)."
         },
     )
+    loss_balancing: str = field(
+        default="equal",
+        metadata={
+            "help": "How the task losses make one update (moezoo.balancing): 'equal' (the tasks' fixed weights), "
+            "'uncertainty', 'dwa', 'rlw', 'famo', 'gradnorm' (loss weightings), or 'mgda', 'pcgrad', 'cagrad', "
+            "'imtl_g', 'aligned_mtl', 'nash_mtl' (gradient methods, one backward pass per task)."
+        },
+    )
+    loss_balancing_options: str | None = field(
+        default=None, metadata={"help": 'The method\'s options as a JSON object, e.g. \'{"c": 0.4}\' for cagrad.'}
+    )
     dataloader_in_memory: bool | None = field(
         default=None,
         metadata={
@@ -140,8 +152,18 @@ class TrainingConfig:
         if self.task_mixing is not None:
             task_sampling_probabilities([1], self.task_mixing, self.task_mixing_temperature)  # validates both
         self.checkpoint_every_steps()  # validates checkpointing_steps
+        if self.loss_balancing not in METHODS:
+            raise ValueError(
+                f"Unknown loss_balancing {self.loss_balancing!r}{closest_names(self.loss_balancing, METHODS)}; "
+                f"choose one of {list(METHODS)}."
+            )
+        self.balancing_options()  # malformed JSON is reported before any work
         if Path(self.output_dir).is_file():
             raise NotADirectoryError(f"output_dir {self.output_dir} is a file; give a folder for the run's results.")
+
+    def balancing_options(self) -> dict[str, Any]:
+        """``loss_balancing_options`` parsed into a dict (empty when unset)."""
+        return parse_json_object("loss_balancing_options", self.loss_balancing_options)
 
     def checkpoint_every_steps(self) -> int | str | None:
         """``checkpointing_steps`` parsed: a positive step count, ``"epoch"``, or ``None``."""
@@ -300,11 +322,20 @@ def train(
         raise ValueError(
             f"Every parameter of the {type(model).__name__} is frozen (--freeze): nothing would train. Freeze fewer parts."
         )
-    optimizer = torch.optim.AdamW(
-        trainable,
-        lr=config.learning_rate, weight_decay=config.weight_decay,
-    )
+    balancer = TaskBalancer(model, config.loss_balancing, config.balancing_options(), seed=config.seed)
+    if balancer.is_gradient_method and accelerator.mixed_precision == "fp16":
+        raise ValueError(
+            f"loss_balancing={config.loss_balancing!r} sets the gradients from each task's, which fp16 loss scaling "
+            "does not cover: train in bf16 or fp32 (--mixed_precision bf16 / no)."
+        )
+    # A method's own parameters (uncertainty weighting's log-variances) train without weight decay.
+    groups = [{"params": trainable}]
+    if any(True for _ in balancer.parameters()):
+        groups.append({"params": list(balancer.parameters()), "weight_decay": 0.0})
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     model, optimizer, train_loader = accelerator.prepare(model, optimizer, train_loader)
+    balancer.to(accelerator.device)
+    accelerator.register_for_checkpointing(balancer)
 
     steps_per_epoch = len(train_loader)
     if steps_per_epoch == 0:
@@ -352,14 +383,20 @@ def train(
             )
             running_loss = torch.tensor(state.epoch_loss_sum, device=accelerator.device)
             for batch in batches if state.global_step < total_steps else ():
-                outputs = model(**batch)
-                accelerator.backward(outputs.loss)
+                # A gradient method sets the gradients itself: data parallelism must not reduce them again.
+                with accelerator.no_sync(model) if balancer.is_gradient_method else contextlib.nullcontext():
+                    loss = balancer.backward(model(**batch), backward=accelerator.backward)
                 if config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                running_loss += outputs.loss.detach()
+                if balancer.needs_output_after:
+                    with torch.no_grad():
+                        balancer.after_step(model(**batch))
+                else:
+                    balancer.after_step()
+                running_loss += loss
                 state.step_in_epoch += 1
                 state.global_step += 1
                 progress.update(1)
@@ -373,6 +410,8 @@ def train(
 
             train_loss = accelerator.reduce(running_loss, reduction="mean").item() / max(state.step_in_epoch, 1)
             record: dict[str, Any] = {"epoch": state.epoch + 1, "step": state.global_step, "train_loss": train_loss}
+            record.update({f"train/{name}": value for name, value in balancer.epoch_record().items()})
+            balancer.end_epoch()
             is_last = state.global_step >= total_steps
             if eval_loader is not None and ((state.epoch + 1) % config.eval_every_epochs == 0 or is_last):
                 metrics = evaluate(model, eval_loader, accelerator)

@@ -32,6 +32,11 @@ def test_equal_weighting_gives_the_models_own_loss_gradient():
     assert total.item() == pytest.approx(model(**batch).loss.item(), rel=1e-6)
     for name, gradient in gradients_of(model).items():
         torch.testing.assert_close(gradient, expected[name], msg=name)
+    # A loop of one's own may pass the task losses alone.
+    model.zero_grad()
+    TaskBalancer(model, "equal").backward(dict(model(**batch).task_losses))
+    for name, gradient in gradients_of(model).items():
+        torch.testing.assert_close(gradient, expected[name], msg=name)
 
 
 def test_uncertainty_weighting_scales_each_task_and_learns_its_variance():
@@ -183,3 +188,33 @@ def test_the_training_loop_balances_by_name_and_records_weights_and_gradient_cos
         train(model, data, data, TrainingConfig(output_dir=str(tmp_path / "bad"), loss_balancing="cagrad",
                                                 loss_balancing_options='{"rescal": 1}', metric_for_best_model="mean_auc"),
               Accelerator(cpu=True))
+
+
+def test_transformers_trainer_balances_through_balanced_trainer(tmp_path):
+    from datasets import Dataset
+    from transformers import TrainingArguments
+
+    from moezoo.balancing import BalancedTrainer
+
+    model, batch = model_and_batch("cgc")
+    data = Dataset.from_dict({"inputs_embeds": batch["inputs_embeds"].tolist(), "labels": batch["labels"].tolist()})
+    args = TrainingArguments(output_dir=str(tmp_path), max_steps=3, per_device_train_batch_size=32, learning_rate=0.1,
+                             optim="sgd", lr_scheduler_type="constant", report_to=[], use_cpu=True, save_strategy="no",
+                             seed=0, max_grad_norm=0.0)
+    reference, _ = model_and_batch("cgc")
+    reference.load_state_dict(model.state_dict())
+    trainer = BalancedTrainer(model=model, args=args, train_dataset=data, balancer=TaskBalancer(model, "imtl_g"))
+    trainer.train()
+    # The same three steps by hand: one batch of all 32 rows each time.
+    balancer = TaskBalancer(reference, "imtl_g")
+    optimizer = torch.optim.SGD(reference.parameters(), lr=0.1)
+    for _ in range(3):
+        balancer.backward(reference(**batch))
+        optimizer.step()
+        optimizer.zero_grad()
+    for (name, trained), by_hand in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(trained, by_hand, msg=name)
+    assert trainer.balancer.last_weights.sum() != 3.0  # IMTL-G's weights, not the plain sum
+
+    with pytest.raises(ValueError, match="train with moezoo.training.train instead"):
+        BalancedTrainer(model=model, args=args, train_dataset=data, balancer=TaskBalancer(model, "famo"))

@@ -1,6 +1,7 @@
 """Multi-task optimisation: how the tasks' losses or gradients are combined into one update."""
 
 from .balancer import GRADIENT_RULES, LOSS_WEIGHTINGS, METHODS, TaskBalancer, gradient_cosines, task_gradients
+from .trainer import BalancedTrainer
 from .loss_weighting import (
     FAMO,
     DynamicWeightAveraging,
@@ -22,6 +23,7 @@ from .gradient_rules import (
 )
 
 __all__ = [
+    "BalancedTrainer",
     "GRADIENT_RULES",
     "LOSS_WEIGHTINGS",
     "METHODS",

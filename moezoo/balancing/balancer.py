@@ -154,21 +154,28 @@ class TaskBalancer(nn.Module):
         if not torch.isfinite(losses).all():
             bad = [name for name, value in zip(self.task_names, losses.tolist()) if not torch.isfinite(torch.tensor(value))]
             raise ValueError(f"The loss of task(s) {bad} is not finite: {losses.detach().tolist()}.")
-        counts = torch.stack([output.task_label_counts[name] for name in self.task_names]).to(losses.dtype)
+        counts = torch.stack([output.task_label_counts[name] for name in self.task_names]).to(losses)
         total_counts = reduce(counts.detach(), "sum")
         shares = torch.where(total_counts > 0, counts / total_counts.clamp_min(1), 0.0)
         global_losses = reduce((shares * losses).detach(), "sum")
         return losses, shares.detach(), global_losses
 
-    def backward(self, output: MultiTaskOutput, backward: Callable[..., None] | None = None) -> torch.Tensor:
-        """Set the gradient of every trainable parameter of the model from ``output`` (its ``task_losses``,
-        ``task_label_counts`` and ``aux_loss``); a loss weighting back-propagates its surrogate with
-        ``backward`` (default ``Tensor.backward``; the training loop passes ``accelerator.backward``).
+    def backward(
+        self, output: MultiTaskOutput | Mapping[str, torch.Tensor], backward: Callable[..., None] | None = None
+    ) -> torch.Tensor:
+        """Set the gradient of every trainable parameter of the model from ``output``: a model output (its
+        ``task_losses``, ``task_label_counts`` and ``aux_loss``), or a dict of task losses from a loop of
+        one's own (each process then counts alike for every task). A loss weighting back-propagates its
+        surrogate with ``backward`` (default ``Tensor.backward``; the training loop passes
+        ``accelerator.backward``).
 
         Returns:
             The batch's loss over all processes, detached, the same on every process: the tasks' weighted
             losses plus the auxiliary loss (for logging: comparable whatever the method).
         """
+        if not isinstance(output, MultiTaskOutput):
+            losses = dict(output)
+            output = MultiTaskOutput(task_losses=losses, task_label_counts={name: torch.ones(()) for name in losses})
         losses, shares, global_losses = self._global_shares(output)
         weighted = self.task_weights.to(losses) * global_losses
         processes = PartialState().num_processes

@@ -88,7 +88,7 @@ def test_bad_methods_options_and_losses_are_named(tiny_bert_folder):
         TaskBalancer(model, "pcgard")
     with pytest.raises(ValueError, match=r"Unknown option 'temprature' for the loss balancing method 'dwa' \(did you mean 'temperature'\?\)"):
         TaskBalancer(model, "dwa", {"temprature": 2.0})
-    with pytest.raises(ValueError, match=r"Unknown option 'c' for the loss balancing method 'mgda'; it takes no options"):
+    with pytest.raises(ValueError, match=r"Unknown option 'c' for the loss balancing method 'mgda'; it takes \['representation'\]"):
         TaskBalancer(model, "mgda", {"c": 0.4})
     single = moezoo.create_model("mmoe", tasks=TASKS[:1], input_size=6)
     with pytest.raises(ValueError, match="The method 'mgda' compares several tasks' gradients; this model has one task"):
@@ -155,8 +155,8 @@ def test_every_method_on_two_processes_equals_one_process_on_the_whole_batches(t
     assert moezoo_command(["train", "--num_processes", "2", str(script), str(tmp_path)]) == 0, capfd.readouterr().err[-4000:]
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     one, two = (json.loads((tmp_path / f"{count}_processes.json").read_text()) for count in (1, 2))
-    assert sorted(one) == sorted(two) == sorted(METHODS)
-    for method in METHODS:
+    assert sorted(one) == sorted(two) == sorted([*METHODS, "mgda_ub"])
+    for method in one:
         for name, values in one[method].items():
             # The model's parameters to 1e-6; FAMO's logits follow log-ratios of losses, a little looser.
             tolerance = 1e-6 if not name.startswith("balancer.") else 1e-5
@@ -218,3 +218,28 @@ def test_transformers_trainer_balances_through_balanced_trainer(tmp_path):
 
     with pytest.raises(ValueError, match="train with moezoo.training.train instead"):
         BalancedTrainer(model=model, args=args, train_dataset=data, balancer=TaskBalancer(model, "famo"))
+
+
+def test_mgda_ub_weighs_the_losses_by_the_representations_gradients():
+    model, batch = model_and_batch("cgc")
+    balancer = TaskBalancer(model, "mgda", {"representation": True})
+    output = model(**batch)
+    weights = torch.tensor([1.0, 0.5, 1.0])
+    losses = torch.stack([output.task_losses[task["name"]] for task in TASKS]) * weights
+    representation = balancer._representation
+    assert representation.shape == (32, 7, 16)  # the last level's experts: 4 shared, one per task
+    rows = torch.stack([torch.autograd.grad(loss, representation, retain_graph=True)[0].flatten() for loss in losses]).double()
+    alpha = moezoo.balancing.mgda_weights(rows @ rows.T)
+    parameters = dict(model.named_parameters())
+    per_task = [torch.autograd.grad(loss, list(parameters.values()), retain_graph=True, allow_unused=True) for loss in losses]
+    balancer.backward(output)
+    torch.testing.assert_close(balancer.last_weights, alpha)
+    owners = {name: torch.where(uses.sum(0) == 1, uses.long().argmax(0), -1) for name, uses in model.task_dependence().items()}
+    for index, (name, parameter) in enumerate(parameters.items()):
+        stacked = torch.stack([row[index] if row[index] is not None else torch.zeros_like(parameter) for row in per_task])
+        blocks = owners[name].repeat_interleave(parameter.numel() // len(owners[name])).view_as(parameter)
+        own = stacked.gather(0, blocks.clamp_min(0)[None]).squeeze(0)  # each task-only entry: its task's gradient
+        expected = torch.where(blocks >= 0, own, torch.einsum("k,k...->...", alpha.float(), stacked))
+        torch.testing.assert_close(parameter.grad, expected, msg=name)
+    with pytest.raises(ValueError, match=r"Unknown option 'representation' for the loss balancing method 'pcgrad'; it takes no options"):
+        TaskBalancer(model, "pcgrad", {"representation": True})

@@ -55,14 +55,18 @@ LOSS_WEIGHTINGS = {
     "gradnorm": GradNorm,
 }
 #: Methods that combine the tasks' gradients, by name: the rule and the options it takes.
+#: ``representation`` (the representation-level variant, see `TaskBalancer`) applies where the update is a
+#: reweighting of the task losses; PCGrad and CAGrad act on the parameters' gradients themselves.
 GRADIENT_RULES = {
-    "mgda": (mgda_weights, ()),
+    "mgda": (mgda_weights, ("representation",)),
     "pcgrad": (pcgrad_weights, ()),
     "cagrad": (cagrad_weights, ("c", "rescale")),
-    "imtl_g": (imtl_g_weights, ()),
-    "aligned_mtl": (aligned_mtl_weights, ()),
-    "nash_mtl": (nash_mtl_weights, ("normalize_gram",)),
+    "imtl_g": (imtl_g_weights, ("representation",)),
+    "aligned_mtl": (aligned_mtl_weights, ("representation",)),
+    "nash_mtl": (nash_mtl_weights, ("normalize_gram", "representation")),
 }
+#: Below this, a task's coefficient counts as zero (its task-only blocks then get their gradient apart).
+COEFFICIENT_EPS = 1e-12
 METHODS = (*LOSS_WEIGHTINGS, *GRADIENT_RULES)
 
 
@@ -80,7 +84,11 @@ class TaskBalancer(nn.Module):
             the model itself, not a `DistributedDataParallel` wrapper.
         method: One of ``METHODS``: a loss weighting (``LOSS_WEIGHTINGS``) or a gradient rule (``GRADIENT_RULES``).
         options: The method's options (see each method), e.g. ``{"c": 0.4}`` for CAGrad; an option the method
-            does not take is an error naming the ones it does.
+            does not take is an error naming the ones it does. ``{"representation": true}`` (MGDA, IMTL-G,
+            Aligned-MTL, Nash-MTL) takes the tasks' gradients of the representation every task reads
+            (``model.shared_representation_module()``) instead of the parameters', and reweighs the losses by
+            the rule's coefficients: one backward pass of the model instead of one per task (MGDA-UB, Sener &
+            Koltun 2018, for MGDA).
         seed: Seed of the method's random draws (RLW's weights, PCGrad's orders), the same on every process.
 
     The tasks' own weights (``TaskSpec.weight``) scale their losses before any method, as in the model's
@@ -95,6 +103,7 @@ class TaskBalancer(nn.Module):
             raise ValueError(f"Unknown loss balancing method {method!r}{closest_names(method, METHODS)}; choose one of {list(METHODS)}.")
         options = dict(options or {})
         self.method = method
+        self.representation = False  # the representation-level variant of a gradient rule (its option)
         self.task_names = list(model.task_names)
         self.task_weights = torch.tensor([task.weight for task in model.task_specs], dtype=torch.float64)
         num_tasks = len(self.task_names)
@@ -113,6 +122,7 @@ class TaskBalancer(nn.Module):
                 _, accepted = GRADIENT_RULES[method]
                 _check_options(method, options, accepted)
                 self.weighting = None
+                self.representation = bool(options.pop("representation", False))
                 self.rule_options = options
             self.shared_masks = _shared_masks(model)
             # Not a submodule: the balancer only sets the model's gradients (and is saved apart from it).
@@ -122,6 +132,18 @@ class TaskBalancer(nn.Module):
                     f"The method {method!r} reads the tasks' gradients on the parameters they share, and no "
                     f"trainable parameter of this {type(model).__name__} serves more than one task."
                 )
+            # Per parameter, Long [R]: the task a block serves alone, -1 for a shared (or unreached) one.
+            self.block_owners = {name: torch.where(uses.sum(0) == 1, uses.long().argmax(0), -1)
+                                 for name, uses in model.task_dependence().items()}
+            if self.representation:
+                module = model.shared_representation_module()
+                if module is None:
+                    raise ValueError(
+                        f"The representation-level variant of {method!r} needs the representation every task reads, and "
+                        f"this {type(model).__name__} exposes none: drop the 'representation' option."
+                    )
+                self._representation: torch.Tensor | None = None
+                self._hook = module.register_forward_hook(self._capture_representation)
         self.generator = torch.Generator().manual_seed(seed)
         self._losses_before: torch.Tensor | None = None  # the global losses of the last `backward`
         self._gradient_norms: torch.Tensor | None = None  # GradNorm's, of the last `backward`
@@ -134,9 +156,21 @@ class TaskBalancer(nn.Module):
         self.register_buffer("epoch_steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("epoch_gradient_steps", torch.zeros((), dtype=torch.long))
 
+    def _capture_representation(self, module: nn.Module, inputs: Any, output: Any) -> None:
+        hidden = output[0] if isinstance(output, tuple) else output
+        self._representation = hidden if torch.is_grad_enabled() and hidden.requires_grad else None
+
     @property
     def is_gradient_method(self) -> bool:
+        """Whether the method reads the tasks' gradients (a gradient rule) rather than only their losses."""
         return self.weighting is None
+
+    @property
+    def sets_gradients(self) -> bool:
+        """Whether `backward` writes the gradients itself, already summed over the processes (a gradient rule on
+        the parameters): the forward pass must then run under data parallelism's ``no_sync``. The loss
+        weightings and the representation-level variant back-propagate a loss as usual."""
+        return self.is_gradient_method and not self.representation
 
     def get_extra_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -224,7 +258,63 @@ class TaskBalancer(nn.Module):
                 task_rows, shared, _ = self._global_task_gradients(losses, shares, None)
                 self._gradient_norms = task_rows[:, shared].double().norm(dim=1)
             return
-        self._combine_task_gradients(losses, shares, aux_loss)
+        if self.representation:
+            self._reweigh_by_representation(losses, shares, aux_loss, processes, backward)
+        else:
+            self._combine_task_gradients(losses, shares, aux_loss)
+
+    def _reweigh_by_representation(
+        self,
+        losses: torch.Tensor,
+        shares: torch.Tensor,
+        aux_loss: torch.Tensor | None,
+        processes: int,
+        backward: Callable[..., None],
+    ) -> None:
+        """The representation-level variant (MGDA-UB, Sener & Koltun 2018): the rule's coefficients from the
+        tasks' gradients of the shared representation (its Gram matrix summed over the processes, whose rows
+        are distinct examples), then one backward pass of the reweighted losses; each task-only block keeps
+        its own task's gradient."""
+        representation = self._representation
+        if representation is None:
+            raise RuntimeError("No shared representation was recorded: call backward on the output of a training forward pass.")
+        weights = self.task_weights.to(losses)
+        rows = shares * weights * losses
+        (gradients,) = torch.autograd.grad(rows, representation, grad_outputs=torch.eye(len(rows), dtype=rows.dtype, device=rows.device),
+                                           is_grads_batched=True, retain_graph=True)
+        flat = gradients.flatten(1).double()
+        gram = reduce(flat @ flat.T, "sum")
+        rule, _ = GRADIENT_RULES[self.method]
+        alpha = rule(gram, **self.rule_options)
+        silent = alpha <= COEFFICIENT_EPS
+        surrogate = (alpha.to(losses) * shares * weights * processes * losses).sum()
+        if aux_loss is not None:
+            surrogate = surrogate + aux_loss
+        backward(surrogate, retain_graph=bool(silent.any()))
+        # A task-only block got α_t times its task's gradient: undo the factor, or, where α_t is 0, take its
+        # gradient apart (summed over the processes like the others).
+        parameters = self._parameters_by_name
+        for task in silent.nonzero().flatten().tolist():
+            owned = [name for name, owners in self.block_owners.items() if (owners == task).any()]
+            own = torch.autograd.grad(rows[task], [parameters[name] for name in owned], retain_graph=True, allow_unused=True)
+            for name, gradient in zip(owned, own):
+                gradient = reduce(gradient if gradient is not None else torch.zeros_like(parameters[name]), "sum")
+                self._set_owned_blocks(name, task, gradient)
+        for task in (~silent).nonzero().flatten().tolist():
+            for name, owners in self.block_owners.items():
+                if (owners == task).any() and parameters[name].grad is not None:
+                    self._set_owned_blocks(name, task, parameters[name].grad / alpha[task].item())
+        self.last_weights = alpha.detach()
+        self.last_cosines = gradient_cosines(gram).detach()
+
+    def _set_owned_blocks(self, name: str, task: int, gradient: torch.Tensor) -> None:
+        """Write ``gradient``'s entries of the blocks ``task`` owns into the parameter's gradient."""
+        parameter = self._parameters_by_name[name]
+        owners = self.block_owners[name].to(parameter.device)
+        if parameter.grad is None:
+            parameter.grad = torch.zeros_like(parameter)
+        blocks = parameter.grad.view(len(owners), -1)
+        blocks[owners == task] = gradient.reshape(len(owners), -1)[owners == task].to(blocks.dtype)
 
     def after_step(self, output_after: MultiTaskOutput | None = None) -> None:
         """Update the method's state once the optimizer has stepped: FAMO reads the same batch's losses under

@@ -55,7 +55,7 @@ class BalancedTrainer(Trainer):
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
-        sets_gradients = self.balancer.is_gradient_method
+        sets_gradients = self.balancer.sets_gradients
         with self.accelerator.no_sync(model) if sets_gradients else contextlib.nullcontext(), self.compute_loss_context_manager():
             loss = self.balancer.backward(model(**inputs), backward=self.accelerator.backward)
         self.balancer.after_step()  # GradNorm's weights from this step's norms (the others have nothing to do)

@@ -490,6 +490,12 @@ class MultiTaskPreTrainedModel(PreTrainedModel):
     def _refine_task_dependence(self, dependence: dict[str, torch.Tensor]) -> None:
         """Adjust `task_dependence`'s default in place (a subclass's task-specific parameters)."""
 
+    def shared_representation_module(self) -> nn.Module | None:
+        """The module whose output is the representation every task reads, through which the shared
+        parameters reach the tasks (the representation-level variant of the gradient methods, MGDA-UB, takes
+        the tasks' gradients of it); ``None`` where the model has none."""
+        return None
+
     def labels_per_task(
         self, labels: torch.Tensor | Mapping[str, torch.Tensor], check_values: bool = True
     ) -> dict[str, torch.Tensor]:

@@ -6,6 +6,7 @@ from dataclasses import field
 from typing import Any, ClassVar
 
 import torch
+from torch import nn
 from huggingface_hub.dataclasses import strict
 
 from ..constants import register_constant
@@ -122,6 +123,10 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
                 dependence[name] = torch.eye(num_tasks, dtype=torch.bool)
             elif parts[:2] == ["heads", "outputs"]:
                 dependence[name] = torch.tensor([task == parts[2] for task in self.task_names])[:, None]
+
+    def shared_representation_module(self) -> nn.Module:
+        """The last routing level's experts: every gate mixes their outputs ``[B, E, h]``."""
+        return self.router.levels[-1].experts
 
     def input_dtype(self) -> torch.dtype:
         """The dtype of the first experts' weights, which read the embedded inputs."""

@@ -384,7 +384,7 @@ def train(
             running_loss = torch.tensor(state.epoch_loss_sum, device=accelerator.device)
             for batch in batches if state.global_step < total_steps else ():
                 # A gradient method sets the gradients itself: data parallelism must not reduce them again.
-                with accelerator.no_sync(model) if balancer.is_gradient_method else contextlib.nullcontext():
+                with accelerator.no_sync(model) if balancer.sets_gradients else contextlib.nullcontext():
                     loss = balancer.backward(model(**batch), backward=accelerator.backward)
                 if config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)

@@ -1,6 +1,6 @@
 """Under `accelerate launch` (or plain python, one process), trains a small CGC model (shared and task experts,
 towers) for three steps with every multi-task optimisation method of `moezoo.balancing`, each process on its
-share of every batch, and writes the final parameters of each method to ``{output_dir}/{N}_processes.json``.
+share of every batch (and MGDA-UB), and writes the final parameters of each method to ``{output_dir}/{N}_processes.json``.
 
 In the last batch the ``cvr`` task has labels in the first half only, so that on two processes one of them
 holds none of its labels. One process and two must end with the same parameters.
@@ -21,6 +21,8 @@ from moezoo.balancing import METHODS, TaskBalancer
 
 TASKS = [{"name": "ctr", "kind": "binary"}, {"name": "cvr", "kind": "binary", "weight": 0.5}, {"name": "like", "kind": "binary"}]
 BATCH = 16
+#: Every method, and MGDA's representation-level variant (MGDA-UB).
+VARIANTS = {**{method: (method, {}) for method in METHODS}, "mgda_ub": ("mgda", {"representation": True})}
 
 
 def batches() -> list[dict[str, torch.Tensor]]:
@@ -34,16 +36,17 @@ def batches() -> list[dict[str, torch.Tensor]]:
     return made
 
 
-def train(method: str, accelerator: Accelerator) -> dict[str, list]:
+def train(variant: str, accelerator: Accelerator) -> dict[str, list]:
     torch.manual_seed(0)
     model = moezoo.create_model("cgc", tasks=TASKS, input_size=6, num_shared_experts=2, num_task_experts=1)
-    balancer = TaskBalancer(model, method, seed=0)
+    method, options = VARIANTS[variant]
+    balancer = TaskBalancer(model, method, options, seed=0)
     optimizer = torch.optim.SGD([*model.parameters(), *balancer.parameters()], lr=0.1)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     rows = BATCH // accelerator.num_processes
     own = slice(accelerator.process_index * rows, (accelerator.process_index + 1) * rows)
     # Gradient methods set the gradients themselves: the forward pass must not prepare DDP's reduction.
-    sets_gradients = balancer.is_gradient_method
+    sets_gradients = balancer.sets_gradients
     for batch in batches():
         local = {name: value[own] for name, value in batch.items()}
         with accelerator.no_sync(wrapped) if sets_gradients else contextlib.nullcontext():
@@ -65,6 +68,6 @@ def train(method: str, accelerator: Accelerator) -> dict[str, list]:
 if __name__ == "__main__":
     output_dir = Path(sys.argv[1])
     accelerator = Accelerator(cpu=True)
-    results = {method: train(method, accelerator) for method in METHODS}
+    results = {variant: train(variant, accelerator) for variant in VARIANTS}
     if accelerator.is_main_process:
         (output_dir / f"{accelerator.num_processes}_processes.json").write_text(json.dumps(results))

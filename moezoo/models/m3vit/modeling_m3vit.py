@@ -357,6 +357,14 @@ class M3ViTModel(MultiTaskPreTrainedModel):
             if re.fullmatch(r"layers\.\d+\.moe\.gate\.(weight|bias)", name):
                 dependence[name] = torch.eye(len(self.task_names), dtype=torch.bool)
 
+    def shared_representation_module(self) -> nn.Module:
+        """What every task's pathway starts from: the block before the first MoE block (its output's hidden
+        states), the embeddings when block 0 is an MoE block, the final LayerNorm of a dense ViT."""
+        if not self.config.moe_layers:
+            return self.layernorm
+        first = self.config.moe_layers[0]
+        return self.layers[first - 1] if first > 0 else self.embeddings
+
     @staticmethod
     def sampled_task_ids(indices: Sequence[int], pixel_values: torch.Tensor) -> torch.Tensor:
         """A task per image, drawn uniformly from ``indices`` with torch's random generator of the images'

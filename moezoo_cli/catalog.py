@@ -137,8 +137,6 @@ _CENSUS_HOME_BASELINES = (
         "tasks' columns withheld)", "benchmarks/census_home.py", "benchmarks/results/census_income_home.json",
     ),
 )
-_MULTI_MNIST = ("a Shared-Bottom CNN (the LeNet-style bottom, one 50-unit shared layer)", "benchmarks/multi_mnist_quality.py",
-                "benchmarks/results/multi_mnist.json")
 
 
 def _census_entry(name: str, architecture: str, config: str, *arguments: str) -> ZooEntry:
@@ -161,13 +159,11 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
-            baselines=(_single_task_baseline(*_MULTI_MNIST, ("dataset", "mnist")),),
         ),
         ZooEntry(
             "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "fashion-mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
             ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
-            (_single_task_baseline(*_MULTI_MNIST, ("dataset", "fashion-mnist")),),
         ),
         ZooEntry(
             "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "mnist",

@@ -208,9 +208,10 @@ def train_and_test(
     """Train on ``splits["train"]``, keep the best checkpoint by validation, and score it on ``splits["test"]``.
 
     The best checkpoint is scored as a user would load it (``from_pretrained``). The validation and test
-    metrics, the best epoch, ``arguments`` (the recipe's settings) and ``data_report`` (what the recipe
-    measured of its data, such as the share of truncated examples) are written to
-    ``{output_dir}/results.json`` and their metrics other than losses are printed.
+    metrics, the best epoch, ``arguments`` (the recipe's settings), ``data_report`` (what the recipe
+    measured of its data, such as the share of truncated examples) and the run's history (a record per
+    epoch: its learning curve) are written to ``{output_dir}/results.json`` and their metrics other than
+    losses are printed.
     """
     for name in ("train", "validation", "test"):
         if name not in splits:
@@ -241,6 +242,8 @@ def train_and_test(
         "arguments": settings,
         **({"data": dict(data_report)} if data_report else {}),
         "environment": run_environment(accelerator, train_seconds),
+        # Each epoch's training loss and validation metrics (and balancing statistics): the run's learning curve.
+        "history": result.history,
     }
     if accelerator.is_main_process:
         write_json_atomic(results_path, summary)

@@ -1,16 +1,6 @@
 """Multi-task optimisation: how the tasks' losses or gradients are combined into one update."""
 
 from .balancer import GRADIENT_RULES, LOSS_WEIGHTINGS, METHODS, TaskBalancer, gradient_cosines, task_gradients
-from .trainer import BalancedTrainer
-from .loss_weighting import (
-    FAMO,
-    DynamicWeightAveraging,
-    EqualWeighting,
-    GradNorm,
-    LossWeighting,
-    RandomLossWeighting,
-    UncertaintyWeighting,
-)
 from .gradient_rules import (
     aligned_mtl_balance,
     aligned_mtl_weights,
@@ -21,6 +11,16 @@ from .gradient_rules import (
     pcgrad_weights,
     two_task_min_norm,
 )
+from .loss_weighting import (
+    FAMO,
+    DynamicWeightAveraging,
+    EqualWeighting,
+    GradNorm,
+    LossWeighting,
+    RandomLossWeighting,
+    UncertaintyWeighting,
+)
+from .trainer import BalancedTrainer
 
 __all__ = [
     "BalancedTrainer",

@@ -14,8 +14,8 @@ global losses (identical everywhere) and back-propagate one local surrogate, who
 parallelism averages into the exact global one. Gradient methods take each task's gradient on each
 process, sum the weighted shares over processes once (one all-reduce of a ``[K + 1, P]`` matrix), and
 every process combines the same global gradients into the same update. A model under
-`torch.nn.parallel.DistributedDataParallel` must then run its forward pass under ``no_sync`` (the
-balancer sets the gradients itself).
+`torch.nn.parallel.DistributedDataParallel` must then run its forward pass under ``no_sync``
+(`TaskBalancer.sets_gradients`: the balancer sets the gradients itself).
 
 **What is shared.** Gradient methods combine the tasks' gradients only over the blocks of parameters that
 more than one task reaches (`moezoo.models.modeling_utils.MultiTaskPreTrainedModel.task_dependence`); a
@@ -25,6 +25,7 @@ by its task weight.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -43,7 +44,14 @@ from .gradient_rules import (
     nash_mtl_weights,
     pcgrad_weights,
 )
-from .loss_weighting import FAMO, DynamicWeightAveraging, EqualWeighting, GradNorm, RandomLossWeighting, UncertaintyWeighting
+from .loss_weighting import (
+    FAMO,
+    DynamicWeightAveraging,
+    EqualWeighting,
+    GradNorm,
+    RandomLossWeighting,
+    UncertaintyWeighting,
+)
 
 #: Methods that weigh the losses (one backward pass), by name.
 LOSS_WEIGHTINGS = {
@@ -185,8 +193,9 @@ class TaskBalancer(nn.Module):
         if missing:
             raise ValueError(f"The model output has no loss for task(s) {missing}: compute every task, with labels.")
         losses = torch.stack([output.task_losses[name] for name in self.task_names])
-        if not torch.isfinite(losses).all():
-            bad = [name for name, value in zip(self.task_names, losses.tolist()) if not torch.isfinite(torch.tensor(value))]
+        finite = torch.isfinite(losses)
+        if not finite.all():
+            bad = [name for name, ok in zip(self.task_names, finite.tolist()) if not ok]
             raise ValueError(f"The loss of task(s) {bad} is not finite: {losses.detach().tolist()}.")
         counts = torch.stack([output.task_label_counts[name] for name in self.task_names]).to(losses)
         total_counts = reduce(counts.detach(), "sum")
@@ -417,8 +426,6 @@ def task_gradients(rows: torch.Tensor, parameters: list[nn.Parameter]) -> list[t
 
 
 def _option_names(method_class: type, skip: tuple[str, ...]) -> tuple[str, ...]:
-    import inspect
-
     return tuple(name for name in inspect.signature(method_class).parameters if name not in skip)
 
 

@@ -105,3 +105,31 @@ def test_gate_weight_figure(tmp_path):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="No batch reached the model's gates"):
         measure_gate_weights(model, [])
+
+
+def test_the_learning_curve_shows_each_tasks_validation_metric_and_the_balancing(trained_run, tmp_path):
+    import matplotlib.image
+
+    from moezoo.hub.figures import plot_training_history
+
+    results = json.loads((trained_run / "results.json").read_text())
+    assert [record["epoch"] for record in results["history"]] == [1] and "eval/income/auc" in results["history"][0]
+    history = [
+        {"epoch": epoch, "train_loss": 0.5 / epoch, "eval/income/auc": 0.8 + 0.05 * epoch, "eval/marital/auc": 0.9,
+         "train/task_weight/income": 1.0 + 0.1 * epoch, "train/task_weight/marital": 1.0 - 0.1 * epoch,
+         "train/gradient_cosine/income|marital": -0.1 * epoch, "train/gradient_conflict_rate": 0.2 * epoch}
+        for epoch in (1, 2, 3)
+    ]
+    plain = plot_training_history([{key: value for key, value in record.items() if not key.startswith("train/")}
+                                   for record in history], ["income", "marital"], tmp_path / "plain.png")
+    balanced = plot_training_history(history, ["income", "marital"], tmp_path / "balanced.png")
+    # Three panels (validation, weights, cosines) against one.
+    assert matplotlib.image.imread(balanced).shape[1] > 2.5 * matplotlib.image.imread(plain).shape[1]
+    with pytest.raises(ValueError, match="holds no validation metrics"):
+        plot_training_history([{"epoch": 1, "train_loss": 0.3}], ["income"], tmp_path / "none.png")
+
+    model = moezoo.MMoEModel.from_pretrained(trained_run / "best")
+    details = CardDetails(model_id="run", dataset=CENSUS, training_figure="learning_curve.png")
+    text = build_model_card(model, results, details).text
+    assert "### Learning curve" in text and "](learning_curve.png)" in text
+    assert "### Learning curve" not in build_model_card(model, results, CardDetails(model_id="run", dataset=CENSUS)).text

@@ -57,7 +57,11 @@ MODEL_CARD_TEMPLATE = """---
 ### Compute
 
 {{ compute }}
+{% if learning_curve %}
+### Learning curve
 
+{{ learning_curve }}
+{% endif %}
 ## Evaluation
 
 {{ testing_data }} {{ testing_metrics }}

@@ -59,6 +59,10 @@ ADAPTER_MIXING_CAPTION = (
     "Weight each task gives each {unit} of each adapted layer (layer index and projection), as the task router "
     "sets it"
 )
+LEARNING_CURVE_CAPTION = (
+    "Each task's headline validation metric after every epoch (and, for a run that balanced its tasks, their weights "
+    "and the cosines between their gradients)"
+)
 TASK_GAPS_CAPTION = (
     "Symmetric KL divergence between diagonal Gaussians fitted to each pair of tasks' LoRA A outputs over the test "
     "split (real tokens), averaged over the LoRA layers: the distance the alignment loss shrinks"
@@ -157,6 +161,8 @@ class CardDetails:
         comparison: Markdown comparing the model with others on the same data (for example the zoo's).
         figure: File name of the routing figure beside the card (`moezoo.hub.figures`), if any.
         figure_caption: What the figure shows.
+        training_figure: File name of the run's learning-curve figure beside the card
+            (`moezoo.hub.figures.plot_training_history`), if any.
         task_parameters: Parameters each task actually uses (`task_parameter_counts`), if measured.
         processor_class: The transformers Auto class that loads the processor saved beside the checkpoint
             (``"AutoFeatureExtractor"`` for a tabular processor, ``"AutoImageProcessor"`` for an image
@@ -176,6 +182,7 @@ class CardDetails:
     comparison: str | None = None
     figure: str | None = None
     figure_caption: str = GATE_WEIGHTS_CAPTION
+    training_figure: str | None = None
     task_parameters: Mapping[str, int] | None = None
     processor_class: str | None = None
     extra_tags: Sequence[str] = field(default_factory=tuple)
@@ -438,6 +445,9 @@ def build_model_card(
         training_data=_training_data(dataset),
         training_regime=training_regime(results, details.command),
         compute=compute_summary(results),
+        learning_curve=(
+            f"{LEARNING_CURVE_CAPTION}:\n\n![{LEARNING_CURVE_CAPTION}]({details.training_figure})" if details.training_figure else None
+        ),
         testing_data=(dataset.test_split_description or f"The test split of {dataset.name}.") if dataset is not None else "",
         testing_metrics=(
             "ROC AUC and accuracy for binary tasks, accuracy for multiclass tasks, MSE and MAE for regression; "

@@ -8,9 +8,12 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from matplotlib.figure import Figure
+
+from moezoo_cli.catalog import headline_metric
 
 from ..adapters.alignment import POOLED_VARIANCE_EPS, symmetric_kl_of_moments
 from ..adapters.merging import task_mixing_weights, task_routed_layers
@@ -211,6 +214,49 @@ def plot_task_shares(
             axis.set_xlabel(unit, fontsize=8)
         axis.set_title(layer_names[layer], fontsize=8)
     figure.colorbar(image, ax=axes.ravel().tolist(), fraction=0.03, label=label)
+    path = Path(path)
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_training_history(history: Sequence[Mapping[str, Any]], task_names: Sequence[str], path: str | os.PathLike) -> Path:
+    """Save a PNG of a run's learning curve from its history (a record per epoch, `moezoo.training.train`): each
+    task's headline validation metric by epoch (`moezoo_cli.catalog.headline_metric`), and where the run
+    balanced its tasks (`moezoo.balancing`), the tasks' mean weights and their gradients' mean cosines and
+    conflict rate by epoch. Returns the path.
+
+    Raises:
+        ValueError: no record holds a validation metric.
+    """
+    evaluated = [record for record in history if any(key.startswith("eval/") for key in record)]
+    if not evaluated:
+        raise ValueError("The history holds no validation metrics: nothing to plot.")
+    panels = ["validation"]
+    if any(key.startswith("train/task_weight/") for key in history[-1]):
+        panels.append("weights")
+    if any(key.startswith("train/gradient_cosine/") for key in history[-1]):
+        panels.append("cosines")
+    figure = Figure(figsize=(4.2 * len(panels), 3.2), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    metrics = {key.removeprefix("eval/"): value for key, value in evaluated[-1].items() if key.startswith("eval/")}
+    for task in task_names:
+        metric = headline_metric(task, metrics)
+        if metric is not None:
+            axes[0].plot([record["epoch"] for record in evaluated], [record[f"eval/{task}/{metric}"] for record in evaluated],
+                         marker="o", label=f"{task} {metric}")
+    axes[0].set(title="validation", xlabel="epoch")
+    axes[0].legend(fontsize=7)
+    epochs = [record["epoch"] for record in history]
+    for axis, panel in zip(axes[1:], panels[1:]):
+        prefix = "train/task_weight/" if panel == "weights" else "train/gradient_cosine/"
+        for key in sorted(key for key in history[-1] if key.startswith(prefix)):
+            axis.plot(epochs, [record.get(key) for record in history], marker="o", label=key.removeprefix(prefix))
+        if panel == "cosines":
+            axis.plot(epochs, [record.get("train/gradient_conflict_rate") for record in history], marker="s",
+                      linestyle="--", color="black", label="conflict rate")
+            axis.axhline(0.0, color="grey", linewidth=0.5)
+        axis.set(title="task weights" if panel == "weights" else "task gradient cosines", xlabel="epoch")
+        axis.legend(fontsize=7)
     path = Path(path)
     figure.savefig(path, dpi=110)
     return path

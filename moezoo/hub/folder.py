@@ -32,9 +32,11 @@ from .figures import (
     plot_gate_weights,
     plot_task_gaps,
     plot_task_shares,
+    plot_training_history,
 )
 
 FIGURE = "routing.png"
+TRAINING_FIGURE = "learning_curve.png"
 CARD = "README.md"
 RESULTS = "results.json"
 #: Examples of the test split on which the parameters each task uses are measured (fewer for a ViT,
@@ -129,5 +131,8 @@ def write_card(
             details.figure = FIGURE
             probe_inputs = {name: torch.cat([batch[name] for batch in batches])[:probe] for name in batches[0] if name != "labels"}
             details.task_parameters = task_parameter_counts(model, probe_inputs)
+    if results is not None and any(key.startswith("eval/") for record in results.get("history", []) for key in record):
+        plot_training_history(results["history"], model.task_names, folder / TRAINING_FIGURE)
+        details.training_figure = TRAINING_FIGURE
     build_model_card(model, results, details).save(card_path)
     return card_path

@@ -90,6 +90,14 @@ def test_bad_methods_options_and_losses_are_named(tiny_bert_folder):
         TaskBalancer(model, "dwa", {"temprature": 2.0})
     with pytest.raises(ValueError, match=r"Unknown option 'c' for the loss balancing method 'mgda'; it takes \['representation'\]"):
         TaskBalancer(model, "mgda", {"c": 0.4})
+    with pytest.raises(ValueError, match=r"Option 'c' of the loss balancing method 'cagrad' must be a number, got 'x'"):
+        TaskBalancer(model, "cagrad", {"c": "x"})
+    with pytest.raises(ValueError, match=r"Option 'representation' of the loss balancing method 'mgda' must be true or false, got 1"):
+        TaskBalancer(model, "mgda", {"representation": 1})
+    with pytest.raises(ValueError, match="CAGrad's c must be >= 0, got -1"):  # a bad value, at construction
+        TaskBalancer(model, "cagrad", {"c": -1})
+    with pytest.raises(ValueError, match=r"Unknown option 'task_weights' for the loss balancing method 'equal'; it takes no options"):
+        TaskBalancer(model, "equal", {"task_weights": [1, 2, 3]})  # the tasks' weights are the model's
     single = moezoo.create_model("mmoe", tasks=TASKS[:1], input_size=6)
     with pytest.raises(ValueError, match="The method 'mgda' compares several tasks' gradients; this model has one task"):
         TaskBalancer(single, "mgda")

@@ -117,7 +117,8 @@ class TaskBalancer(nn.Module):
         num_tasks = len(self.task_names)
         if method in LOSS_WEIGHTINGS:
             weighting = LOSS_WEIGHTINGS[method]
-            accepted = _option_names(weighting, skip=("num_tasks",))
+            # The tasks' own weights come from the model's task specs, not from an option.
+            accepted = _option_names(weighting, skip=("num_tasks", "task_weights"))
             _check_options(method, options, accepted)
             if method == "rlw":
                 options.setdefault("seed", seed)
@@ -132,6 +133,7 @@ class TaskBalancer(nn.Module):
                 self.weighting = None
                 self.representation = bool(options.pop("representation", False))
                 self.rule_options = options
+                GRADIENT_RULES[method][0](torch.eye(num_tasks, dtype=torch.float64), **options)  # bad values fail now
             self.shared_masks = _shared_masks(model)
             # Not a submodule: the balancer only sets the model's gradients (and is saved apart from it).
             self._parameters_by_name = {name: parameter for name, parameter in model.named_parameters() if name in self.shared_masks}
@@ -429,6 +431,13 @@ def _option_names(method_class: type, skip: tuple[str, ...]) -> tuple[str, ...]:
     return tuple(name for name in inspect.signature(method_class).parameters if name not in skip)
 
 
+#: The type each method option takes (a whole number is a number too; a bool is neither).
+OPTION_TYPES: dict[str, type] = {
+    "c": float, "rescale": int, "normalize_gram": bool, "representation": bool, "temperature": float, "seed": int,
+    "lr": float, "weight_decay": float, "alpha": float,
+}
+
+
 def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str, ...]) -> None:
     unknown = [name for name in options if name not in accepted]
     if unknown:
@@ -436,6 +445,12 @@ def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str,
             f"Unknown option {unknown[0]!r} for the loss balancing method {method!r}{closest_names(unknown[0], accepted)}; "
             f"it takes {list(accepted) or 'no options'}."
         )
+    for name, value in options.items():
+        expected = OPTION_TYPES[name]
+        allowed = (int, float) if expected is float else (expected,)
+        if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
+            kind = {float: "a number", int: "a whole number", bool: "true or false"}[expected]
+            raise ValueError(f"Option {name!r} of the loss balancing method {method!r} must be {kind}, got {value!r}.")
 
 
 def _shared_masks(model: nn.Module) -> dict[str, torch.Tensor]:

@@ -251,3 +251,12 @@ def test_mgda_ub_weighs_the_losses_by_the_representations_gradients():
         torch.testing.assert_close(parameter.grad, expected, msg=name)
     with pytest.raises(ValueError, match=r"Unknown option 'representation' for the loss balancing method 'pcgrad'; it takes no options"):
         TaskBalancer(model, "pcgrad", {"representation": True})
+
+
+def test_a_yaml_names_the_method_and_the_flags_override_its_options_key_by_key(tmp_path):
+    from moezoo.training import TrainingConfig, parse_config_and_args
+
+    config = tmp_path / "run.yaml"
+    config.write_text("loss_balancing: cagrad\nloss_balancing_options:\n  c: 0.4\n  rescale: 2\n")
+    (training,) = parse_config_and_args((TrainingConfig,), [str(config), "--loss_balancing_options", '{"c": 0.5}'])
+    assert training.loss_balancing == "cagrad" and training.balancing_options() == {"c": 0.5, "rescale": 2}

@@ -111,7 +111,8 @@ def main() -> None:
         architecture, config = MODELS["shared_bottom" if name == "single_task" else name]
         width, parameters = width_for_budget(architecture, config, features, budget)
         for seed in args.seeds:
-            model_config = {**config, **COMMON, "expert_hidden_sizes": [width]}
+            # Flags override the YAML's model_config key by key: null drops the HoME keys other models lack.
+            model_config = {**dict.fromkeys(RECIPE_MODEL_CONFIG), **config, **COMMON, "expert_hidden_sizes": [width]}
             argv = [
                 str(CONFIG), "--model_name", architecture, "--model_config", json.dumps(model_config),
                 "--seed", str(seed),

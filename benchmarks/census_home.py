@@ -4,8 +4,8 @@ HoME with each of its components off; plus the experts' zero-activation rates (H
 
     python benchmarks/census_home.py [--seeds 0 1 2] [--models home mmoe ...]
 
-Every run is recipes/configs/census_income_home.yaml (tasks income, marital, education; 10 epochs)
-with another architecture. Budget: every model gets the expert width whose effective parameter count
+Every run is recipes/configs/census_income_home.yaml's data and training (tasks income, marital,
+education; 10 epochs) with another architecture, its config given whole by the benchmark. Budget: every model gets the expert width whose effective parameter count
 (`moezoo.routing.effective_num_parameters`: all parameters less masked-out gate weights, embeddings
 and towers included) is closest to the HoME config's, so an ablation that removes parameters gets
 wider experts. The zero-activation rate is measured on the best checkpoint over the test split.
@@ -20,6 +20,7 @@ import argparse
 import json
 import statistics
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,7 @@ import moezoo  # noqa: E402
 from moezoo.routing import RoutingStatistics, effective_num_parameters  # noqa: E402
 
 CONFIG = REPO / "recipes" / "configs" / "census_income_home.yaml"
+RECIPE_WITHOUT_MODEL = Path(tempfile.gettempdir()) / "census_income_home_benchmark.yaml"
 TASKS = ["income", "marital", "education"]
 RECIPE_MODEL_CONFIG = yaml.safe_load(CONFIG.read_text())["model_config"]
 HOME_WIDTH = RECIPE_MODEL_CONFIG["expert_hidden_sizes"][0]
@@ -100,6 +102,10 @@ def main() -> None:
     parser.add_argument("--data_dir", default=None)
     args = parser.parse_args()
 
+    # The recipe without its HoME model_config: flags override a YAML's mapping key by key, so every
+    # architecture's config comes whole from the benchmark instead.
+    RECIPE_WITHOUT_MODEL.write_text(yaml.safe_dump({key: value for key, value in yaml.safe_load(CONFIG.read_text()).items()
+                                                    if key != "model_config"}))
     data_args = DataArguments(tasks=TASKS, data_dir=args.data_dir)
     raw, processor = load_and_fit_processor(data_args, seed=0)
     features = processor.feature_schema.to_dict()
@@ -111,10 +117,9 @@ def main() -> None:
         architecture, config = MODELS["shared_bottom" if name == "single_task" else name]
         width, parameters = width_for_budget(architecture, config, features, budget)
         for seed in args.seeds:
-            # Flags override the YAML's model_config key by key: null drops the HoME keys other models lack.
-            model_config = {**dict.fromkeys(RECIPE_MODEL_CONFIG), **config, **COMMON, "expert_hidden_sizes": [width]}
+            model_config = {**config, **COMMON, "expert_hidden_sizes": [width]}
             argv = [
-                str(CONFIG), "--model_name", architecture, "--model_config", json.dumps(model_config),
+                str(RECIPE_WITHOUT_MODEL), "--model_name", architecture, "--model_config", json.dumps(model_config),
                 "--seed", str(seed),
             ]
             if args.data_dir:

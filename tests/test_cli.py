@@ -3,6 +3,7 @@
 import importlib.metadata
 import json
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -200,6 +201,9 @@ def test_train_finds_the_recipe_of_a_yaml_an_entry_or_a_script():
     command = launch_command("ple-census-income", ["--num_train_epochs", "1"], num_processes=2)
     assert command[1:7] == ["-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines"]
     assert command[-5:] == [mmoe_yaml, "--model_name", "ple", "--num_train_epochs", "1"]
+    port = int(command[command.index("--main_process_port") + 1])  # a free one, not the default every run shares
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", port))
 
 
 def test_train_errors_name_the_problem(capfd, tmp_path):

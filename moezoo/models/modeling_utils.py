@@ -145,7 +145,7 @@ class MultiTaskConfig(PreTrainedConfig):
 
     model_type = "moezoo_multitask"
     # `transformers.Trainer.predict` returns what is left of the output: the logits alone.
-    keys_to_ignore_at_inference: ClassVar[list[str]] = ["task_losses", "aux_loss", "router_probs"]
+    keys_to_ignore_at_inference: ClassVar[list[str]] = ["task_losses", "task_label_counts", "aux_loss", "router_probs"]
 
     tasks: list[dict] = field(default_factory=_default_tasks)
     features: dict | None = None

@@ -3,6 +3,7 @@ under ``accelerate launch`` when it asks for several processes."""
 
 from __future__ import annotations
 
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,8 +71,18 @@ def launch_command(recipe: str, flags: Sequence[str] = (), num_processes: int = 
         return [sys.executable, *arguments]
     return [
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(num_processes),
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", *arguments,
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        # A free port rather than the fixed default, so that runs launched side by side (or one just after
+        # another, while the previous one's port is still held) do not collide.
+        "--main_process_port", str(free_port()), *arguments,
     ]
+
+
+def free_port() -> int:
+    """A TCP port of this machine that nothing listens on now (the system's choice)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def launch_environment(num_processes: int) -> dict[str, str]:

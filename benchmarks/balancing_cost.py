@@ -19,7 +19,6 @@ Results: benchmarks/results/balancing_cost_{N}_processes.{json,md}.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 from typing import Any
 
@@ -67,15 +66,11 @@ def time_method(make_case, method: str, accelerator: Accelerator, steps: int) ->
              else {task: labels.to(accelerator.device) for task, labels in value.items()} for name, value in batch.items()}
 
     def step() -> None:
-        with accelerator.no_sync(wrapped) if balancer.sets_gradients else contextlib.nullcontext():
+        with balancer.backward_context(accelerator, wrapped):
             balancer.backward(wrapped(**batch), backward=accelerator.backward)
         optimizer.step()
         optimizer.zero_grad()
-        if balancer.needs_output_after:
-            with torch.no_grad():
-                balancer.after_step(wrapped(**batch))
-        else:
-            balancer.after_step()
+        balancer.after_step(lambda: wrapped(**batch))
 
     for _ in range(2):  # warm-up
         step()

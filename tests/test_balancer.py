@@ -118,12 +118,12 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
     assert famo.needs_output_after
     output = model(**batch)
     famo.backward(output)
-    with pytest.raises(ValueError, match="pass output_after"):
+    with pytest.raises(ValueError, match="pass forward_again"):
         famo.after_step()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter -= 0.1 * parameter.grad
-    famo.after_step(model(**batch))
+    famo.after_step(lambda: model(**batch))
     assert not torch.equal(famo.weighting.logits, torch.zeros(3))
 
     model.zero_grad()

@@ -25,11 +25,13 @@ by its task weight.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+from accelerate import Accelerator
 from accelerate.state import PartialState
 from accelerate.utils import reduce
 from torch import nn
@@ -182,6 +184,11 @@ class TaskBalancer(nn.Module):
         weightings and the representation-level variant back-propagate a loss as usual."""
         return self.is_gradient_method and not self.representation
 
+    def backward_context(self, accelerator: Accelerator, model: nn.Module) -> contextlib.AbstractContextManager:
+        """The context of the forward pass and `backward` of a step under ``accelerator``: data parallelism's
+        ``no_sync`` where the balancer sets the gradients itself (`sets_gradients`), nothing otherwise."""
+        return accelerator.no_sync(model) if self.sets_gradients else contextlib.nullcontext()
+
     def get_extra_state(self) -> torch.Tensor:
         return self.generator.get_state()
 
@@ -327,18 +334,23 @@ class TaskBalancer(nn.Module):
         blocks = parameter.grad.view(len(owners), -1)
         blocks[owners == task] = gradient.reshape(len(owners), -1)[owners == task].to(blocks.dtype)
 
-    def after_step(self, output_after: MultiTaskOutput | None = None) -> None:
+    def after_step(self, forward_again: Callable[[], MultiTaskOutput] | None = None) -> None:
         """Update the method's state once the optimizer has stepped: FAMO reads the same batch's losses under
-        the updated model (``output_after``, a forward pass on that batch; `needs_output_after`), GradNorm
-        the gradient norms of the last `backward`; the other methods have nothing to do."""
+        the updated model (``forward_again()``, the step's forward pass run again, here without gradients;
+        `needs_output_after`), GradNorm the gradient norms of the last `backward`; the other methods have
+        nothing to do (and ``forward_again`` is not called)."""
         if self.weighting is None or self.weighting.needs is None:
             return
         if self._losses_before is None:
             raise RuntimeError("after_step follows a backward: call backward(output) first.")
         if self.weighting.needs == "losses_after":
-            if output_after is None:
-                raise ValueError(f"{self.method!r} updates its weights from the batch's losses after the step: pass output_after.")
-            _, _, global_after = self._global_shares(output_after)
+            if forward_again is None:
+                raise ValueError(
+                    f"{self.method!r} updates its weights from the batch's losses after the step: pass forward_again, "
+                    "which runs the step's forward pass again."
+                )
+            with torch.no_grad():
+                _, _, global_after = self._global_shares(forward_again())
             self.weighting.after_step(self._losses_before, losses_after=self.task_weights.to(global_after) * global_after)
         else:
             self.weighting.after_step(self._losses_before, gradient_norms=self._gradient_norms)

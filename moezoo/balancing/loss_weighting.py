@@ -9,11 +9,29 @@ a run resumed from a checkpoint continues with the same weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 #: Added to a loss before a logarithm or a ratio (FAMO's and DWA's guard against a zero loss).
 LOSS_EPS = 1e-8
+
+
+def step_held_tensor(
+    optimizer: torch.optim.Optimizer, held: torch.Tensor, gradient: Callable[[torch.Tensor], torch.Tensor]
+) -> None:
+    """One step of a method's own ``optimizer``, whose only tensor mirrors the buffer ``held`` (a buffer, so that
+    the model's optimizer never sees it and ``state_dict`` saves it): the tensor takes the buffer's value and the
+    gradient ``gradient(tensor)``, the optimizer steps, and the buffer takes the result."""
+    (tensor,) = optimizer.param_groups[0]["params"]
+    with torch.no_grad():
+        tensor.copy_(held)
+    tensor.grad = gradient(tensor)
+    optimizer.step()
+    optimizer.zero_grad()
+    with torch.no_grad():
+        held.copy_(tensor)
 
 
 class LossWeighting(nn.Module):
@@ -190,16 +208,12 @@ class FAMO(LossWeighting):
             raise ValueError("FAMO updates its weights from the batch's losses after the step: pass losses_after.")
         delta = (self._shifted(self._checked(losses_before).detach()).log()
                  - self._shifted(self._checked(losses_after).detach()).log()).to(self.logits)
-        (logits,) = self.logit_optimizer.param_groups[0]["params"]
-        with torch.no_grad():
-            logits.copy_(self.logits)
-        with torch.enable_grad():
-            (gradient,) = torch.autograd.grad(torch.softmax(logits, 0), logits, grad_outputs=delta)
-        logits.grad = gradient
-        self.logit_optimizer.step()
-        self.logit_optimizer.zero_grad()
-        with torch.no_grad():
-            self.logits.copy_(logits)
+
+        def gradient(logits: torch.Tensor) -> torch.Tensor:  # J_softmaxᵀ δ
+            with torch.enable_grad():
+                return torch.autograd.grad(torch.softmax(logits, 0), logits, grad_outputs=delta)[0]
+
+        step_held_tensor(self.logit_optimizer, self.logits, gradient)
 
     def get_extra_state(self) -> dict:
         return self.logit_optimizer.state_dict()
@@ -251,16 +265,11 @@ class GradNorm(LossWeighting):
             raise ValueError("GradNorm updates its weights from the tasks' gradient norms: pass gradient_norms.")
         losses = self._checked(losses_before).detach().to(self.weights)
         norms = gradient_norms.detach().to(self.weights)
-        (weights,) = self.weight_optimizer.param_groups[0]["params"]
-        with torch.no_grad():
-            weights.copy_(self.weights)
         # d/dw_k Σ_j |w_j n_j - target_j| with the targets held constant.
-        weights.grad = torch.sign(self.weights * norms - self.targets(losses, norms)) * norms
-        self.weight_optimizer.step()
-        self.weight_optimizer.zero_grad()
-        with torch.no_grad():
-            positive = weights.clamp_min(0)
-            self.weights.copy_(self.num_tasks * positive / positive.sum().clamp_min(LOSS_EPS))
+        gradient = torch.sign(self.weights * norms - self.targets(losses, norms)) * norms
+        step_held_tensor(self.weight_optimizer, self.weights, lambda weights: gradient)
+        positive = self.weights.clamp_min(0)
+        self.weights.copy_(self.num_tasks * positive / positive.sum().clamp_min(LOSS_EPS))
 
     def get_extra_state(self) -> dict:
         return self.weight_optimizer.state_dict()

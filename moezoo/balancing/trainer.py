@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import torch
@@ -55,8 +54,7 @@ class BalancedTrainer(Trainer):
     def training_step(self, model: nn.Module, inputs: dict[str, Any], num_items_in_batch: Any = None) -> torch.Tensor:
         model.train()
         inputs = self._prepare_inputs(inputs)
-        sets_gradients = self.balancer.sets_gradients
-        with self.accelerator.no_sync(model) if sets_gradients else contextlib.nullcontext(), self.compute_loss_context_manager():
+        with self.balancer.backward_context(self.accelerator, model), self.compute_loss_context_manager():
             loss = self.balancer.backward(model(**inputs), backward=self.accelerator.backward)
         self.balancer.after_step()  # GradNorm's weights from this step's norms (the others have nothing to do)
         return loss

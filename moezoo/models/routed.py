@@ -114,11 +114,10 @@ class RoutedMultiTaskModel(MultiTaskPreTrainedModel):
         for name in dependence:
             parts = name.split(".")
             if parts[:2] == ["router", "levels"]:
-                gate_tasks, expert_tasks = by_level[int(parts[2])]
-                rows = expert_tasks if parts[3] in ("experts", "feature_gate") else gate_tasks
                 if parts[3] not in ("experts", "feature_gate", "gate", "self_gate"):
                     raise ValueError(f"No task dependence is known for {name}: a routing level part this model does not describe.")
-                dependence[name] = rows.T.clone()
+                gate_tasks, expert_tasks = by_level[int(parts[2])]
+                dependence[name] = (expert_tasks if parts[3] in ("experts", "feature_gate") else gate_tasks).T.clone()
             elif parts[:2] == ["heads", "towers"]:
                 dependence[name] = torch.eye(num_tasks, dtype=torch.bool)
             elif parts[:2] == ["heads", "outputs"]:

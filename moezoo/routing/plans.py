@@ -221,10 +221,8 @@ def plan_task_dependence(levels: Sequence[RoutingLevel], task_to_gate: torch.Ten
         dependence.insert(0, (gate_tasks, expert_tasks))
         if level_index == 0:
             break
-        previous = torch.zeros(levels[level_index - 1].mask.shape[0], num_tasks, dtype=torch.bool)
-        for source, tasks in zip(level.expert_sources.tolist(), expert_tasks):
-            previous[source] |= tasks
-        for source, tasks in zip(level.gate_sources.tolist(), gate_tasks):
-            previous[source] |= tasks
-        gate_tasks = previous
+        readers = torch.zeros(levels[level_index - 1].mask.shape[0], num_tasks)
+        readers.index_add_(0, level.expert_sources, expert_tasks.float())
+        readers.index_add_(0, level.gate_sources, gate_tasks.float())
+        gate_tasks = readers > 0
     return dependence

@@ -384,18 +384,14 @@ def train(
             running_loss = torch.tensor(state.epoch_loss_sum, device=accelerator.device)
             for batch in batches if state.global_step < total_steps else ():
                 # A gradient method sets the gradients itself: data parallelism must not reduce them again.
-                with accelerator.no_sync(model) if balancer.sets_gradients else contextlib.nullcontext():
+                with balancer.backward_context(accelerator, model):
                     loss = balancer.backward(model(**batch), backward=accelerator.backward)
                 if config.max_grad_norm is not None:
                     accelerator.clip_grad_norm_(model.parameters(), config.max_grad_norm)
                 optimizer.step()
                 scheduler.step()
                 optimizer.zero_grad()
-                if balancer.needs_output_after:
-                    with torch.no_grad():
-                        balancer.after_step(model(**batch))
-                else:
-                    balancer.after_step()
+                balancer.after_step(lambda: model(**batch))
                 running_loss += loss
                 state.step_in_epoch += 1
                 state.global_step += 1

@@ -8,7 +8,6 @@ holds none of its labels. One process and two must end with the same parameters.
     accelerate launch --num_processes 2 ... balanced_steps.py OUTPUT_DIR
 """
 
-import contextlib
 import json
 import sys
 from pathlib import Path
@@ -45,18 +44,12 @@ def train(variant: str, accelerator: Accelerator) -> dict[str, list]:
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     rows = BATCH // accelerator.num_processes
     own = slice(accelerator.process_index * rows, (accelerator.process_index + 1) * rows)
-    # Gradient methods set the gradients themselves: the forward pass must not prepare DDP's reduction.
-    sets_gradients = balancer.sets_gradients
     for batch in batches():
         local = {name: value[own] for name, value in batch.items()}
-        with accelerator.no_sync(wrapped) if sets_gradients else contextlib.nullcontext():
+        with balancer.backward_context(accelerator, wrapped):
             balancer.backward(wrapped(**local))
         optimizer.step()
-        if balancer.needs_output_after:
-            with torch.no_grad():
-                balancer.after_step(wrapped(**local))
-        else:
-            balancer.after_step()
+        balancer.after_step(lambda: wrapped(**local))
         optimizer.zero_grad()
         balancer.end_epoch()  # each batch an epoch, so that DWA's weights move by the third
     parameters = {name: parameter.detach().tolist() for name, parameter in accelerator.unwrap_model(wrapped).named_parameters()}

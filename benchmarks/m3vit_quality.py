@@ -82,6 +82,7 @@ def record(variant: str, summary: dict[str, Any], seconds: float | None) -> dict
         "train_seconds": summary["environment"]["train_seconds"],
         "peak_memory_mb": summary["environment"].get("peak_memory_mb"),
         "seconds": seconds,
+        "budget": budget_in_words(),
     }
     for task in arguments["tasks"]:
         for metric in ("accuracy", "miou", "pixel_accuracy"):
@@ -113,18 +114,30 @@ def main() -> None:
             run = record(variant, summary, time.perf_counter() - start)
         print(run, flush=True)
         # Saved after every run, so that an interrupted benchmark keeps what it measured.
-        write_report(merge_runs(RESULTS_FILE, [run], key=("variant",)))
+        write_report(merge_runs(RESULTS_FILE, [run], key=("variant",), keep=current_budget))
 
 
 def budget_in_words() -> str:
     """The recipe YAML's training budget, as the report states it."""
     recipe = yaml.safe_load(CONFIG.read_text())
-    canvases = f"{recipe['max_train_samples']:,}" if recipe.get("max_train_samples") else "all 50,000"
-    return (
-        f"{recipe['num_train_epochs']} epochs over the same {canvases} training canvases (batch "
-        f"{recipe['per_device_train_batch_size']}, AdamW {recipe['learning_rate']:g}, {recipe['lr_scheduler_type']} "
-        f"decay), the best validation epoch by {recipe['metric_for_best_model']}"
+    held_out = recipe.get("validation_size", 10_000)
+    canvases = (
+        f"{recipe['max_train_samples']:,} training canvases"
+        if recipe.get("max_train_samples")
+        else f"{60_000 - held_out:,} training canvases (all but the {held_out:,} held out for validation)"
     )
+    patch = recipe["model_config"]["patch_size"]
+    return (
+        f"{recipe['num_train_epochs']} epochs over the same {canvases}, {patch}x{patch} patches, batch {recipe['per_device_train_batch_size']}, AdamW "
+        f"{recipe['learning_rate']:g} with {recipe['lr_scheduler_type']} decay, the best validation epoch by "
+        f"{recipe['metric_for_best_model']}"
+    )
+
+
+def current_budget(run: dict[str, Any]) -> bool:
+    """Whether ``run`` was measured under the recipe YAML as it is now (rows of an earlier recipe are
+    dropped rather than set beside rows they cannot be compared with)."""
+    return run.get("budget") == budget_in_words()
 
 
 def write_report(runs: list[dict[str, Any]]) -> None:
@@ -136,7 +149,8 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "Test split (10,000 canvases): accuracy (%) of the two image-level tasks, mIoU (%) of the two dense ones "
         f"(pixel accuracy in brackets). Budget of every row but `dense_vit_upcycling_start`: {budget_in_words()}; "
         "`dense_vit_upcycling_start` stops one epoch early and `upcycled_m3vit` is it upcycled and trained 1 epoch "
-        "more. "
+        "more. The M³ViT rows train one task per canvas, drawn at random (`sample_task_in_training`: a step costs "
+        "one pathway); the dense rows train every task on every canvas (one pathway serves them all). "
         "Training time and peak resident memory of the training process on this 2-core CPU.",
         "",
         "| variant | parameters | " + " | ".join(TASK_NAMES) + " | train min | peak GB |",

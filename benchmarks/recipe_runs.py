@@ -60,12 +60,20 @@ def write_results(stem: str, summary: Any, report: str) -> None:
     print(report)
 
 
-def merge_runs(results_file: Path, runs: list[dict[str, Any]], key: Sequence[str]) -> list[dict[str, Any]]:
+def merge_runs(
+    results_file: Path,
+    runs: list[dict[str, Any]],
+    key: Sequence[str],
+    keep: Callable[[dict[str, Any]], bool] | None = None,
+) -> list[dict[str, Any]]:
     """Write ``runs`` to ``results_file``, replacing earlier runs with the same ``key`` fields and keeping
-    the others, so that parts of a benchmark can be measured separately. Returns all runs."""
+    the others (those ``keep`` accepts, when given), so that parts of a benchmark can be measured
+    separately. Returns all runs."""
     measured = {tuple(run[name] for name in key) for run in runs}
     earlier = json.loads(results_file.read_text()) if results_file.exists() else []
-    merged = [run for run in earlier if tuple(run[name] for name in key) not in measured] + runs
+    merged = [
+        run for run in earlier if tuple(run[name] for name in key) not in measured and (keep is None or keep(run))
+    ] + runs
     results_file.parent.mkdir(parents=True, exist_ok=True)
     results_file.write_text(json.dumps(merged, indent=2) + "\n")
     return merged

@@ -145,6 +145,28 @@ def test_cagrad_solves_its_subproblem_and_steps_as_the_authors_code():
     torch.testing.assert_close(cagrad_weights(gram, c=0.0), mean)  # c = 0: the mean gradient
 
 
+@pytest.mark.parametrize("second", ["random", "conflicting", "opposite"])
+def test_cagrad_two_task_subproblem_is_solved_exactly(second):
+    """Two tasks take a closed-form path: its w must be the minimum of the subproblem on a fine grid of the
+    segment, including where the gradients conflict and where g_w can vanish."""
+    G = gradients(num_tasks=2, seed=10)
+    G[1] = {"random": G[1], "conflicting": -0.8 * G[0] + 0.3 * G[1], "opposite": -0.5 * G[0]}[second]
+    gram = G @ G.T
+    c = 0.4
+    mean = torch.full((2,), 0.5, dtype=torch.float64)
+    radius = c * torch.sqrt(mean @ gram @ mean)
+    alpha = cagrad_weights(gram, c=c, rescale=0)
+    w = (alpha - mean) / (alpha - mean).sum()
+    s = torch.linspace(0, 1, 100_001, dtype=torch.float64)
+    segment = torch.stack([s, 1 - s], 1)
+
+    def subproblem(w):
+        return w @ gram @ mean + radius * torch.einsum("...i,ij,...j->...", w, gram, w).clamp_min(0).sqrt()
+
+    assert w.min() >= 0
+    assert subproblem(w) <= subproblem(segment).min() + 1e-12 * gram.diagonal().max()
+
+
 def test_rules_refuse_a_gram_matrix_that_is_not_one():
     with pytest.raises(ValueError, match=r"A Gram matrix is \[K, K\] with K >= 1, got \[2, 3\]"):
         mgda_weights(torch.zeros(2, 3))

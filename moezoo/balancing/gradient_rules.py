@@ -8,8 +8,10 @@ are all such combinations, and their conditions involve the gradients only throu
 rule costs ``O(K³)`` whatever the number of parameters, and under data parallelism it needs only the
 all-reduced Gram matrix, the same on every process; the update ``αᵀ G`` is formed once.
 
-The rules compute in float64 (small matrices: the cost is nil, and the solvers' stationarity conditions
-then hold to ~1e-10).
+The rules compute in float64 on the CPU (``K x K`` matrices: a GPU would only add a launch per tiny
+operation, and the solvers' optimality conditions then hold to ~1e-10). The iterative ones (CAGrad's
+subproblem, Nash-MTL) are Newton methods that converge in tens of steps rather than first-order methods
+that take hundreds, because on a small model the solver, not the backward pass, sets the step time.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def _as_gram(gram: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"A Gram matrix is [K, K] with K >= 1, got {list(gram.shape)}.")
     if not torch.isfinite(gram).all():
         raise ValueError("The task gradients' Gram matrix holds NaN or inf: a task's gradient is not finite.")
-    return gram.double()
+    return gram.detach().double().cpu()
 
 
 def two_task_min_norm(gram: torch.Tensor) -> torch.Tensor:
@@ -106,19 +108,67 @@ def pcgrad_weights(gram: torch.Tensor, generator: torch.Generator | None = None)
     return coefficients.sum(0)
 
 
-def _minimize_on_simplex(value_and_gradient, num_tasks: int, dtype: torch.dtype, iterations: int = 1000) -> torch.Tensor:
-    """Minimise a convex function of ``α`` on the simplex by exponentiated gradient (mirror descent with the
-    entropy) from the centre, with steps of ``1 / √(t + 1)`` in the sup norm of the gradient; the best
-    iterate. ``value_and_gradient(α)`` returns both."""
-    logits = torch.zeros(num_tasks, dtype=dtype)
-    best_value, best = None, None
-    for step in range(iterations):
-        alpha = torch.softmax(logits, 0)
-        value, gradient = value_and_gradient(alpha)
-        if best_value is None or value < best_value:
-            best_value, best = value, alpha
-        logits = logits - gradient / (gradient.abs().max().clamp_min(NORM_EPS) * (step + 1) ** 0.5)
-    return best
+def _minimize_on_simplex(
+    value, gradient_and_hessian, num_tasks: int, gap: float = 1e-10, newton_tolerance: float = 1e-12
+) -> torch.Tensor:
+    """Minimise a smooth convex ``f(α)`` (of order one) on the simplex by the log-barrier method: Newton
+    steps (the equality ``Σ α = 1`` eliminated; backtracking inside ``α > 0``) on ``t f(α) - Σ log α`` for
+    ``t = 1, 100, 10⁴, ...`` until the duality gap ``K / t`` is below ``gap``. ``value(α)`` is ``f(α)``;
+    ``gradient_and_hessian(α)`` its gradient and Hessian."""
+    alpha = torch.full((num_tasks,), 1.0 / num_tasks, dtype=torch.float64)
+    ones = torch.ones(num_tasks, dtype=torch.float64)
+    t = 1.0
+    while True:
+        current = t * value(alpha) - torch.log(alpha).sum()
+        for _ in range(50):
+            gradient, hessian = gradient_and_hessian(alpha)
+            gradient = t * gradient - 1.0 / alpha
+            hessian = t * hessian + torch.diag(1.0 / alpha**2)
+            # The Newton step on {Σ α = 1}: -H⁻¹(g + ν 1) with ν making its entries sum to zero.
+            solved = torch.linalg.solve(hessian, torch.stack([gradient, ones], 1))
+            step = solved[:, 0].sum() / solved[:, 1].sum() * solved[:, 1] - solved[:, 0]
+            decrement = -(gradient @ step)
+            if decrement / 2 <= newton_tolerance:
+                break
+            size = 1.0
+            while size > 1e-10:
+                candidate = alpha + size * step
+                if (candidate > 0).all():
+                    candidate_value = t * value(candidate) - torch.log(candidate).sum()
+                    if candidate_value <= current - 0.25 * size * decrement:
+                        break
+                size /= 2
+            if size <= 1e-10:  # no decrease left at float64's precision
+                break
+            alpha, current = candidate, candidate_value
+        if num_tasks / t < gap:
+            return alpha
+        t *= 100.0
+
+
+def _cagrad_two_tasks(gram: torch.Tensor, linear: torch.Tensor, radius: float) -> torch.Tensor:
+    """CAGrad's subproblem for two tasks, exactly: with ``w = (s, 1 - s)``, ``‖g_w‖² = A s² + B s + C``
+    and ``f(s) = β s + r √(A s² + B s + C)`` up to a constant; the minimum over ``[0, 1]`` is at an end or
+    where ``f'`` vanishes, a root of ``4A(r²A - β²) s² + 4B(r²A - β²) s + r²B² - 4β²C`` (``f'(s) = 0``
+    squared); ``f`` is convex, so the best of these candidates is the minimum."""
+    (m11, m12), (m21, m22) = gram.tolist()
+    big_a, big_b, big_c = m11 - 2 * m12 + m22, 2 * (m12 - m22), m22
+    beta = (linear[0] - linear[1]).item()
+    common = radius**2 * big_a - beta**2
+    a, b, c = 4 * big_a * common, 4 * big_b * common, radius**2 * big_b**2 - 4 * beta**2 * big_c
+    candidates = [0.0, 1.0]
+    if abs(a) > 1e-15:
+        discriminant = b * b - 4 * a * c
+        if discriminant >= 0:
+            candidates += [(-b + sign * discriminant**0.5) / (2 * a) for sign in (1, -1)]
+    elif abs(b) > 1e-15:
+        candidates.append(-c / b)
+
+    def objective(s: float) -> float:
+        return beta * s + radius * max(big_a * s * s + big_b * s + big_c, 0.0) ** 0.5
+
+    best = min((s for s in candidates if 0.0 <= s <= 1.0), key=objective)
+    return torch.tensor([best, 1.0 - best], dtype=torch.float64)
 
 
 def cagrad_weights(gram: torch.Tensor, c: float = 0.4, rescale: int = 1) -> torch.Tensor:
@@ -137,11 +187,23 @@ def cagrad_weights(gram: torch.Tensor, c: float = 0.4, rescale: int = 1) -> torc
     radius = c * torch.sqrt(mean @ gram @ mean).clamp_min(0)  # √φ = c ‖g₀‖
     alpha = mean.clone()
     if radius > NORM_EPS:
-        def value_and_gradient(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-            norm = torch.sqrt((w @ gram @ w).clamp_min(NORM_EPS))  # ‖g_w‖
-            return w @ gram @ mean + radius * norm, gram @ mean + radius * (gram @ w) / norm
+        # The minimiser does not change when M is scaled; scaled to a unit diagonal maximum, f is of order one.
+        scale = gram.diagonal().max()
+        scaled_gram, scaled_radius = gram / scale, radius / scale.sqrt()
+        linear = scaled_gram @ mean  # f(w) = wᵀ M g₀ + √φ ‖g_w‖, on the scaled M
+        if num_tasks == 2:
+            w = _cagrad_two_tasks(scaled_gram, linear, scaled_radius.item())
+        else:
+            def value(w: torch.Tensor) -> torch.Tensor:
+                return w @ linear + scaled_radius * torch.sqrt((w @ scaled_gram @ w).clamp_min(NORM_EPS))
 
-        w = _minimize_on_simplex(value_and_gradient, num_tasks, gram.dtype)
+            def gradient_and_hessian(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                towards = scaled_gram @ w
+                norm = torch.sqrt((w @ towards).clamp_min(NORM_EPS))  # ‖g_w‖
+                hessian = scaled_radius * (scaled_gram / norm - torch.outer(towards, towards) / norm**3)
+                return linear + scaled_radius * towards / norm, hessian
+
+            w = _minimize_on_simplex(value, gradient_and_hessian, num_tasks)
         norm = torch.sqrt((w @ gram @ w).clamp_min(NORM_EPS))
         alpha = alpha + radius / norm * w
     return alpha / {0: 1.0, 1: 1.0 + c**2, 2: 1.0 + c}[rescale]
@@ -207,21 +269,15 @@ def nash_mtl_weights(
         matrix = matrix / torch.linalg.matrix_norm(matrix)
     x = 1.0 / torch.sqrt(matrix.diagonal())  # exact when the gradients are orthogonal
 
-    def objective(value: torch.Tensor) -> torch.Tensor:
-        return 0.5 * value @ matrix @ value - torch.log(value).sum()
-
+    # The objective is self-concordant (a convex quadratic minus logarithms), so the damped Newton step
+    # 1 / (1 + λ) stays inside α > 0 and decreases it without a line search, and the full step converges
+    # quadratically once the Newton decrement λ is small.
     for _ in range(max_iterations):
         gradient = matrix @ x - 1.0 / x
-        hessian = matrix + torch.diag(1.0 / x**2)
-        step = torch.linalg.solve(hessian, gradient)
-        decrement = gradient @ step
+        step = torch.linalg.solve(matrix + torch.diag(1.0 / x**2), gradient)
+        decrement = gradient @ step  # λ²
         if decrement / 2 < tolerance:
             break
-        size = 1.0
-        while (x - size * step <= 0).any() or objective(x - size * step) > objective(x) - 0.25 * size * decrement:
-            size /= 2
-            if size < 1e-12:
-                break
-        x = x - size * step
+        x = x - step / (1.0 + decrement.sqrt()) if decrement > 0.0625 else x - step
     alpha[active] = x
     return alpha

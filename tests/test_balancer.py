@@ -126,16 +126,16 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
     famo.after_step(lambda: model(**batch))
     assert not torch.equal(famo.weighting.logits, torch.zeros(3))
 
-    model.zero_grad()
+    # GradNorm's norms are of the last shared layer (the paper's W): here the second of two expert layers.
+    torch.manual_seed(0)
+    model = moezoo.create_model("mmoe", tasks=TASKS, input_size=6, expert_hidden_sizes=[8, 4])
     gradnorm = TaskBalancer(model, "gradnorm")
     output = model(**batch)
     gradnorm.backward(output)
     weights = torch.tensor([1.0, 0.5, 1.0])
-    shared = [name for name, uses in model.task_dependence().items() if uses.sum(0).max() > 1]
-    assert all(model.task_dependence()[name].all() for name in shared)  # MMoE: whole parameters are shared
-    parameters = [dict(model.named_parameters())[name] for name in shared]
+    last_layer = [dict(model.named_parameters())[f"router.levels.0.experts.layers.1.{name}"] for name in ("weight", "bias")]
     norms = torch.stack([
-        torch.cat([g.flatten() for g in torch.autograd.grad(weights[index] * output.task_losses[task["name"]], parameters,
+        torch.cat([g.flatten() for g in torch.autograd.grad(weights[index] * output.task_losses[task["name"]], last_layer,
                                                               retain_graph=True)]).norm()
         for index, task in enumerate(TASKS)
     ])
@@ -163,7 +163,7 @@ def test_every_method_on_two_processes_equals_one_process_on_the_whole_batches(t
     assert moezoo_command(["train", "--num_processes", "2", str(script), str(tmp_path)]) == 0, capfd.readouterr().err[-4000:]
     subprocess.run([sys.executable, str(script), str(tmp_path)], check=True)
     one, two = (json.loads((tmp_path / f"{count}_processes.json").read_text()) for count in (1, 2))
-    assert sorted(one) == sorted(two) == sorted([*METHODS, "mgda_ub"])
+    assert sorted(one) == sorted(two) == sorted([*METHODS, "mgda_ub", "famo_next_batch"])
     for method in one:
         for name, values in one[method].items():
             # The model's parameters to 1e-6; FAMO's logits follow log-ratios of losses, a little looser.

@@ -103,6 +103,27 @@ def test_famo_scales_each_tasks_gradient_and_updates_its_logits_by_adam():
         method.after_step(losses.detach())
 
 
+def test_famo_from_the_next_batch_updates_as_the_paper_does_with_that_batchs_losses():
+    """update_from="next_batch" takes the next step's losses as the losses after the step: the same logit
+    update as the paper's, read in `combine` before the next weights are formed, with no second pass."""
+    first, second = torch.tensor([0.5, 2.0, 1.0]), torch.tensor([0.4, 1.9, 0.5])
+    paper = FAMO(3, lr=0.1, update_from="same_batch")
+    paper.combine(first)
+    paper.after_step(first, losses_after=second)
+    paper.combine(second)
+    cheap = FAMO(3, lr=0.1, update_from="next_batch")
+    assert paper.needs == "losses_after" and cheap.needs is None
+    cheap.combine(first)
+    cheap.after_step(first)  # nothing to do: no losses_after needed
+    assert torch.equal(cheap.logits, torch.zeros(3))
+    cheap.combine(second)
+    torch.testing.assert_close(cheap.logits, paper.logits)
+    torch.testing.assert_close(cheap.last_weights, paper.last_weights)
+    torch.testing.assert_close(cheap.pending_losses, second)
+    with pytest.raises(ValueError, match=r"FAMO's update_from is one of \['same_batch', 'next_batch'\], got 'later'"):
+        FAMO(3, update_from="later")
+
+
 def test_gradnorm_moves_weights_toward_the_target_norms_and_keeps_their_sum():
     method = GradNorm(3, alpha=1.5, lr=0.05)
     first = torch.tensor([1.0, 1.0, 1.0])
@@ -123,7 +144,7 @@ def test_gradnorm_moves_weights_toward_the_target_norms_and_keeps_their_sum():
 
 @pytest.mark.parametrize(
     "make", [lambda: UncertaintyWeighting(3), lambda: DynamicWeightAveraging(3), lambda: RandomLossWeighting(3, seed=1),
-             lambda: FAMO(3), lambda: GradNorm(3)],
+             lambda: FAMO(3), lambda: FAMO(3, update_from="next_batch"), lambda: GradNorm(3)],
 )
 def test_a_method_restored_from_its_state_dict_continues_identically(make):
     generator = torch.Generator().manual_seed(0)

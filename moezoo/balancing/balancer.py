@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -147,6 +147,8 @@ class TaskBalancer(nn.Module):
             # Per parameter, Long [R]: the task a block serves alone, -1 for a shared (or unreached) one.
             self.block_owners = {name: torch.where(uses.sum(0) == 1, uses.long().argmax(0), -1)
                                  for name, uses in model.task_dependence().items()}
+            if method == "gradnorm":
+                self._gradnorm_layer = _last_shared_layer(model, self.shared_masks)
             if self.representation:
                 module = model.shared_representation_module()
                 if module is None:
@@ -270,10 +272,10 @@ class TaskBalancer(nn.Module):
             backward(surrogate, retain_graph=self.method == "gradnorm")
             self._losses_before = weighted.detach()
             if self.method == "gradnorm":
-                # GradNorm's norms: each task's weighted share of the shared blocks' gradients, summed over the
-                # processes, as the gradient methods take them (every shared parameter, as LibMTL does; the
-                # paper takes the last shared layer's).
-                task_rows, shared, _ = self._global_task_gradients(losses, shares, None)
+                # GradNorm's norms: each task's weighted gradient of the last shared layer's shared blocks, summed
+                # over the processes as the gradient methods take them. The paper's choice of layer, and cheap:
+                # the per-task pass reaches back through the heads only (LibMTL takes every shared parameter).
+                task_rows, shared, _ = self._global_task_gradients(losses, shares, None, self._gradnorm_layer)
                 self._gradient_norms = task_rows[:, shared].double().norm(dim=1)
             return
         if self.representation:
@@ -366,19 +368,26 @@ class TaskBalancer(nn.Module):
             self.weighting.end_epoch()
 
     def _global_task_gradients(
-        self, losses: torch.Tensor, shares: torch.Tensor, aux_loss: torch.Tensor | None
+        self,
+        losses: torch.Tensor,
+        shares: torch.Tensor,
+        aux_loss: torch.Tensor | None,
+        names: Sequence[str] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """Over every trainable parameter, flattened: each task's global weighted gradient ``[K, P]``, the
-        mask of the shared blocks' entries ``[P]``, and the auxiliary loss's global gradient ``[P]`` (``None``
-        without one). Each process's weighted shares are summed over the processes in one all-reduce."""
-        parameters = list(self._parameters_by_name.values())
+        """Over every trainable parameter (those ``names`` only, when given), flattened: each task's global
+        weighted gradient ``[K, P]``, the mask of the shared blocks' entries ``[P]``, and the auxiliary loss's
+        global gradient ``[P]`` (``None`` without one). Each process's weighted shares are summed over the
+        processes in one all-reduce."""
+        names = list(self._parameters_by_name) if names is None else list(names)
+        parameters = [self._parameters_by_name[name] for name in names]
+        masks = [self.shared_masks[name] for name in names]
         rows = [share * weight * loss for share, weight, loss in zip(shares, self.task_weights.to(losses), losses)]
         if aux_loss is not None:
             rows.append(aux_loss / PartialState().num_processes)
         gradients = task_gradients(torch.stack(rows), parameters)
         flat = reduce(torch.cat([gradient.flatten(1) for gradient in gradients], dim=1), "sum")
         shared = torch.cat([
-            mask.repeat_interleave(parameter.numel() // mask.numel()) for mask, parameter in zip(self.shared_masks.values(), parameters)
+            mask.repeat_interleave(parameter.numel() // mask.numel()) for mask, parameter in zip(masks, parameters)
         ]).to(flat.device)
         num_tasks = len(self.task_names)
         return flat[:num_tasks], shared, flat[num_tasks] if aux_loss is not None else None
@@ -446,7 +455,7 @@ def _option_names(method_class: type, skip: tuple[str, ...]) -> tuple[str, ...]:
 #: The type each method option takes (a whole number is a number too; a bool is neither).
 OPTION_TYPES: dict[str, type] = {
     "c": float, "rescale": int, "normalize_gram": bool, "representation": bool, "temperature": float, "seed": int,
-    "lr": float, "weight_decay": float, "alpha": float,
+    "lr": float, "weight_decay": float, "alpha": float, "update_from": str,
 }
 
 
@@ -461,8 +470,19 @@ def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str,
         expected = OPTION_TYPES[name]
         allowed = (int, float) if expected is float else (expected,)
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
-            kind = {float: "a number", int: "a whole number", bool: "true or false"}[expected]
+            kind = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[expected]
             raise ValueError(f"Option {name!r} of the loss balancing method {method!r} must be {kind}, got {value!r}.")
+
+
+def _last_shared_layer(model: nn.Module, shared_masks: Mapping[str, torch.Tensor]) -> list[str]:
+    """GradNorm's ``W``: the parameters with shared blocks of the last module, in the model's registration
+    order (inputs to heads), that holds any (a ViT's final LayerNorm, the last level's experts)."""
+    last: list[str] = []
+    for module_name, module in model.named_modules():
+        names = [f"{module_name}.{name}" if module_name else name for name, _ in module.named_parameters(recurse=False)]
+        shared = [name for name in names if name in shared_masks and shared_masks[name].any()]
+        last = shared or last
+    return last
 
 
 def _shared_masks(model: nn.Module) -> dict[str, torch.Tensor]:

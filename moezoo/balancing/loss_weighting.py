@@ -166,6 +166,10 @@ class RandomLossWeighting(LossWeighting):
         self.generator.set_state(state)
 
 
+#: Where FAMO reads a step's effect on the losses (`FAMO`'s ``update_from``).
+FAMO_UPDATES = ("same_batch", "next_batch")
+
+
 class FAMO(LossWeighting):
     """FAMO (Liu et al. 2023, "Fast Adaptive Multitask Optimization"), as the authors' code computes it:
     task logits ``ξ``, ``z = softmax(ξ)``; the loss back-propagated is ``Σ_k z_k log(L_k - m_k + ε) / c``
@@ -173,15 +177,28 @@ class FAMO(LossWeighting):
     ``z_k / (c (L_k - m_k))``. After the step, the same batch's new losses update ``ξ`` by Adam
     (``lr``, ``weight_decay``) along ``J_softmaxᵀ δ``, ``δ_k = log(L_k - m_k + ε) - log(L'_k - m_k + ε)``:
     a task whose loss fell less gets more weight. ``m`` is each task's lowest attainable loss (0).
+
+    ``update_from="same_batch"`` (the default) is the paper's: ``L'`` is the same batch under the updated
+    model, a second forward pass (without gradients) after every step. ``"next_batch"`` saves that pass:
+    ``L'`` is the next step's batch, before its own update (so ``δ`` also carries the change of batch, noise
+    that averages out over steps); the update then happens in `combine`, before the weights are formed.
     """
 
-    def __init__(self, num_tasks: int, lr: float = 0.025, weight_decay: float = 1e-3) -> None:
+    def __init__(
+        self, num_tasks: int, lr: float = 0.025, weight_decay: float = 1e-3, update_from: str = "same_batch"
+    ) -> None:
         super().__init__(num_tasks)
         if lr <= 0 or weight_decay < 0:
             raise ValueError(f"FAMO needs lr > 0 and weight_decay >= 0, got lr={lr}, weight_decay={weight_decay}.")
+        if update_from not in FAMO_UPDATES:
+            raise ValueError(f"FAMO's update_from is one of {list(FAMO_UPDATES)}, got {update_from!r}.")
+        self.update_from = update_from
+        self.needs = "losses_after" if update_from == "same_batch" else None
         # Not an nn.Parameter: FAMO's own optimizer, not the model's, updates the logits.
         self.register_buffer("logits", torch.zeros(num_tasks))
         self.register_buffer("min_losses", torch.zeros(num_tasks))
+        # The last step's losses, awaiting the next batch's ("next_batch"; NaN: none yet).
+        self.register_buffer("pending_losses", torch.full((num_tasks,), float("nan")))
         self.logit_optimizer = torch.optim.Adam([torch.zeros(num_tasks, requires_grad=True)], lr=lr, weight_decay=weight_decay)
 
     def _shifted(self, losses: torch.Tensor) -> torch.Tensor:
@@ -189,13 +206,15 @@ class FAMO(LossWeighting):
 
     def combine(self, losses: torch.Tensor) -> torch.Tensor:
         losses = self._checked(losses)
+        if self.update_from == "next_batch":
+            if not torch.isnan(self.pending_losses).any():
+                self._update_logits(self.pending_losses, losses)
+            self.pending_losses = losses.detach().to(self.pending_losses)
         z = torch.softmax(self.logits, 0).to(losses)
         shifted = self._shifted(losses)
         c = (z / shifted).sum().detach()
         self.last_weights = (z / (c * shifted)).detach()  # the factor on each task's gradient
         return (z * shifted.log() / c).sum()
-
-    needs = "losses_after"
 
     def after_step(
         self,
@@ -204,10 +223,14 @@ class FAMO(LossWeighting):
         losses_after: torch.Tensor | None = None,
         gradient_norms: torch.Tensor | None = None,
     ) -> None:
+        if self.update_from == "next_batch":
+            return  # the next batch's `combine` updates the logits
         if losses_after is None:
             raise ValueError("FAMO updates its weights from the batch's losses after the step: pass losses_after.")
-        delta = (self._shifted(self._checked(losses_before).detach()).log()
-                 - self._shifted(self._checked(losses_after).detach()).log()).to(self.logits)
+        self._update_logits(self._checked(losses_before), self._checked(losses_after))
+
+    def _update_logits(self, losses_before: torch.Tensor, losses_after: torch.Tensor) -> None:
+        delta = (self._shifted(losses_before.detach()).log() - self._shifted(losses_after.detach()).log()).to(self.logits)
 
         def gradient(logits: torch.Tensor) -> torch.Tensor:  # J_softmaxᵀ δ
             with torch.enable_grad():

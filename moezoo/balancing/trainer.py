@@ -32,8 +32,9 @@ class BalancedTrainer(Trainer):
     the Trainer's own backward (``accelerator.backward``); a gradient method sets the gradients itself, with
     data parallelism's reduction off for the step. Add the balancer's parameters (uncertainty weighting's) to
     the optimizer yourself (``optimizers=``) when the method has any; its state is not part of the Trainer's
-    checkpoints (save ``balancer.state_dict()`` beside them to resume a stateful method exactly). FAMO, which
-    reads a second forward pass after every optimizer step, needs moezoo's own loop (`moezoo.training.train`).
+    checkpoints (save ``balancer.state_dict()`` beside them to resume a stateful method exactly). FAMO as in
+    its paper reads a second forward pass after every optimizer step, which needs moezoo's own loop
+    (`moezoo.training.train`); FAMO with ``{"update_from": "next_batch"}`` reads none and trains here.
     """
 
     def __init__(self, *args: Any, balancer: TaskBalancer, **kwargs: Any) -> None:
@@ -41,7 +42,7 @@ class BalancedTrainer(Trainer):
         if balancer.needs_output_after:
             raise ValueError(
                 f"{balancer.method!r} reads a second forward pass after each optimizer step, which the Trainer's loop "
-                "does not make: train with moezoo.training.train instead."
+                "does not make: train with moezoo.training.train instead, or pass the option update_from='next_batch'."
             )
         if self.args.gradient_accumulation_steps != 1:
             raise ValueError(

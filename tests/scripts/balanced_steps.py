@@ -20,8 +20,12 @@ from moezoo.balancing import METHODS, TaskBalancer
 
 TASKS = [{"name": "ctr", "kind": "binary"}, {"name": "cvr", "kind": "binary", "weight": 0.5}, {"name": "like", "kind": "binary"}]
 BATCH = 16
-#: Every method, and MGDA's representation-level variant (MGDA-UB).
-VARIANTS = {**{method: (method, {}) for method in METHODS}, "mgda_ub": ("mgda", {"representation": True})}
+#: Every method, MGDA's representation-level variant (MGDA-UB) and FAMO updated from the next batch.
+VARIANTS = {
+    **{method: (method, {}) for method in METHODS},
+    "mgda_ub": ("mgda", {"representation": True}),
+    "famo_next_batch": ("famo", {"update_from": "next_batch"}),
+}
 
 
 def batches() -> list[dict[str, torch.Tensor]]:

@@ -71,7 +71,9 @@ def build_vit(model_args: ModelArguments, data_args: VisionDataArguments) -> M3V
         return build_model(model_args, tasks, task_config={"dense_tasks": dense})
     if model_args.model_name_or_path is not None or model_args.model_name != "m3vit":
         raise ValueError("--upcycle_from builds an M3ViT from a dense checkpoint: leave --model_name_or_path unset.")
-    return M3ViTModel.from_dense(data_args.upcycle_from, tasks=tasks, dense_tasks=dense, **model_args.config_overrides())
+    return M3ViTModel.from_dense(
+        data_args.upcycle_from, tasks=model_args.weighted(tasks), dense_tasks=dense, **model_args.config_overrides()
+    )
 
 
 def main(argv: list[str] | None = None) -> RecipeResult:

@@ -35,6 +35,23 @@ def test_model_config_flag_overrides_the_yaml_field_by_field():
     assert "task_groups" in model_args.config_overrides()
 
 
+def test_task_weights_set_the_named_tasks_loss_weights_and_refuse_unknown_tasks():
+    from moezoo.training import build_model
+
+    _, model_args, _ = parse_config_and_args(
+        DATACLASSES, [str(CONFIGS / "census_income_mmoe.yaml"), "--task_weights", '{"marital": 0.25}']
+    )
+    tasks = [{"name": "income", "kind": "binary"}, {"name": "marital", "kind": "binary"}]
+    model = build_model(model_args, tasks, input_size=4)
+    assert [task.weight for task in model.task_specs] == [1.0, 0.25]
+    assert tasks[1] == {"name": "marital", "kind": "binary"}  # the recipe's specs are not changed in place
+    _, model_args, _ = parse_config_and_args(
+        DATACLASSES, [str(CONFIGS / "census_income_mmoe.yaml"), "--task_weights", '{"marriage": 2}']
+    )
+    with pytest.raises(ValueError, match=r"task_weights names task\(s\) \['marriage'\] this run does not train \(did you mean 'marital'"):
+        build_model(model_args, tasks, input_size=4)
+
+
 def test_fields_of_another_architecture_are_an_error():
     _, model_args, _ = parse_config_and_args(DATACLASSES, [str(CONFIGS / "census_income_mmoe.yaml"), "--model_name", "home"])
     with pytest.raises(ValueError, match=r"HoMEConfig \('home'\) has no field 'num_shared_experts' \(did you mean .*\) \(a field of .*mmoe"):
@@ -56,6 +73,8 @@ def test_fields_of_another_architecture_are_an_error():
         (["--model_name", "hom"], "Unknown model_name 'hom' \\(did you mean 'home'"),
         (["--model_config", "{bad"], "model_config is not valid JSON"),
         (["--model_config", "[1]"], "model_config must be a JSON object"),
+        (["--task_weights", '{"income": -1}'], "task_weights: the weight of 'income' must be a finite number >= 0, got -1"),
+        (["--task_weights", '{"income": "2"}'], "task_weights: the weight of 'income' must be a finite number >= 0, got '2'"),
         (["--tasks", "income", "marriage"], r"Unknown Census-Income task\(s\) \['marriage'\]"),
         # Abbreviations are refused: a misspelt flag must not silently become another.
         (["--num_train_epoch", "3"], "Unknown argument\\(s\\) '--num_train_epoch' \\(did you mean '--num_train_epochs'"),

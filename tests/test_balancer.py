@@ -145,6 +145,45 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
     assert not torch.equal(gradnorm.weighting.weights, torch.ones(3))
 
 
+@pytest.mark.parametrize("architecture", ["m3vit", "home"])
+def test_famos_second_pass_replays_the_steps_draws_and_leaves_the_buffers(architecture):
+    """After a step that changes nothing (learning rate 0), FAMO's second pass must measure the very losses
+    of the first: the same sampled tasks (M³ViT's sample_task_in_training) and BatchNorm in the same state
+    (HoME's experts). Its logits then stay exactly 0, and the running statistics hold the first pass's
+    update only. Without the replay the draws differ and the loss changes."""
+    from accelerate import Accelerator
+
+    from moezoo.models.m3vit import M3ViTConfig, M3ViTModel
+
+    torch.manual_seed(0)
+    if architecture == "m3vit":
+        tasks = [{"name": "digit", "kind": "multiclass", "num_labels": 10}, {"name": "parity", "kind": "binary"}]
+        model = M3ViTModel(M3ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                                       image_size=8, patch_size=4, num_experts=4, num_experts_per_tok=2, tasks=tasks,
+                                       sample_task_in_training=True))
+        batch = {"pixel_values": torch.randn(16, 1, 8, 8), "labels": {"digit": torch.arange(16) % 10, "parity": torch.arange(16) % 2}}
+    else:
+        model = moezoo.create_model("home", tasks=TASKS, input_size=6)
+        _, batch = model_and_batch("mmoe")
+    model.train()
+    accelerator = Accelerator(cpu=True)
+    balancer = TaskBalancer(model, "famo")
+    optimizer = torch.optim.SGD([*model.parameters()], lr=0.0)
+    with balancer.backward_context(accelerator, model):
+        balancer.backward(model(**batch))
+    buffers = [buffer.clone() for buffer in model.buffers()]
+    optimizer.step()
+    random_state = torch.get_rng_state()
+    passes = []
+    balancer.after_step(lambda: passes.append(model(**batch)) or passes[-1])
+    assert torch.equal(balancer.weighting.logits, torch.zeros(len(model.task_names)))
+    assert all(torch.equal(buffer, before) for buffer, before in zip(model.buffers(), buffers))
+    assert torch.equal(torch.get_rng_state(), random_state)  # the training's random stream goes on untouched
+    if architecture == "m3vit":  # a plain second pass draws other tasks: another loss
+        with torch.no_grad():
+            assert not torch.equal(model(**batch).loss, passes[0].loss)
+
+
 @pytest.mark.slow
 @pytest.mark.xdist_group("two_processes")  # one worker: they share accelerate's rendezvous port
 def test_every_method_on_two_processes_equals_one_process_on_the_whole_batches(tmp_path, monkeypatch, capfd):

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -160,6 +160,7 @@ class TaskBalancer(nn.Module):
                 self._hook = module.register_forward_hook(self._capture_representation)
         self.generator = torch.Generator().manual_seed(seed)
         self._losses_before: torch.Tensor | None = None  # the global losses of the last `backward`
+        self._replay: tuple[nn.Module, tuple] | None = None  # what FAMO's second pass replays
         self._gradient_norms: torch.Tensor | None = None  # GradNorm's, of the last `backward`
         self.register_buffer("last_weights", torch.ones(num_tasks, dtype=torch.float64), persistent=False)
         self.register_buffer("last_cosines", torch.eye(num_tasks, dtype=torch.float64), persistent=False)
@@ -186,10 +187,36 @@ class TaskBalancer(nn.Module):
         weightings and the representation-level variant back-propagate a loss as usual."""
         return self.is_gradient_method and not self.representation
 
-    def backward_context(self, accelerator: Accelerator, model: nn.Module) -> contextlib.AbstractContextManager:
+    @contextlib.contextmanager
+    def backward_context(self, accelerator: Accelerator, model: nn.Module) -> Iterator[None]:
         """The context of the forward pass and `backward` of a step under ``accelerator``: data parallelism's
-        ``no_sync`` where the balancer sets the gradients itself (`sets_gradients`), nothing otherwise."""
-        return accelerator.no_sync(model) if self.sets_gradients else contextlib.nullcontext()
+        ``no_sync`` where the balancer sets the gradients itself (`sets_gradients`). For FAMO
+        (`needs_output_after`) it also records the random state the forward pass starts from, so that
+        `after_step` replays that pass with the same draws (dropout masks, M³ViT's sampled tasks)."""
+        if self.needs_output_after:
+            self._replay = (model, _random_state(accelerator.device))
+        with accelerator.no_sync(model) if self.sets_gradients else contextlib.nullcontext():
+            yield
+
+    @contextlib.contextmanager
+    def _replaying(self) -> Iterator[None]:
+        """Around FAMO's second forward pass: the random state of the step's own forward pass (recorded by
+        `backward_context`), and the model's buffers (BatchNorm's running statistics) as they were, so that
+        the pass measures the same batch again and leaves the run as if it had not happened."""
+        if self._replay is None:
+            yield
+            return
+        model, (cpu_state, device, device_state) = self._replay
+        self._replay = None
+        buffers = [(buffer, buffer.clone()) for buffer in model.buffers()]
+        with torch.random.fork_rng(devices=[device] if device_state is not None else []):
+            torch.set_rng_state(cpu_state)
+            if device_state is not None:
+                torch.cuda.set_rng_state(device_state, device)
+            yield
+        with torch.no_grad():
+            for buffer, value in buffers:
+                buffer.copy_(value)
 
     def get_extra_state(self) -> torch.Tensor:
         return self.generator.get_state()
@@ -339,8 +366,9 @@ class TaskBalancer(nn.Module):
     def after_step(self, forward_again: Callable[[], MultiTaskOutput] | None = None) -> None:
         """Update the method's state once the optimizer has stepped: FAMO reads the same batch's losses under
         the updated model (``forward_again()``, the step's forward pass run again, here without gradients;
-        `needs_output_after`), GradNorm the gradient norms of the last `backward`; the other methods have
-        nothing to do (and ``forward_again`` is not called)."""
+        `needs_output_after`; when the step ran in `backward_context`, with that pass's random draws and with
+        the model's buffers restored after), GradNorm the gradient norms of the last `backward`; the other
+        methods have nothing to do (and ``forward_again`` is not called)."""
         if self.weighting is None or self.weighting.needs is None:
             return
         if self._losses_before is None:
@@ -351,7 +379,7 @@ class TaskBalancer(nn.Module):
                     f"{self.method!r} updates its weights from the batch's losses after the step: pass forward_again, "
                     "which runs the step's forward pass again."
                 )
-            with torch.no_grad():
+            with torch.no_grad(), self._replaying():
                 _, _, global_after = self._global_shares(forward_again())
             self.weighting.after_step(self._losses_before, losses_after=self.task_weights.to(global_after) * global_after)
         else:
@@ -472,6 +500,14 @@ def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str,
         if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
             kind = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[expected]
             raise ValueError(f"Option {name!r} of the loss balancing method {method!r} must be {kind}, got {value!r}.")
+
+
+def _random_state(device: torch.device) -> tuple[torch.Tensor, int | None, torch.Tensor | None]:
+    """torch's CPU random state, and the CUDA device's (index and state) when ``device`` is one."""
+    if device.type != "cuda":
+        return torch.get_rng_state(), None, None
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    return torch.get_rng_state(), index, torch.cuda.get_rng_state(index)
 
 
 def _last_shared_layer(model: nn.Module, shared_masks: Mapping[str, torch.Tensor]) -> list[str]:

@@ -4,6 +4,7 @@ test split, and write ``results.json``."""
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import platform
 import resource
@@ -72,6 +73,13 @@ class ModelArguments:
         default_factory=list,
         metadata={"help": "Parts to keep fixed: embeddings, image_encoder, experts, gates, feature_gates, towers, outputs."},
     )
+    task_weights: str | None = field(
+        default=None,
+        metadata={
+            "help": 'Loss weights of some tasks as JSON, e.g. \'{"income": 2.0}\' (a task not named keeps its weight, '
+            "1 by default); each scales its task's loss in the total and in every --loss_balancing method."
+        },
+    )
 
     def __post_init__(self) -> None:
         known = registry.list_models()
@@ -80,6 +88,9 @@ class ModelArguments:
                 f"Unknown model_name {self.model_name!r}{closest_names(self.model_name, known)}; choose one of {known}."
             )
         self.config_overrides()  # a malformed model_config is reported before any work
+        for task, weight in self.task_weight_overrides().items():
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"task_weights: the weight of {task!r} must be a finite number >= 0, got {weight!r}.")
         unknown = [part for part in self.freeze if part not in FREEZABLE_PARTS]
         if unknown:
             raise ValueError(
@@ -94,6 +105,23 @@ class ModelArguments:
         """``model_config`` parsed into a dict (empty when unset)."""
         return parse_json_object("model_config", self.model_config)
 
+    def task_weight_overrides(self) -> dict[str, Any]:
+        """``task_weights`` parsed into a dict (empty when unset)."""
+        return parse_json_object("task_weights", self.task_weights)
+
+    def weighted(self, tasks: list[dict]) -> list[dict]:
+        """The recipe's task specs with ``task_weights`` applied; a task name the recipe does not train is
+        an error with the closest names."""
+        weights = self.task_weight_overrides()
+        names = [task["name"] for task in tasks]
+        unknown = [name for name in weights if name not in names]
+        if unknown:
+            raise ValueError(
+                f"task_weights names task(s) {unknown} this run does not train{closest_names(unknown[0], names)}; "
+                f"its tasks: {names}."
+            )
+        return [{**task, "weight": float(weights[task["name"]])} if task["name"] in weights else task for task in tasks]
+
 
 def build_model(
     model_args: ModelArguments, tasks: list[dict], task_config: Mapping[str, Any] | None = None, **recipe_config: Any
@@ -102,8 +130,10 @@ def build_model(
     (``recipe_config``, such as the processor's features) with ``--model_config`` on top, or, with
     ``--model_name_or_path``, that checkpoint loaded for ``tasks`` (`moezoo.models.transfer.load_for_tasks`;
     the architecture and inputs come from the checkpoint). ``task_config`` holds config fields that
-    follow the tasks (M3ViT's ``dense_tasks``), set either way. Then ``--freeze``."""
+    follow the tasks (M3ViT's ``dense_tasks``), set either way. ``--task_weights`` set the tasks' loss weights
+    first, ``--freeze`` fixes parts after."""
     overrides = {**(task_config or {}), **model_args.config_overrides()}
+    tasks = model_args.weighted(tasks)
     if model_args.model_name_or_path is None:
         model = registry.create_model(model_args.model_name, tasks=tasks, **{**recipe_config, **overrides})
     else:

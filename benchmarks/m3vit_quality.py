@@ -74,6 +74,8 @@ def record(variant: str, summary: dict[str, Any], seconds: float | None) -> dict
     arguments = summary["arguments"]
     run = {
         "variant": variant,
+        # What the zoo entry's card compares against (moezoo_cli/catalog.py): the single-task ViTs, one row per task.
+        "model": "single_task" if variant.startswith("single_") else variant,
         "parameters": summary["num_parameters"],
         "tasks": arguments["tasks"],
         "epochs": arguments["num_train_epochs"],

@@ -140,6 +140,23 @@ _CENSUS_HOME_BASELINES = (
 )
 
 
+_M3VIT_RESULTS = "benchmarks/results/m3vit_multi_mnist.json"
+_M3VIT_BASELINES = (
+    Baseline(
+        "single-task ViT",
+        "the recipe's ViT with dense MLPs, one per task, each trained on its task alone with the same canvases, epochs "
+        "and settings (benchmarks/m3vit_quality.py --variants single_<task>)",
+        _M3VIT_RESULTS, (("model", "single_task"),),
+    ),
+    Baseline(
+        "dense multi-task ViT",
+        "the recipe's ViT with dense MLPs in every block and a head per task, every task trained on every canvas, "
+        "with the same canvases, epochs and settings (benchmarks/m3vit_quality.py --variants dense_vit)",
+        _M3VIT_RESULTS, (("model", "dense_vit"),),
+    ),
+)
+
+
 def _census_entry(name: str, architecture: str, config: str, *arguments: str) -> ZooEntry:
     baselines = _CENSUS_HOME_BASELINES if config.endswith("home.yaml") else _CENSUS_GROUP_1_BASELINES
     return ZooEntry(
@@ -168,7 +185,7 @@ ZOO: dict[str, ZooEntry] = {
         ),
         ZooEntry(
             "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "mnist",
-            "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml",
+            "recipes/train_vit.py", "recipes/configs/multi_mnist_m3vit.yaml", baselines=_M3VIT_BASELINES,
         ),
         *(
             ZooEntry(

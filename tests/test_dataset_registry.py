@@ -48,3 +48,15 @@ def test_unknown_data_sets_and_splits_are_named():
     with pytest.raises(ValueError, match=r"Unknown split 'dev'"):
         run_split({"dataset": "glue"}, REPO, "dev")
     assert get_dataset("glue").hub_id == "nyu-mll/glue"
+
+
+def test_a_multi_mnist_description_states_the_runs_own_splits_and_tasks():
+    m3vit_run = {"dataset": "mnist", "validation_size": 5000, "max_train_samples": None,
+                 "tasks": ["top_left", "bottom_right", "pixel_class", "pixel_item"]}
+    text = describe_dataset(m3vit_run).description
+    assert "55,000 training and 5,000 validation canvases" in text
+    assert "`pixel_item`, per pixel, which item covers it" in text
+    subset = describe_dataset({"dataset": "fashion-mnist", "max_train_samples": 10000, "tasks": ["top_left"]})
+    assert subset.name == "MultiFashion-MNIST" and subset.license == "mit"
+    assert "a random 10,000 training and 10,000 validation canvases" in subset.description
+    assert "Tasks: `top_left`, the class of the top-left item." in subset.description

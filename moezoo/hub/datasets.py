@@ -9,11 +9,30 @@ from typing import Any
 from ..data.glue import GLUE_TASKS
 from .cards import DatasetDescription
 
-_MULTI_MNIST_SPLITS = (
-    "36x36 canvases of two overlapping 28x28 items, top-left and bottom-right (moezoo.data.load_multi_mnist): "
-    "50,000 training and 10,000 validation canvases from the training images, 10,000 test canvases from the test "
-    "images. Tasks: the class of each item."
-)
+#: What each MultiMNIST task asks, in a card's words.
+_MULTI_MNIST_TASK_WORDS = {
+    "top_left": "the class of the top-left item",
+    "bottom_right": "the class of the bottom-right item",
+    "pixel_class": "per pixel, the class of the item under it (background included)",
+    "pixel_item": "per pixel, which item covers it (background, top-left, bottom-right)",
+}
+#: The training images: 60,000 in either data set; the test canvases come from the 10,000 test images.
+_MULTI_MNIST_TRAINING_IMAGES = 60_000
+
+
+def _multi_mnist_splits(arguments: Mapping[str, Any]) -> str:
+    """How a MultiMNIST run's splits were made, from its settings (a recipe's defaults where unset)."""
+    held_out = arguments.get("validation_size") or 10_000
+    subset = arguments.get("max_train_samples")
+    training = f"a random {subset:,}" if subset else f"{_MULTI_MNIST_TRAINING_IMAGES - held_out:,}"
+    tasks = arguments.get("tasks") or ["top_left", "bottom_right"]
+    return (
+        "36x36 canvases of two overlapping 28x28 items, top-left and bottom-right (moezoo.data.load_multi_mnist): "
+        f"{training} training and {held_out:,} validation canvases from the training images, 10,000 test canvases "
+        "from the test images. Tasks: " + "; ".join(f"`{task}`, {_MULTI_MNIST_TASK_WORDS.get(task, task)}" for task in tasks)
+        + "."
+    )
+
 
 CENSUS_INCOME_DESCRIPTION = DatasetDescription(
     name="Census-Income (KDD)",
@@ -31,24 +50,35 @@ CENSUS_INCOME_DESCRIPTION = DatasetDescription(
         "addresses)."
     ),
 )
-MULTI_MNIST_DESCRIPTION = DatasetDescription(
-    name="MultiMNIST", slug="multi-mnist", task_type="image-classification", description=_MULTI_MNIST_SPLITS,
-    license="cc-by-sa-3.0", modality="image",
-    provenance=(
-        "canvases built by moezoo.data.load_multi_mnist from the four official MNIST IDX files (LeCun, Cortes and "
-        "Burges), byte-identical to the originals (their MD5s equal the official checksums)."
-    ),
-    source_hub_ids=("ylecun/mnist",),
-)
-MULTI_FASHION_MNIST_DESCRIPTION = DatasetDescription(
-    name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
-    description=_MULTI_MNIST_SPLITS, license="mit", modality="image",
-    provenance=(
-        "canvases built by moezoo.data.load_multi_mnist from the four official Fashion-MNIST IDX files (Xiao, Rasul "
-        "and Vollgraf, Zalando Research), byte-identical to the originals."
-    ),
-    source_hub_ids=("zalando-datasets/fashion_mnist",),
-)
+def describe_multi_mnist(arguments: Mapping[str, Any], dataset: str = "mnist") -> DatasetDescription:
+    """MultiMNIST (``dataset="mnist"``) or MultiFashion-MNIST (``"fashion-mnist"``) as a run read it (its
+    splits and tasks, from its settings)."""
+    if dataset == "mnist":
+        return DatasetDescription(
+            name="MultiMNIST", slug="multi-mnist", task_type="image-classification",
+            description=_multi_mnist_splits(arguments), license="cc-by-sa-3.0", modality="image",
+            provenance=(
+                "canvases built by moezoo.data.load_multi_mnist from the four official MNIST IDX files (LeCun, Cortes "
+                "and Burges), byte-identical to the originals (their MD5s equal the official checksums)."
+            ),
+            source_hub_ids=("ylecun/mnist",),
+        )
+    if dataset == "fashion-mnist":
+        return DatasetDescription(
+            name="MultiFashion-MNIST", slug="multi-fashion-mnist", task_type="image-classification",
+            description=_multi_mnist_splits(arguments), license="mit", modality="image",
+            provenance=(
+                "canvases built by moezoo.data.load_multi_mnist from the four official Fashion-MNIST IDX files (Xiao, "
+                "Rasul and Vollgraf, Zalando Research), byte-identical to the originals."
+            ),
+            source_hub_ids=("zalando-datasets/fashion_mnist",),
+        )
+    raise ValueError(f"describe_multi_mnist takes dataset 'mnist' or 'fashion-mnist', got {dataset!r}.")
+
+
+#: The descriptions at the recipes' defaults (two item tasks, 50,000 training canvases).
+MULTI_MNIST_DESCRIPTION = describe_multi_mnist({})
+MULTI_FASHION_MNIST_DESCRIPTION = describe_multi_mnist({}, "fashion-mnist")
 
 
 def describe_glue(arguments: Mapping[str, Any]) -> DatasetDescription:

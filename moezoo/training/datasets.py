@@ -20,7 +20,7 @@ from ..data.glue import GLUE_SOURCES, GLUE_TASKS, load_glue
 from ..data.multi_mnist import SOURCES as MULTI_MNIST_SOURCES
 from ..data.sources import DataSource
 from ..hub.cards import DatasetDescription
-from ..hub.datasets import CENSUS_INCOME_DESCRIPTION, MULTI_FASHION_MNIST_DESCRIPTION, MULTI_MNIST_DESCRIPTION, describe_glue
+from ..hub.datasets import CENSUS_INCOME_DESCRIPTION, describe_glue, describe_multi_mnist
 from ..suggestions import closest_names
 from .splits import SPLITS, census_income_split, glue_split, multi_mnist_split
 
@@ -68,12 +68,12 @@ DATASETS: dict[str, RegisteredDataset] = {
         RegisteredDataset(
             "mnist", (MULTI_MNIST_SOURCES["mnist"],), partial(load_multi_mnist, dataset="mnist"),
             tuple(task["name"] for task in MULTI_MNIST_TASK_SPECS),
-            ("train_image.py", "train_vit.py"), lambda arguments: MULTI_MNIST_DESCRIPTION, multi_mnist_split,
+            ("train_image.py", "train_vit.py"), describe_multi_mnist, multi_mnist_split,
         ),
         RegisteredDataset(
             "fashion-mnist", (MULTI_MNIST_SOURCES["fashion-mnist"],), partial(load_multi_mnist, dataset="fashion-mnist"),
             tuple(task["name"] for task in MULTI_MNIST_TASK_SPECS), ("train_image.py", "train_vit.py"),
-            lambda arguments: MULTI_FASHION_MNIST_DESCRIPTION, multi_mnist_split,
+            partial(describe_multi_mnist, dataset="fashion-mnist"), multi_mnist_split,
         ),
         RegisteredDataset(
             "glue", tuple(GLUE_SOURCES.values()), load_glue, tuple(GLUE_TASKS), ("train_glue.py",), describe_glue,

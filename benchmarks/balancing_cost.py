@@ -11,7 +11,9 @@ zoo recipes' (recipes/configs/census_income_mmoe.yaml at its batch of 1,024 rows
 census features; recipes/configs/multi_mnist_m3vit.yaml at a batch of 32 canvases), on random inputs and
 labels of the right shapes, so that only the methods' cost differs. Each process takes the whole batch; on
 two processes the per-task gradients' all-reduce is also timed on its own. Targets: the one-backward
-methods within 1.15x of equal weighting, the per-task-gradient methods within (K + 1)x for K tasks.
+methods (the loss weightings, GradNorm's per-task norms of the last shared layer included) within 1.15x of
+equal weighting, the per-task-gradient methods within (K + 1)x for K tasks. Beside every method by name, the
+cheaper variants: FAMO updated from the next batch, and the gradient rules on the shared representation.
 
 Results: benchmarks/results/balancing_cost_{N}_processes.{json,md}.
 """
@@ -31,8 +33,18 @@ from recipe_runs import REPO, write_results
 
 import moezoo
 from moezoo import M3ViTConfig, M3ViTModel
-from moezoo.balancing import LOSS_WEIGHTINGS, METHODS, TaskBalancer
+from moezoo.balancing import GRADIENT_RULES, METHODS, TaskBalancer
 from moezoo.data import census_feature_columns
+
+#: Every method by name, and the cheaper variants of some: FAMO updated from the next batch (no second forward
+#: pass) and the gradient rules on the shared representation (MGDA-UB for MGDA).
+VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    **{method: (method, {}) for method in METHODS},
+    "famo (next_batch)": ("famo", {"update_from": "next_batch"}),
+    **{f"{method} (representation)": (method, {"representation": True})
+       for method in GRADIENT_RULES if "representation" in GRADIENT_RULES[method][1]},
+}
+
 
 def census_case(batch: int = 1024) -> tuple[torch.nn.Module, dict[str, Any]]:
     recipe = yaml.safe_load((REPO / "recipes" / "configs" / "census_income_mmoe.yaml").read_text())
@@ -56,10 +68,11 @@ def m3vit_case(batch: int = 32) -> tuple[torch.nn.Module, dict[str, Any]]:
     return model, {"pixel_values": torch.randn(batch, 1, size, size), "labels": labels}
 
 
-def time_method(make_case, method: str, accelerator: Accelerator, steps: int) -> dict[str, Any]:
+def time_method(make_case, variant: str, accelerator: Accelerator, steps: int) -> dict[str, Any]:
     torch.manual_seed(0)
     model, batch = make_case()
-    balancer = TaskBalancer(model, method)
+    method, options = VARIANTS[variant]
+    balancer = TaskBalancer(model, method, options)
     optimizer = torch.optim.AdamW([*model.parameters(), *balancer.parameters()], lr=1e-4)
     wrapped, optimizer = accelerator.prepare(model, optimizer)
     batch = {name: value.to(accelerator.device) if isinstance(value, torch.Tensor)
@@ -80,9 +93,9 @@ def time_method(make_case, method: str, accelerator: Accelerator, steps: int) ->
         step()
     accelerator.wait_for_everyone()
     seconds = (time.perf_counter() - start) / steps
-    row = {"method": method, "tasks": len(model.task_names), "ms_per_step": 1000 * seconds,
-           "one_backward": method in LOSS_WEIGHTINGS and method != "gradnorm"}
-    if accelerator.num_processes > 1 and balancer.is_gradient_method:
+    row = {"method": variant, "tasks": len(model.task_names), "ms_per_step": 1000 * seconds,
+           "one_backward": not balancer.is_gradient_method}
+    if accelerator.num_processes > 1 and balancer.sets_gradients:
         # The per-task gradients' all-reduce alone: a [K + 1, P] matrix of the trainable parameters.
         trainable = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
         matrix = torch.randn(len(model.task_names) + 1, trainable, device=accelerator.device)
@@ -115,7 +128,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
     accelerator = Accelerator()
-    results = {case: [time_method(make, method, accelerator, args.steps) for method in METHODS]
+    results = {case: [time_method(make, variant, accelerator, args.steps) for variant in VARIANTS]
                for case, make in (("Census-Income MMoE", census_case), ("M³ViT on MultiMNIST", m3vit_case))}
     if accelerator.is_main_process:
         write_results(f"balancing_cost_{accelerator.num_processes}_processes", results,

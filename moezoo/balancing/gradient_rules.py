@@ -151,7 +151,7 @@ def _cagrad_two_tasks(gram: torch.Tensor, linear: torch.Tensor, radius: float) -
     and ``f(s) = β s + r √(A s² + B s + C)`` up to a constant; the minimum over ``[0, 1]`` is at an end or
     where ``f'`` vanishes, a root of ``4A(r²A - β²) s² + 4B(r²A - β²) s + r²B² - 4β²C`` (``f'(s) = 0``
     squared); ``f`` is convex, so the best of these candidates is the minimum."""
-    (m11, m12), (m21, m22) = gram.tolist()
+    (m11, m12), (_, m22) = gram.tolist()
     big_a, big_b, big_c = m11 - 2 * m12 + m22, 2 * (m12 - m22), m22
     beta = (linear[0] - linear[1]).item()
     common = radius**2 * big_a - beta**2

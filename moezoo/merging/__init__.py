@@ -14,9 +14,14 @@ from .methods import (
     ties,
     trim_to_density,
 )
+from .task_vectors import apply_task_vector, check_same_base, full_task_vector, lora_task_vector
 
 __all__ = [
     "MERGING_METHODS",
+    "apply_task_vector",
+    "check_same_base",
+    "full_task_vector",
+    "lora_task_vector",
     "check_task_vectors",
     "dare_linear",
     "dare_ties",

@@ -1,0 +1,102 @@
+"""Task vectors of LoRA and full fine-tunes: applied to the base they reproduce the fine-tune's outputs, and
+merging one source at weight 1 (or N copies of one) gives the source back; what cannot be merged exactly is
+refused with the reason."""
+
+import pytest
+import torch
+from transformers import BertModel
+
+from moezoo.adapters import AdaptedTransformerModel
+from moezoo.merging import (
+    apply_task_vector,
+    check_same_base,
+    full_task_vector,
+    lora_task_vector,
+    merge_task_vectors,
+)
+
+TOKENS = torch.randint(0, 50, (3, 7), generator=torch.Generator().manual_seed(0))
+
+
+def lora_fine_tune(folder, seed, rank=2, **adapter):
+    """A single-task LoRA model on the tiny BERT whose B matrices are random (as after training)."""
+    torch.manual_seed(seed)
+    model = AdaptedTransformerModel.from_base(
+        folder, [{"name": f"task_{seed}", "kind": "multiclass", "num_labels": 2}], "lora",
+        adapter={"target_modules": ["query", "value", "dense"], "r": rank, **adapter},
+    ).eval()
+    with torch.no_grad():
+        for name, parameter in model.backbone.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.3)
+    return model
+
+
+def hidden_states(model):
+    with torch.no_grad():
+        return model(input_ids=TOKENS).last_hidden_state
+
+
+def test_a_lora_task_vector_applied_to_the_base_reproduces_the_fine_tune(tiny_bert_folder):
+    source = lora_fine_tune(tiny_bert_folder, seed=1)
+    base = BertModel.from_pretrained(tiny_bert_folder).eval()
+    vector = lora_task_vector(source)
+    assert len(vector) == 2 * (2 + 3) + 1  # 2 layers: query, value and the three dense maps; the pooler
+    layer = source.backbone.base_model.model.encoder.layer[0].attention.self.query
+    torch.testing.assert_close(vector["encoder.layer.0.attention.self.query.weight"],
+                               layer.scaling["default"] * layer.lora_B["default"].weight @ layer.lora_A["default"].weight)
+    expected = hidden_states(source.backbone)
+    assert not torch.allclose(expected, hidden_states(base), atol=1e-3)  # the fine-tune moved, so the test can fail
+    torch.testing.assert_close(hidden_states(apply_task_vector(base, vector)), expected, rtol=0, atol=1e-5)
+    # Merging it alone at weight 1, or four copies of it at the default 1/N, gives it back.
+    for merged in (merge_task_vectors([vector], "task_arithmetic", {"scaling": 1.0}),
+                   merge_task_vectors([vector] * 4, "task_arithmetic"),
+                   merge_task_vectors([vector] * 3, "ties", {"density": 1.0})):
+        torch.testing.assert_close(hidden_states(apply_task_vector(base, merged)), expected, rtol=0, atol=1e-5)
+    assert torch.equal(base.encoder.layer[0].attention.self.query.weight,
+                       BertModel.from_pretrained(tiny_bert_folder).encoder.layer[0].attention.self.query.weight)
+
+
+def test_lora_sources_of_different_ranks_merge_on_their_weight_updates(tiny_bert_folder):
+    """Ranks 2 and 4: the updates B·A line up where the factors would not (PEFT's add_weighted_adapter merges
+    the factors)."""
+    first, second = lora_fine_tune(tiny_bert_folder, seed=2, rank=2), lora_fine_tune(tiny_bert_folder, seed=3, rank=4)
+    check_same_base([first, second])
+    vectors = [lora_task_vector(first), lora_task_vector(second)]
+    merged = merge_task_vectors(vectors, "task_arithmetic", {"scaling": 1.0})
+    name = "encoder.layer.1.attention.self.value.weight"
+    torch.testing.assert_close(merged[name], vectors[0][name] + vectors[1][name])
+    assert torch.linalg.matrix_rank(merged[name]) == 6
+
+
+def test_a_full_task_vector_is_the_parameter_difference_and_adds_back(tiny_bert_folder):
+    base = BertModel.from_pretrained(tiny_bert_folder).eval()
+    tuned = BertModel.from_pretrained(tiny_bert_folder).eval()
+    with torch.no_grad():
+        for parameter in tuned.parameters():
+            parameter.add_(0.05 * torch.randn_like(parameter))
+    vector = full_task_vector(tuned, base)
+    assert set(vector) == {name for name, _ in base.named_parameters()}
+    torch.testing.assert_close(hidden_states(apply_task_vector(base, vector)), hidden_states(tuned), rtol=0, atol=1e-5)
+
+
+def test_what_cannot_be_merged_as_a_weight_update_is_refused(tiny_bert_folder):
+    multi_head = AdaptedTransformerModel.from_base(
+        tiny_bert_folder, [{"name": "a", "kind": "binary"}, {"name": "b", "kind": "binary"}], "multi_head_lora",
+        adapter={"target_modules": ["query"], "r": 2, "router": "task"},
+    )
+    with pytest.raises(ValueError, match=r"needs adapter_method 'lora' or 'align_lora', got 'multi_head_lora' \(a task-routed"):
+        lora_task_vector(multi_head)
+    with pytest.raises(ValueError, match="DoRA adapter rescales each weight column"):
+        lora_task_vector(lora_fine_tune(tiny_bert_folder, seed=4, use_dora=True))
+    with pytest.raises(ValueError, match=r"lora_bias=True"):
+        lora_task_vector(lora_fine_tune(tiny_bert_folder, seed=5, lora_bias=True))
+    first, other = lora_fine_tune(tiny_bert_folder, seed=6), lora_fine_tune(tiny_bert_folder, seed=7)
+    other.config.base_model_digest = "0" * 64
+    with pytest.raises(ValueError, match="Source 1 was fine-tuned from .* task vectors of different bases do not add up"):
+        check_same_base([first, other])
+    base = BertModel.from_pretrained(tiny_bert_folder)
+    with pytest.raises(KeyError, match=r"not parameters of this BertModel \(did you mean 'encoder.layer.0.attention.self.query.weight'"):
+        apply_task_vector(base, {"encoder.layer.0.attention.self.querry.weight": torch.zeros(16, 16)})
+    with pytest.raises(ValueError, match=r"an update of shape \[16, 8\] for a parameter of shape \[16, 16\]"):
+        apply_task_vector(base, {"encoder.layer.0.attention.self.query.weight": torch.zeros(16, 8)})

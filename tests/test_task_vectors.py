@@ -100,3 +100,62 @@ def test_what_cannot_be_merged_as_a_weight_update_is_refused(tiny_bert_folder):
         apply_task_vector(base, {"encoder.layer.0.attention.self.querry.weight": torch.zeros(16, 16)})
     with pytest.raises(ValueError, match=r"an update of shape \[16, 8\] for a parameter of shape \[16, 16\]"):
         apply_task_vector(base, {"encoder.layer.0.attention.self.query.weight": torch.zeros(16, 8)})
+
+
+def logits(model, task):
+    with torch.no_grad():
+        return model(input_ids=TOKENS, tasks=task).logits[task]
+
+
+def test_merging_one_lora_source_gives_it_back_as_an_adapted_model_that_round_trips(tiny_bert_folder, tmp_path):
+    from moezoo.merging import merge_lora_models
+
+    source = lora_fine_tune(tiny_bert_folder, seed=8)
+    for method, options in (("task_arithmetic", {"scaling": 1.0}), ("ties", {"density": 1.0}), ("dare_linear", {"density": 1.0, "scaling": 1.0})):
+        merged = merge_lora_models([source], method, options, source_names=["runs/task_8"])
+        torch.testing.assert_close(logits(merged, "task_8"), logits(source, "task_8"), rtol=0, atol=1e-5)
+    assert merged.config.merge == {"method": "dare_linear", "options": {"density": 1.0, "scaling": 1.0}, "sources": ["runs/task_8"]}
+    assert merged.config.adapter["r"] == 2  # the source's own rank: nothing was widened
+    merged.save_pretrained(tmp_path / "merged")
+    loaded = AdaptedTransformerModel.from_pretrained(tmp_path / "merged")
+    assert torch.equal(logits(loaded, "task_8"), logits(merged, "task_8"))
+    assert loaded.config.merge == merged.config.merge
+
+
+def test_merged_lora_sources_keep_every_tasks_head_and_apply_the_merged_updates(tiny_bert_folder):
+    from moezoo.merging import merge_lora_models
+
+    sources = [lora_fine_tune(tiny_bert_folder, seed=9, rank=2), lora_fine_tune(tiny_bert_folder, seed=10, rank=3)]
+    vectors = [lora_task_vector(source) for source in sources]
+    base = BertModel.from_pretrained(tiny_bert_folder).eval()
+    for method, options in (("task_arithmetic", {}), ("ties", {"density": 0.5}), ("iso_c", {})):
+        merged = merge_lora_models(sources, method, options)
+        assert merged.task_names == ["task_9", "task_10"]
+        expected = hidden_states(apply_task_vector(base, merge_task_vectors(vectors, method, options)))
+        torch.testing.assert_close(hidden_states(merged.backbone), expected, rtol=0, atol=1e-5)
+        assert torch.equal(merged.heads["task_10"].weight, sources[1].heads["task_10"].weight)
+        # Task arithmetic and Iso-C stay within the ranks' sum; TIES' entrywise trim gives full-rank updates.
+        assert merged.config.adapter["r"] == {"task_arithmetic": 5, "iso_c": 5, "ties": 16}[method]
+    with pytest.raises(ValueError, match="Task 'task_9' is in more than one source"):
+        merge_lora_models([sources[0], sources[0]], "task_arithmetic")
+
+
+def test_a_gpt2_lora_source_merges_back_exactly(tmp_path):
+    """GPT-2's Conv1D layers hold their weights as [in, out]: the update is written back in that layout."""
+    from transformers import GPT2Config, GPT2Model
+
+    from moezoo.merging import merge_lora_models
+
+    torch.manual_seed(0)
+    GPT2Model(GPT2Config(vocab_size=50, n_embd=16, n_layer=2, n_head=2, n_positions=32)).save_pretrained(tmp_path)
+    source = AdaptedTransformerModel.from_base(
+        tmp_path, [{"name": "task", "kind": "binary"}], "lora", pooling="last",
+        adapter={"target_modules": ["c_attn", "c_fc"], "r": 2, "fan_in_fan_out": True},
+    ).eval()
+    with torch.no_grad():
+        for name, parameter in source.backbone.named_parameters():
+            if "lora_B" in name:
+                parameter.normal_(0, 0.3)
+    merged = merge_lora_models([source], "task_arithmetic", {"scaling": 1.0})
+    torch.testing.assert_close(logits(merged, "task"), logits(source, "task"), rtol=0, atol=1e-5)
+    assert not torch.allclose(logits(source, "task"), logits(merge_lora_models([source], "task_arithmetic", {"scaling": 0.5}), "task"))

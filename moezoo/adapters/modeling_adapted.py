@@ -86,6 +86,8 @@ class AdaptedTransformerConfig(MultiTaskConfig):
             of its loss (``"authors"``, as the authors' code computes it, or ``"pooled"``: see
             `moezoo.adapters.alignment`) and λ (``None``: the form's own, `ALIGNMENT_WEIGHTS`).
         unknown_tasks: ``"error"`` or ``"average"`` (see `TaskRouting`).
+        merge: How the model was merged from fine-tunes of its base (`moezoo.merging.merge_lora_models`): the
+            method, its options and the sources; ``None`` for a trained model.
     """
 
     model_type = "adapted_transformer"
@@ -103,6 +105,7 @@ class AdaptedTransformerConfig(MultiTaskConfig):
     alignment_weight: float | int | None = None
     unknown_tasks: str = "error"
     tower_hidden_sizes: list[int] = field(default_factory=list)
+    merge: dict | None = None
 
     def validate_adapter(self) -> None:
         """Part of `@strict` validation: a known method, pooling, distance and policy."""

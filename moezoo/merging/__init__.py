@@ -14,6 +14,7 @@ from .methods import (
     ties,
     trim_to_density,
 )
+from .lora import lora_model_from_updates, merge_lora_models
 from .task_vectors import apply_task_vector, check_same_base, full_task_vector, lora_task_vector
 
 __all__ = [
@@ -21,7 +22,9 @@ __all__ = [
     "apply_task_vector",
     "check_same_base",
     "full_task_vector",
+    "lora_model_from_updates",
     "lora_task_vector",
+    "merge_lora_models",
     "check_task_vectors",
     "dare_linear",
     "dare_ties",

@@ -1,0 +1,122 @@
+"""LoRA fine-tunes of one base merged into one multi-task adapted model.
+
+The sources' task vectors are their layers' weight updates ``s B A`` (`lora_task_vector`), merged by a method
+of `moezoo.merging.methods`; each merged update is written back as a LoRA factor pair exactly (its SVD,
+``ΔW = U S Vᵀ = (U √S)(√S Vᵀ)``, at scale 1), so the result is an ordinary `AdaptedTransformerModel` with a
+plain LoRA that saves, loads and pushes like any other, and every source's task keeps its own head.
+
+Its rank is the largest numerical rank among the merged updates (smaller ones padded with zero rows): task
+arithmetic and Iso-C of LoRA updates of ranks ``r_t`` stay within ``Σ r_t``; TIES and DARE act entry by entry
+and give full-rank updates in general, so their LoRA is as wide as the layers (exact, but as large as the
+weights it updates).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from peft import PeftModel
+from peft.tuners.lora import LoraLayer
+
+from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
+from .methods import merge_task_vectors
+from .task_vectors import check_same_base, lora_task_vector
+
+WEIGHT_SUFFIX = ".weight"
+
+
+def _rank(update: torch.Tensor) -> int:
+    """The update's numerical rank at its own precision (a float32 product ``B A`` has rounding noise in every
+    direction, far below its own singular values)."""
+    values = torch.linalg.svdvals(update.double())
+    if values.numel() == 0 or values[0] == 0:
+        return 0
+    return int((values > values[0] * max(update.shape) * torch.finfo(update.dtype).eps).sum())
+
+
+def _factors(update: torch.Tensor, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``B`` ``[out, rank]`` and ``A`` ``[rank, in]`` with ``B A = update`` (zero-padded past its own rank)."""
+    left, values, right = torch.linalg.svd(update.double(), full_matrices=False)
+    own = min(rank, values.numel())
+    root = values[:own].sqrt()
+    B = torch.zeros(update.shape[0], rank, dtype=torch.float64)
+    A = torch.zeros(rank, update.shape[1], dtype=torch.float64)
+    B[:, :own] = left[:, :own] * root
+    A[:own] = root[:, None] * right[:own]
+    return B, A
+
+
+def lora_model_from_updates(
+    template: AdaptedTransformerModel,
+    updates: Mapping[str, torch.Tensor],
+    tasks: Sequence[Mapping[str, Any]],
+    heads: Mapping[str, torch.nn.Module],
+    merge: Mapping[str, Any] | None = None,
+) -> AdaptedTransformerModel:
+    """An adapted model on ``template``'s base whose plain LoRA applies exactly ``updates`` (base parameter name
+    to ``ΔW`` in the weight's layout, as `lora_task_vector` gives them), with a head per task (``heads``, copied)
+    and ``merge`` recorded in its config."""
+    backbone = template.backbone
+    base = copy.deepcopy(backbone).unload() if isinstance(backbone, PeftModel) else copy.deepcopy(backbone)
+    modules = [name.removesuffix(WEIGHT_SUFFIX) for name in updates]
+    rank = max(1, max(_rank(update) for update in updates.values()))
+    config = AdaptedTransformerConfig(**{
+        **template.config.to_dict(),
+        "tasks": [dict(task) for task in tasks],
+        "adapter_method": "lora",
+        # Exactly the layers updated; scale lora_alpha / r = 1, so that B A is the update itself.
+        "adapter": {"target_modules": "|".join(re.escape(module) for module in modules), "r": rank, "lora_alpha": rank,
+                    "lora_dropout": 0.0},
+        "alignment_weight": None,
+        "merge": dict(merge) if merge is not None else None,
+    })
+    model = AdaptedTransformerModel(config, backbone=base)
+    layers = {name.removeprefix("base_model.model."): module for name, module in model.backbone.named_modules()
+              if isinstance(module, LoraLayer)}
+    with torch.no_grad():
+        for name, update in updates.items():
+            layer = layers[name.removesuffix(WEIGHT_SUFFIX)]
+            # A fan_in_fan_out layer (GPT-2's Conv1D) holds its weight, and so the update, as [in, out].
+            B, A = _factors(update.T if layer.fan_in_fan_out else update, rank)
+            layer.lora_B["default"].weight.copy_(B)
+            layer.lora_A["default"].weight.copy_(A)
+        for task in tasks:
+            model.heads[task["name"]].load_state_dict(heads[task["name"]].state_dict())
+    return model.eval()
+
+
+def merge_lora_models(
+    sources: Sequence[AdaptedTransformerModel],
+    method: str,
+    options: Mapping[str, Any] | None = None,
+    source_names: Sequence[str] | None = None,
+) -> AdaptedTransformerModel:
+    """One adapted model from LoRA fine-tunes of one base, their tasks' heads kept: the sources' weight updates
+    merged by ``method`` (a name of `moezoo.merging.MERGING_METHODS`, with ``options``). ``source_names`` (folders,
+    zoo names or Hub ids) are recorded in the config's ``merge`` with the method and options.
+
+    Raises:
+        ValueError: sources of different bases, an adapter that is not one plain LoRA, layers adapted in one
+            source and not another, two sources with a task of the same name, an unknown method or option.
+    """
+    if not sources:
+        raise ValueError("Nothing to merge: give at least one source model.")
+    check_same_base(sources)
+    tasks, heads = [], {}
+    for index, source in enumerate(sources):
+        for task in source.config.tasks:
+            if task["name"] in heads:
+                raise ValueError(
+                    f"Task {task['name']!r} is in more than one source (source {index} among them): each source brings "
+                    "its own tasks, and a merged model keeps one head per task name."
+                )
+            tasks.append(task)
+            heads[task["name"]] = source.heads[task["name"]]
+    merged = merge_task_vectors([lora_task_vector(source) for source in sources], method, options)
+    record = {"method": method, "options": dict(options or {}),
+              "sources": list(source_names) if source_names is not None else None}
+    return lora_model_from_updates(sources[0], merged, tasks, heads, record)

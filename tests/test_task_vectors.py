@@ -159,3 +159,20 @@ def test_a_gpt2_lora_source_merges_back_exactly(tmp_path):
     merged = merge_lora_models([source], "task_arithmetic", {"scaling": 1.0})
     torch.testing.assert_close(logits(merged, "task"), logits(source, "task"), rtol=0, atol=1e-5)
     assert not torch.allclose(logits(source, "task"), logits(merge_lora_models([source], "task_arithmetic", {"scaling": 0.5}), "task"))
+
+
+def test_a_merged_models_card_lists_its_sources_as_a_merge_with_the_settings(tiny_bert_folder):
+    from huggingface_hub import ModelCard
+
+    from moezoo.hub import CardDetails, DatasetDescription, build_model_card
+    from moezoo.merging import merge_lora_models
+
+    sources = [lora_fine_tune(tiny_bert_folder, seed=11), lora_fine_tune(tiny_bert_folder, seed=12)]
+    merged = merge_lora_models(sources, "ties", {"density": 0.3}, source_names=["org/cola-lora", "org/sst2-lora"])
+    data = DatasetDescription("GLUE", "glue", "text-classification", hub_id="nyu-mll/glue", license="other")
+    card = ModelCard(build_model_card(merged, None, CardDetails(model_id="org/merged", dataset=data)).content)
+    assert card.data.base_model == ["org/cola-lora", "org/sst2-lora"]
+    assert card.data.base_model_relation == "merge"
+    assert "**Merged:** from `org/cola-lora`, `org/sst2-lora` by `ties` (density 0.3)" in card.text
+    plain = build_model_card(sources[0], None, CardDetails(model_id="org/lora", dataset=data))
+    assert plain.data.base_model_relation == "adapter" and plain.data.base_model == str(tiny_bert_folder)

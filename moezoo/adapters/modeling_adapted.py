@@ -173,11 +173,19 @@ class AdaptedTransformerConfig(MultiTaskConfig):
                 f"`{self.alignment_form}` form, {ALIGNMENT_FORM_SUMMARIES[self.alignment_form]} (the `{other}` form is "
                 f"{ALIGNMENT_FORM_SUMMARIES[other]})"
             )
-        return [
+        blocks = [
             f"**Base model:** `{self.base_model_name_or_path}` (`{base.get('model_type', 'unknown')}`{', ' + shape if shape else ''})",
             f"**Adapter:** {adapter}",
             f"**Task heads:** linear, on the {self.pooling}-pooled last hidden states",
         ]
+        if self.merge:
+            options = ", ".join(f"{name} {value}" for name, value in self.merge.get("options", {}).items())
+            sources = ", ".join(f"`{source}`" for source in self.merge.get("sources") or []) or "fine-tunes not named"
+            blocks.append(
+                f"**Merged:** from {sources} by `{self.merge['method']}`{f' ({options})' if options else ''}, their weight "
+                "updates merged into this LoRA (moezoo.merging), each source's task heads kept"
+            )
+        return blocks
 
     @property
     def resolved_alignment_weight(self) -> float:

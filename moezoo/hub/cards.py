@@ -391,8 +391,13 @@ def build_model_card(
         raise ValueError("A card with results needs the data set they were measured on (CardDetails.dataset).")
     architecture = config.architecture_name
     adapter = isinstance(config, AdaptedTransformerConfig)
-    if adapter:
-        base_model = config.base_model_name_or_path
+    merged_from = (config.merge or {}).get("sources") if adapter else None
+    if merged_from:
+        # The Hub lists a merge under the models merged into it.
+        base_model, relation = list(merged_from), "merge"
+        tags = ["multi-task", "peft", "adapter", "merge", architecture]
+    elif adapter:
+        base_model, relation = config.base_model_name_or_path, "adapter"
         tags = ["multi-task", "peft", "adapter", architecture]
     else:
         base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
@@ -409,8 +414,8 @@ def build_model_card(
         license_link=dataset.license_link if dataset is not None else None,
         base_model=base_model,
         eval_results=(eval_results(results, dataset, model.dense_tasks) or None) if results else None,
-        # The Hub lists an adapter under its base model's adapters.
-        **({"base_model_relation": "adapter"} if adapter and base_model else {}),
+        # The Hub lists an adapter under its base model's adapters, a merge under its sources.
+        **({"base_model_relation": relation} if adapter and base_model else {}),
     )
     versions = (results or {}).get("environment", {}).get("versions", {})
     figure = f"{details.figure_caption}:\n\n![{details.figure_caption}]({details.figure})" if details.figure else None

@@ -176,3 +176,36 @@ def test_a_merged_models_card_lists_its_sources_as_a_merge_with_the_settings(tin
     assert "**Merged:** from `org/cola-lora`, `org/sst2-lora` by `ties` (density 0.3)" in card.text
     plain = build_model_card(sources[0], None, CardDetails(model_id="org/lora", dataset=data))
     assert plain.data.base_model_relation == "adapter" and plain.data.base_model == str(tiny_bert_folder)
+
+
+def test_task_vectors_as_experts_reproduce_each_source_given_its_task_and_mix_them_without(tiny_bert_folder, tmp_path):
+    from moezoo.merging import task_vector_experts
+
+    sources = [lora_fine_tune(tiny_bert_folder, seed=13, rank=2), lora_fine_tune(tiny_bert_folder, seed=14, rank=3)]
+    experts = task_vector_experts(sources, source_names=["a", "b"])
+    assert experts.config.adapter["r"] == 5 and experts.config.adapter["num_heads"] == 2
+    for index, (source, task) in enumerate(zip(sources, ["task_13", "task_14"])):
+        with torch.no_grad():
+            given = experts(input_ids=TOKENS, task_ids=torch.full((3,), index), tasks=task).logits[task]
+        torch.testing.assert_close(given, logits(source, task), rtol=0, atol=1e-5)
+    # Without task ids the token routers, at zero, weigh the sources alike: task arithmetic at 1/N.
+    base = BertModel.from_pretrained(tiny_bert_folder).eval()
+    mean = merge_task_vectors([lora_task_vector(source) for source in sources], "task_arithmetic")
+    experts.routing.set(None)  # the backbone alone: no ids (the model's forward clears them itself)
+    torch.testing.assert_close(hidden_states(experts.backbone), hidden_states(apply_task_vector(base, mean)), rtol=0, atol=1e-5)
+    # A batch mixing known and unknown ids (-1): each example takes its own path.
+    with torch.no_grad():
+        mixed = experts(input_ids=TOKENS, task_ids=torch.tensor([0, -1, 1]), tasks="task_13").logits["task_13"]
+        unrouted = experts(input_ids=TOKENS, tasks="task_13").logits["task_13"]
+    torch.testing.assert_close(mixed[0], logits(sources[0], "task_13")[0], rtol=0, atol=1e-5)
+    torch.testing.assert_close(mixed[1], unrouted[1], rtol=0, atol=1e-6)
+    experts.save_pretrained(tmp_path / "experts")
+    loaded = AdaptedTransformerModel.from_pretrained(tmp_path / "experts")
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(input_ids=TOKENS, task_ids=torch.ones(3, dtype=torch.long), tasks="task_14").logits["task_14"],
+                                   logits(sources[1], "task_14"), rtol=0, atol=1e-5)
+    from huggingface_hub.errors import StrictDataclassClassValidationError
+
+    with pytest.raises(StrictDataclassClassValidationError, match="router='task_or_token' leaves examples without a task id"):
+        AdaptedTransformerModel.from_base(tiny_bert_folder, [{"name": "a", "kind": "binary"}], "multi_head_lora",
+                                          adapter={"router": "task_or_token", "target_modules": ["query"]})

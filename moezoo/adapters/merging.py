@@ -32,18 +32,18 @@ def task_mixing_weights(layer: nn.Module, adapter_name: str, task_id: int) -> to
     if isinstance(layer, PolyLinear):
         num_tasks = layer.n_tasks[adapter_name]
     elif isinstance(layer, MultiHeadLoraLinear):
-        if layer.router_kind[adapter_name] != "task":
+        if layer.task_router(adapter_name) is None:
             raise ValueError(
                 "A multi-head LoRA with a token router mixes its heads by each token's input: no single-task "
-                "update to merge (merge needs router='task')."
+                "update to merge (merge needs router='task' or 'task_or_token')."
             )
-        num_tasks = layer.mhlora_router[adapter_name].num_embeddings
+        num_tasks = layer.task_router(adapter_name).num_embeddings
     else:
         raise TypeError(f"{type(layer).__name__} is not a task-routed adapter layer.")
     if not 0 <= task_id < num_tasks:
         raise ValueError(f"Task id {task_id} is out of range: the adapter knows {num_tasks} tasks (ids 0 to {num_tasks - 1}).")
     if isinstance(layer, MultiHeadLoraLinear):
-        return torch.softmax(layer.mhlora_router[adapter_name].weight[task_id], dim=-1)
+        return torch.softmax(layer.task_router(adapter_name).weight[task_id], dim=-1)
     n_splits, n_skills = layer.n_splits[adapter_name], layer.n_skills[adapter_name]
     mixing = torch.sigmoid(layer.poly_router[adapter_name].module_logits[task_id].view(n_splits, n_skills))
     return mixing / (mixing.sum(dim=-1, keepdim=True) + POLY_EPS)

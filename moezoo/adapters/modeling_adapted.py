@@ -85,7 +85,8 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         alignment_distance, alignment_form, alignment_weight: Align-LoRA's distance (``"kl"`` / ``"mmd"``), the form
             of its loss (``"authors"``, as the authors' code computes it, or ``"pooled"``: see
             `moezoo.adapters.alignment`) and λ (``None``: the form's own, `ALIGNMENT_WEIGHTS`).
-        unknown_tasks: ``"error"`` or ``"average"`` (see `TaskRouting`).
+        unknown_tasks: ``"error"``, ``"average"`` or ``"router"`` (see `TaskRouting`; ``"router"`` goes with a
+            multi-head LoRA's ``router="task_or_token"``).
         merge: How the model was merged from fine-tunes of its base (`moezoo.merging.merge_lora_models`): the
             method, its options and the sources; ``None`` for a trained model.
     """
@@ -123,6 +124,14 @@ class AdaptedTransformerConfig(MultiTaskConfig):
                 f"adapter_method='align_lora' aligns the LoRA representations of several tasks; with "
                 f"{len(self.tasks)} task its alignment loss is always 0 and it trains plain LoRA. Use adapter_method='lora'."
             )
+        hybrid = self.adapter_method == "multi_head_lora" and self.adapter_settings().get("router") == "task_or_token"
+        if hybrid != (self.unknown_tasks == "router"):
+            raise ValueError(
+                "router='task_or_token' leaves examples without a task id to the token routers, which needs "
+                "unknown_tasks='router', and unknown_tasks='router' needs that router"
+                f" (got adapter_method={self.adapter_method!r}, router={self.adapter_settings().get('router')!r}, "
+                f"unknown_tasks={self.unknown_tasks!r})."
+            )
         if self.adapter_method == "frozen" and self.adapter_settings():
             raise ValueError(
                 f"adapter_method='frozen' trains the heads only; it takes no adapter settings, got {self.adapter_settings()}."
@@ -148,7 +157,7 @@ class AdaptedTransformerConfig(MultiTaskConfig):
             )
         if config_class is PolyConfig:
             settings.setdefault("n_tasks", len(self.tasks))
-        if config_class is MultiHeadLoraConfig and settings.get("router") == "task":
+        if config_class is MultiHeadLoraConfig and settings.get("router") in ("task", "task_or_token"):
             settings.setdefault("num_tasks", len(self.tasks))
         return config_class(**settings)
 
@@ -196,7 +205,7 @@ class AdaptedTransformerConfig(MultiTaskConfig):
     def task_routed(self) -> bool:
         """Whether the adapter layers need each example's task id."""
         return self.adapter_method == "mhr" or (
-            self.adapter_method == "multi_head_lora" and self.adapter_settings().get("router") == "task"
+            self.adapter_method == "multi_head_lora" and self.adapter_settings().get("router") in ("task", "task_or_token")
         )
 
 
@@ -281,6 +290,8 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             if isinstance(layer, MultiHeadLoraLinear):
                 routers += [f"{module_name}.mhlora_router.{adapter}.weight" for adapter in layer.mhlora_router
                             if layer.router_kind[adapter] == "task"]
+                routers += [f"{module_name}.mhlora_router.{adapter}.task.weight" for adapter in layer.mhlora_router
+                            if layer.router_kind[adapter] == "task_or_token"]
             elif isinstance(layer, PolyLinear):
                 routers += [f"{module_name}.poly_router.{adapter}.module_logits" for adapter in layer.poly_router]
         for name in routers:
@@ -347,8 +358,9 @@ class AdaptedTransformerModel(MultiTaskPreTrainedModel):
             if self.alignment is not None and task_ids is not None:
                 aux_losses.append(self.alignment.loss())
         aux_loss = torch.stack(aux_losses).sum() if aux_losses else None
-        # With task ids, each example's labels count for its own task only.
-        return self.multitask_output(logits, labels, aux_loss, None, task_ids)
+        # With task ids, each example's labels count for its own task only. Without labels the ids only routed
+        # (an unknown task's id is then allowed where `unknown_tasks` says how it routes).
+        return self.multitask_output(logits, labels, aux_loss, None, task_ids if labels is not None else None)
 
     def merge_task(self, task: str) -> PreTrainedModel:
         """The base transformer for task ``task`` alone, with the task's adapter update merged into its

@@ -8,7 +8,9 @@ For a targeted linear layer ``W`` (``[out, in]``)::
 adapted model starts as the base model) or random (``"random"``, as R-LoRA does). The router is per token
 (``router="token"``: a linear map of the layer's input) or per task (``router="task"``: learned head
 logits for each task, chosen by the example's ``task_ids``, which `moezoo.adapters.TaskRouting` hands to
-the layer).
+the layer), or both (``router="task_or_token"``: an example with a task id takes its task's row, one
+without (id -1, or no ids at all) the token router's weights; the form `moezoo.merging` gives single-task
+LoRAs turned into the heads of one adapter, exact for a known task, routed by input otherwise).
 
 What breaks the symmetry between the heads: zero heads under a router that weighs them all alike would
 each receive the same gradient at every step, stay equal forever, and leave the router's own gradient at
@@ -45,7 +47,7 @@ from ..tasks import check_task_ids
 #: The name the tuner is registered under in PEFT's mapping tables (and written as ``peft_type``).
 MULTI_HEAD_LORA = "MULTI_HEAD_LORA"
 PREFIX = "mhlora_"
-ROUTERS = ("token", "task")
+ROUTERS = ("token", "task", "task_or_token")
 HEAD_INITS = ("zeros", "random")
 ROUTER_INITS = ("random", "uniform")
 
@@ -58,7 +60,8 @@ class MultiHeadLoraConfig(PeftConfig):
         r: Rank of the shared ``A`` and of every head.
         lora_alpha: Scaling numerator: the update is scaled by ``lora_alpha / r``.
         num_heads: Number of ``B`` heads.
-        router: ``"token"`` (from each token's input) or ``"task"`` (from the example's task id).
+        router: ``"token"`` (from each token's input), ``"task"`` (from the example's task id) or
+            ``"task_or_token"`` (the task's row where the example has a task id, the token router's otherwise).
         num_tasks: Number of tasks (``router="task"``).
         head_init: ``"zeros"`` (the adapted model starts as the base model) or ``"random"``.
         router_init: ``"random"`` (HydraLoRA: the heads differ from the first step) or ``"uniform"`` (every
@@ -74,7 +77,7 @@ class MultiHeadLoraConfig(PeftConfig):
     r: int = field(default=8, metadata={"help": "Rank of A and of each head."})
     lora_alpha: float = field(default=8, metadata={"help": "The update is scaled by lora_alpha / r."})
     num_heads: int = field(default=4, metadata={"help": "Number of B heads."})
-    router: Literal["token", "task"] = field(default="token", metadata={"help": "token or task routing."})
+    router: Literal["token", "task", "task_or_token"] = field(default="token", metadata={"help": "token, task or task_or_token routing."})
     num_tasks: int | None = field(default=None, metadata={"help": "Number of tasks (router='task')."})
     head_init: Literal["zeros", "random"] = field(default="zeros", metadata={"help": "zeros or random heads."})
     router_init: Literal["random", "uniform"] = field(default="random", metadata={"help": "random or uniform router."})
@@ -104,8 +107,8 @@ class MultiHeadLoraConfig(PeftConfig):
                 "gradient at every step and the router's gradient is zero. Use router_init='random' (HydraLoRA's) or "
                 "head_init='random'."
             )
-        if self.router == "task" and (not isinstance(self.num_tasks, int) or self.num_tasks < 1):
-            raise ValueError(f"router='task' needs num_tasks, a positive number of tasks; got {self.num_tasks!r}.")
+        if self.router != "token" and (not isinstance(self.num_tasks, int) or self.num_tasks < 1):
+            raise ValueError(f"router={self.router!r} needs num_tasks, a positive number of tasks; got {self.num_tasks!r}.")
         if not 0.0 <= self.lora_dropout < 1.0:
             raise ValueError(f"lora_dropout must be in [0, 1), got {self.lora_dropout}.")
         if self.balance_loss_weight < 0:
@@ -148,8 +151,11 @@ class MultiHeadLoraLayer(BaseTunerLayer):
         self.balance_loss_weight[adapter_name] = config.balance_loss_weight
         self.mhlora_A[adapter_name] = nn.Parameter(torch.empty(config.r, self.in_features))
         self.mhlora_B[adapter_name] = nn.Parameter(torch.empty(config.num_heads, self.out_features, config.r))
+        token_router = nn.Linear(self.in_features, config.num_heads) if config.router != "task" else None
+        task_router = nn.Embedding(config.num_tasks, config.num_heads) if config.router != "token" else None
         self.mhlora_router[adapter_name] = (
-            nn.Linear(self.in_features, config.num_heads) if config.router == "token" else nn.Embedding(config.num_tasks, config.num_heads)
+            nn.ModuleDict({"task": task_router, "token": token_router}) if config.router == "task_or_token"
+            else token_router or task_router
         )
         self.mhlora_dropout[adapter_name] = nn.Dropout(config.lora_dropout) if config.lora_dropout else nn.Identity()
         self.reset_parameters(adapter_name, config.head_init, config.router_init)
@@ -168,26 +174,45 @@ class MultiHeadLoraLayer(BaseTunerLayer):
         else:
             for head in heads:
                 nn.init.kaiming_uniform_(head, a=math.sqrt(5))
-        router = self.mhlora_router[adapter_name]
-        for parameter in router.parameters():
+        for parameter in self.mhlora_router[adapter_name].parameters():
             nn.init.zeros_(parameter)
         if router_init == "random":
-            if isinstance(router, nn.Linear):
-                nn.init.kaiming_uniform_(router.weight, a=math.sqrt(5))
-            else:
-                nn.init.normal_(router.weight)
+            if self.token_router(adapter_name) is not None:
+                nn.init.kaiming_uniform_(self.token_router(adapter_name).weight, a=math.sqrt(5))
+            if self.task_router(adapter_name) is not None:
+                nn.init.normal_(self.task_router(adapter_name).weight)
+
+    def task_router(self, adapter_name: str) -> nn.Embedding | None:
+        """The task router (a row of head logits per task), or ``None`` for a token router."""
+        router = self.mhlora_router[adapter_name]
+        if isinstance(router, nn.ModuleDict):
+            return router["task"]
+        return router if isinstance(router, nn.Embedding) else None
+
+    def token_router(self, adapter_name: str) -> nn.Linear | None:
+        """The token router (head logits from each token's input), or ``None`` for a task router."""
+        router = self.mhlora_router[adapter_name]
+        if isinstance(router, nn.ModuleDict):
+            return router["token"]
+        return router if isinstance(router, nn.Linear) else None
 
     def head_weights(self, adapter_name: str, inputs: torch.Tensor, task_ids: torch.Tensor | None) -> torch.Tensor:
-        """The router's softmax over heads: ``[..., N]`` per token, or ``[B, 1, ..., 1, N]`` per task."""
-        router = self.mhlora_router[adapter_name]
-        if self.router_kind[adapter_name] == "token":
-            return torch.softmax(router(inputs.to(router.weight.dtype)), dim=-1)
+        """The router's softmax over heads: ``[..., N]`` per token, ``[B, 1, ..., 1, N]`` per task; for
+        ``"task_or_token"``, the task's row for an example with a task id (>= 0), the token's otherwise."""
+        kind = self.router_kind[adapter_name]
+        token_router, task_router = self.token_router(adapter_name), self.task_router(adapter_name)
+        if kind == "token" or (kind == "task_or_token" and task_ids is None):
+            return torch.softmax(token_router(inputs.to(token_router.weight.dtype)), dim=-1)
         if task_ids is None:
             raise ValueError("This multi-head LoRA routes by task: pass task_ids (see moezoo.adapters.TaskRouting).")
         # Shape only: the values were checked once for the batch (`TaskRouting.set`), not again per layer.
-        check_task_ids(task_ids, router.num_embeddings, inputs.shape[0], check_values=False)
-        weights = torch.softmax(router(task_ids), dim=-1)
-        return weights.view(inputs.shape[0], *[1] * (inputs.dim() - 2), -1)
+        check_task_ids(task_ids, task_router.num_embeddings, inputs.shape[0], check_values=False)
+        shape = (inputs.shape[0], *[1] * (inputs.dim() - 2), -1)
+        by_task = torch.softmax(task_router(task_ids.clamp_min(0)), dim=-1).view(shape)
+        if kind == "task":
+            return by_task
+        by_token = torch.softmax(token_router(inputs.to(token_router.weight.dtype)), dim=-1)
+        return torch.where((task_ids >= 0).view(shape), by_task, by_token)
 
     def delta_weight(self, adapter_name: str, head_weights: torch.Tensor) -> torch.Tensor:
         """``scaling * sum_i g_i B_i A`` (``[out, in]``) for fixed head weights ``g`` (``[N]``)."""
@@ -220,7 +245,7 @@ class MultiHeadLoraLinear(nn.Module, MultiHeadLoraLayer):
             stacked = heads.permute(1, 0, 2).reshape(self.out_features, -1)
             result = result + (self.scaling[adapter_name] * F.linear(per_head, stacked)).to(result.dtype)
             weight = self.balance_loss_weight[adapter_name]
-            if weight and self.training and self.router_kind[adapter_name] == "token":
+            if weight and self.training and self.router_kind[adapter_name] != "task":
                 importance = weights.reshape(-1, weights.shape[-1]).mean(0)
                 loss = weight * cv_squared(importance)
                 self.balance_loss = loss if self.balance_loss is None else self.balance_loss + loss

@@ -21,7 +21,7 @@ from peft.tuners.poly.router import PolyRouter
 
 from ..tasks import check_task_ids
 
-UNKNOWN_TASK_POLICIES = ("error", "average")
+UNKNOWN_TASK_POLICIES = ("error", "average", "router")
 
 
 class TaskRouting:
@@ -32,6 +32,8 @@ class TaskRouting:
         unknown_tasks: ``"error"``: an id outside ``[0, num_tasks)`` is an error. ``"average"``: such an
             example uses the average of the skills (PEFT Poly / MHR: uniform mixing weights over the skills
             of every split), as for a task never trained; its layers see id 0, whose mixing is replaced.
+            ``"router"``: such an example, and every example of a batch given no ids at all, is left to the
+            adapters' token routers (multi-head LoRA with ``router="task_or_token"``); its layers see id -1.
 
     Example::
 
@@ -82,15 +84,15 @@ class TaskRouting:
         self._unknown = None
         if task_ids is not None:
             self.check(task_ids)
-        if task_ids is not None and self.unknown_tasks == "average":
+        if task_ids is not None and self.unknown_tasks != "error":
             unknown = (task_ids < 0) | (task_ids >= self.num_tasks)
             if unknown.any():
-                self._unknown, task_ids = unknown, task_ids.masked_fill(unknown, 0)
+                self._unknown, task_ids = unknown, task_ids.masked_fill(unknown, 0 if self.unknown_tasks == "average" else -1)
         self._task_ids = task_ids
 
     def check(self, task_ids: torch.Tensor) -> None:
         """Raise naming the problem unless ``task_ids`` is a long ``[B]`` tensor whose ids are known (or,
-        with ``unknown_tasks="average"``, any ids)."""
+        with ``unknown_tasks="average"`` or ``"router"``, any ids)."""
         check_task_ids(task_ids, self.num_tasks, check_values=self.unknown_tasks == "error")
 
     @property
@@ -113,6 +115,9 @@ class TaskRouting:
         return self._expanded(self._task_ids, batch_size)
 
     def _pass_task_ids(self, module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+        if self._task_ids is None and self.unknown_tasks == "router":
+            kwargs["task_ids"] = None  # the layers' token routers decide
+            return args, kwargs
         hidden = args[0] if args else next(value for value in kwargs.values() if isinstance(value, torch.Tensor))
         kwargs["task_ids"] = self.ids_for(hidden.shape[0]).to(hidden.device)
         return args, kwargs

@@ -14,6 +14,7 @@ from .methods import (
     ties,
     trim_to_density,
 )
+from .experts import task_vector_experts
 from .lora import lora_model_from_updates, merge_lora_models
 from .task_vectors import apply_task_vector, check_same_base, full_task_vector, lora_task_vector
 
@@ -33,6 +34,7 @@ __all__ = [
     "iso_cts",
     "merge_task_vectors",
     "task_arithmetic",
+    "task_vector_experts",
     "ties",
     "trim_to_density",
 ]

@@ -209,3 +209,25 @@ def test_task_vectors_as_experts_reproduce_each_source_given_its_task_and_mix_th
     with pytest.raises(StrictDataclassClassValidationError, match="router='task_or_token' leaves examples without a task id"):
         AdaptedTransformerModel.from_base(tiny_bert_folder, [{"name": "a", "kind": "binary"}], "multi_head_lora",
                                           adapter={"router": "task_or_token", "target_modules": ["query"]})
+
+
+def test_the_scaling_is_chosen_by_the_score_and_the_scores_are_recorded(tiny_bert_folder, tmp_path):
+    from moezoo.merging import merge_lora_models
+
+    source = lora_fine_tune(tiny_bert_folder, seed=15)
+    target = logits(source, "task_15")
+
+    def closeness(model):  # the scaling that gives the source back scores best
+        return -float((logits(model, "task_15") - target).abs().max())
+
+    merged = merge_lora_models([source], "task_arithmetic", scalings=[0.5, 1.0, 1.5], score=closeness)
+    assert merged.config.merge["options"] == {"scaling": 1.0}
+    assert [entry["scaling"] for entry in merged.config.merge["scaling_scores"]] == [0.5, 1.0, 1.5]
+    assert max(merged.config.merge["scaling_scores"], key=lambda entry: entry["score"])["scaling"] == 1.0
+    torch.testing.assert_close(logits(merged, "task_15"), target, rtol=0, atol=1e-5)
+    merged.save_pretrained(tmp_path / "tuned")
+    assert AdaptedTransformerModel.from_pretrained(tmp_path / "tuned").config.merge == merged.config.merge
+    with pytest.raises(ValueError, match="needs both the candidates"):
+        merge_lora_models([source], "ties", scalings=[1.0])
+    with pytest.raises(ValueError, match="either the scaling option or candidate scalings"):
+        merge_lora_models([source], "ties", {"scaling": 1.0}, scalings=[1.0], score=closeness)

@@ -21,6 +21,7 @@ from peft.tuners.lora import LoraLayer
 
 from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
 from ..adapters.multi_head_lora import MultiHeadLoraLinear
+from .lora import _tasks_and_heads
 from .task_vectors import check_same_base, lora_task_vector
 
 #: The task router's logit for a task's own source: its softmax is exactly one-hot in float32.
@@ -59,14 +60,8 @@ def task_vector_experts(
             differ = sorted(set(source_factors) ^ set(layers))
             raise ValueError(f"Source {index} adapts other layers than source 0 ({differ[:3]} differ): the experts of one "
                              "layer come from every source.")
-    tasks, heads, owner = [], {}, []
-    for index, source in enumerate(sources):
-        for task in source.config.tasks:
-            if task["name"] in heads:
-                raise ValueError(f"Task {task['name']!r} is in more than one source (source {index} among them).")
-            tasks.append(task)
-            heads[task["name"]] = source.heads[task["name"]]
-            owner.append(index)
+    tasks, heads = _tasks_and_heads(sources)
+    owner = [index for index, source in enumerate(sources) for _ in source.config.tasks]  # each task's source
     rank = max(sum(source_factors[layer][0].shape[0] for source_factors in factors) for layer in layers)
     template = sources[0]
     backbone = template.backbone

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -89,23 +89,8 @@ def lora_model_from_updates(
     return model.eval()
 
 
-def merge_lora_models(
-    sources: Sequence[AdaptedTransformerModel],
-    method: str,
-    options: Mapping[str, Any] | None = None,
-    source_names: Sequence[str] | None = None,
-) -> AdaptedTransformerModel:
-    """One adapted model from LoRA fine-tunes of one base, their tasks' heads kept: the sources' weight updates
-    merged by ``method`` (a name of `moezoo.merging.MERGING_METHODS`, with ``options``). ``source_names`` (folders,
-    zoo names or Hub ids) are recorded in the config's ``merge`` with the method and options.
-
-    Raises:
-        ValueError: sources of different bases, an adapter that is not one plain LoRA, layers adapted in one
-            source and not another, two sources with a task of the same name, an unknown method or option.
-    """
-    if not sources:
-        raise ValueError("Nothing to merge: give at least one source model.")
-    check_same_base(sources)
+def _tasks_and_heads(sources: Sequence[AdaptedTransformerModel]) -> tuple[list[dict], dict[str, torch.nn.Module]]:
+    """Every source's tasks, in order, and their heads; a task name in two sources is an error."""
     tasks, heads = [], {}
     for index, source in enumerate(sources):
         for task in source.config.tasks:
@@ -116,7 +101,57 @@ def merge_lora_models(
                 )
             tasks.append(task)
             heads[task["name"]] = source.heads[task["name"]]
-    merged = merge_task_vectors([lora_task_vector(source) for source in sources], method, options)
-    record = {"method": method, "options": dict(options or {}),
-              "sources": list(source_names) if source_names is not None else None}
-    return lora_model_from_updates(sources[0], merged, tasks, heads, record)
+    return tasks, heads
+
+
+def merge_lora_models(
+    sources: Sequence[AdaptedTransformerModel],
+    method: str,
+    options: Mapping[str, Any] | None = None,
+    source_names: Sequence[str] | None = None,
+    scalings: Sequence[float] | None = None,
+    score: Callable[[AdaptedTransformerModel], float] | None = None,
+) -> AdaptedTransformerModel:
+    """One adapted model from LoRA fine-tunes of one base, their tasks' heads kept: the sources' weight updates
+    merged by ``method`` (a name of `moezoo.merging.MERGING_METHODS`, with ``options``). ``source_names`` (folders,
+    zoo names or Hub ids) are recorded in the config's ``merge`` with the method and options.
+
+    With ``scalings`` and ``score`` the method's scaling ``λ`` is chosen: every candidate's merged model is
+    scored by ``score(model)`` (higher is better; a validation split's mean metric, say) and the best kept; the
+    scores are recorded in ``merge["scaling_scores"]`` (``[{"scaling": λ, "score": s}, ...]``). Every method's ``λ`` multiplies its merged vector, so
+    the sources are merged once.
+
+    Raises:
+        ValueError: sources of different bases, an adapter that is not one plain LoRA, layers adapted in one
+            source and not another, two sources with a task of the same name, an unknown method or option,
+            ``scalings`` without ``score`` (or the reverse) or beside a ``scaling`` option.
+    """
+    if not sources:
+        raise ValueError("Nothing to merge: give at least one source model.")
+    if (scalings is None) != (score is None):
+        raise ValueError("Choosing the scaling needs both the candidates (scalings) and a score function (score).")
+    options = dict(options or {})
+    if scalings is not None and "scaling" in options:
+        raise ValueError("Give either the scaling option or candidate scalings to choose from, not both.")
+    if scalings is not None and not scalings:
+        raise ValueError("scalings is empty: give at least one candidate.")
+    check_same_base(sources)
+    tasks, heads = _tasks_and_heads(sources)
+    vectors = [lora_task_vector(source) for source in sources]
+    names = list(source_names) if source_names is not None else None
+    if scalings is None:
+        merged = merge_task_vectors(vectors, method, options)
+        record = {"method": method, "options": options, "sources": names}
+        return lora_model_from_updates(sources[0], merged, tasks, heads, record)
+    unit = merge_task_vectors(vectors, method, {**options, "scaling": 1.0})
+    scores, best = [], None
+    for scaling in scalings:
+        record = {"method": method, "options": {**options, "scaling": float(scaling)}, "sources": names}
+        candidate = lora_model_from_updates(
+            sources[0], {name: scaling * update for name, update in unit.items()}, tasks, heads, record
+        )
+        scores.append({"scaling": float(scaling), "score": float(score(candidate))})
+        if best is None or scores[-1]["score"] > best[0]:
+            best = (scores[-1]["score"], candidate)
+    best[1].config.merge["scaling_scores"] = scores
+    return best[1]

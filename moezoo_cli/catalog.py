@@ -20,6 +20,7 @@ ARCHITECTURES = ("cgc", "dselect_k", "dselect_k_static", "home", "m3vit", "mmoe"
 ADAPTER_METHODS = ("lora", "align_lora", "multi_head_lora", "mhr", "frozen")
 #: The metric a task is judged by, the first of these it has: GLUE's own (Matthews correlation, F1, Pearson),
 #: AUC, accuracy, mIoU (dense tasks).
+#: Each higher-is-better, so that a larger value is the better model.
 HEADLINE_METRICS = ("mcc", "f1", "pearson", "auc", "accuracy", "miou")
 
 
@@ -140,6 +141,23 @@ _CENSUS_HOME_BASELINES = (
 )
 
 
+def _multi_mnist_baselines(dataset: str) -> tuple[Baseline, ...]:
+    """The single-task and Shared-Bottom rows of ``benchmarks/multi_mnist_quality.py`` on ``dataset``."""
+    results = "benchmarks/results/multi_mnist.json"
+    return (
+        _single_task_baseline(
+            "a Shared-Bottom network of the benchmark's default config", "benchmarks/multi_mnist_quality.py", results,
+            ("dataset", dataset),
+        ),
+        Baseline(
+            "Shared-Bottom",
+            "one Shared-Bottom network for both tasks, with the same data, epochs and settings "
+            "(benchmarks/multi_mnist_quality.py, seed 0)",
+            results, (("model", "shared_bottom"), ("seed", 0), ("dataset", dataset)),
+        ),
+    )
+
+
 _M3VIT_RESULTS = "benchmarks/results/m3vit_multi_mnist.json"
 _M3VIT_BASELINES = (
     Baseline(
@@ -177,11 +195,12 @@ ZOO: dict[str, ZooEntry] = {
         ZooEntry(
             "dselect-k-multi-mnist", "moezoo/dselect-k-multi-mnist", "dselect_k", "mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
+            baselines=_multi_mnist_baselines("mnist"),
         ),
         ZooEntry(
             "mmoe-multi-fashion-mnist", "moezoo/mmoe-multi-fashion-mnist", "mmoe", "fashion-mnist",
             "recipes/train_image.py", "recipes/configs/multi_mnist_dselect_k.yaml",
-            ("--dataset", "fashion-mnist", "--model_name", "mmoe"),
+            ("--dataset", "fashion-mnist", "--model_name", "mmoe"), _multi_mnist_baselines("fashion-mnist"),
         ),
         ZooEntry(
             "m3vit-multi-mnist", "moezoo/m3vit-multi-mnist", "m3vit", "mnist",

@@ -15,6 +15,7 @@ from moezoo.training.data import nest_task_labels
 from moezoo.training.metrics import MultiTaskMetrics
 from moezoo.hub.folder import encoded_test_batches
 from moezoo.zoo import ZOO, entry_folder, resolve
+from moezoo_cli.catalog import headline_metrics
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
@@ -116,6 +117,12 @@ def test_every_card_is_complete_and_states_exactly_its_results(name):
         for label, stated in zip(baselines, others):
             value = baselines[label]["test"].get(f"{task}/{metric}")
             assert stated == ("" if value is None else f"{value:.4f}"), (label, task)
+    for label, baseline in baselines.items():  # the card says plainly where the entry trails each baseline
+        behind = [
+            f"`{name.split('/')[0]}`" for name, value in headline_metrics(results["test"]).items()
+            if baseline["test"].get(name, value) > value
+        ]
+        assert (f"- Against the {label} baseline: behind on {', '.join(behind)}" in text) == bool(behind), label
     assert ZOO[name].fine_tune_command in text
     assert "### Against the baselines" in text
 

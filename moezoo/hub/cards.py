@@ -324,7 +324,8 @@ def compute_summary(results: Mapping[str, Any] | None) -> str:
 def baselines_table(results: Mapping[str, Any] | None) -> str | None:
     """Markdown: each task's headline test metric for this model and each baseline of ``results["baselines"]``
     (models trained at the same budget, see `moezoo_cli.catalog.Baseline`), with a line per baseline on what
-    it is; ``None`` when the results list none."""
+    it is and one on the tasks where this model is behind it and ahead of it; ``None`` when the results list
+    none."""
     baselines = (results or {}).get("baselines") or {}
     test = (results or {}).get("test", {})
     if not baselines or not test:
@@ -334,6 +335,8 @@ def baselines_table(results: Mapping[str, Any] | None) -> str | None:
         "| task | metric | this model | " + " | ".join(labels) + " |",
         "|---|---|---|" + "---|" * len(labels),
     ]
+    behind: dict[str, list[str]] = {label: [] for label in labels}
+    ahead: dict[str, list[str]] = {label: [] for label in labels}
     for task in sorted({name.split("/")[0] for name in test if "/" in name}):
         metric = headline_metric(task, test)
         if metric is None:
@@ -341,8 +344,18 @@ def baselines_table(results: Mapping[str, Any] | None) -> str | None:
         name = f"{task}/{metric}"
         cells = [f"{baselines[label]['test'][name]:.4f}" if name in baselines[label].get("test", {}) else "" for label in labels]
         lines.append(f"| {task} | {metric} | {test[name]:.4f} | " + " | ".join(cells) + " |")
+        for label in labels:  # every headline metric is higher-is-better
+            theirs = baselines[label].get("test", {}).get(name)
+            if theirs is not None and theirs != test[name]:
+                (ahead if test[name] > theirs else behind)[label].append(f"`{task}`")
     notes = [f"- **{label}:** {baselines[label]['description']}" for label in labels if baselines[label].get("description")]
-    return "\n".join([*lines, "", *notes])
+    verdicts = [
+        f"- Against the {label} baseline: " + "; ".join(
+            f"{side} on {', '.join(tasks)}" for side, tasks in (("behind", behind[label]), ("ahead", ahead[label])) if tasks
+        ) + "."
+        for label in labels if behind[label] or ahead[label]
+    ]
+    return "\n".join([*lines, "", *notes, *([""] if verdicts else []), *verdicts])
 
 
 def _license_text(dataset: DatasetDescription | None) -> str:

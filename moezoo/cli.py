@@ -5,6 +5,8 @@
     moezoo predict <checkpoint or entry> rows.csv  one prediction column per task, as CSV
     moezoo card <checkpoint>                     the model card (and gate figure) of a checkpoint folder
     moezoo push <checkpoint or entry> <repo_id>  publish a checkpoint folder to the Hub
+    moezoo merge [config.yaml] --sources A B ... --method M --output_dir DIR
+                                                 merge single-task LoRA fine-tunes into one model
     moezoo train [--num_processes N] <recipe or entry> [flags]
                                                  run a recipe (a YAML, a recipe script, or a zoo entry)
 
@@ -31,7 +33,7 @@ import transformers
 from huggingface_hub.errors import HfHubHTTPError, StrictDataclassError
 
 from moezoo_cli.listing import list_command, table
-from moezoo_cli.parser import build_parser
+from moezoo_cli.parser import parse_command_line
 
 from . import zoo
 from .models.modeling_utils import PROCESSOR_FILE
@@ -103,6 +105,20 @@ def push_command(args: argparse.Namespace) -> None:
     print(f"Pushed {folder} to {args.repo_id}: {url}")
 
 
+def merge_command(args: argparse.Namespace) -> None:
+    from .merging.checkpoints import MergeArguments, merge_checkpoints
+    from .training.arguments import parse_config_and_args
+
+    if {"-h", "--help"} & set(args.merge_flags):
+        transformers.HfArgumentParser(MergeArguments, prog="moezoo merge").print_help()
+        return
+    (arguments,) = parse_config_and_args([MergeArguments], args.merge_flags)
+    # Merging a large model takes a while: its bar over the layers is wanted here.
+    transformers.utils.logging.enable_progress_bar()
+    folder = merge_checkpoints(arguments)
+    print(f"Wrote the merged model ({arguments.method} of {len(arguments.sources)} sources) to {folder}.")
+
+
 def train_command(args: argparse.Namespace) -> int:
     from .training.launch import launch_command, launch_environment
 
@@ -148,6 +164,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], object]] = {
     "predict": predict_command,
     "card": card_command,
     "push": push_command,
+    "merge": merge_command,
     "train": train_command,
 }
 
@@ -160,7 +177,7 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_command(build_parser().parse_args(argv))
+    return run_command(parse_command_line(argv))
 
 
 if __name__ == "__main__":

@@ -11,14 +11,14 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from .parser import build_parser
+from .parser import build_parser, parse_command_line
 
 __all__ = ["build_parser", "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``moezoo`` command; returns its exit status."""
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv)
     if args.command == "list":
         from .listing import list_command
 

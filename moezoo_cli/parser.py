@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from collections.abc import Sequence
 
 TRAIN_EPILOG = """\
 RECIPE is a YAML config (the recipe script is chosen by its `dataset`), a recipe script followed by its
@@ -27,8 +29,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def parse_command_line(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """``moezoo``'s arguments parsed by `build_parser`; ``merge``'s own flags go to it unparsed (``merge_flags``),
+    since argparse's remainder cannot begin with a flag."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["merge"]:
+        return argparse.Namespace(command="merge", merge_flags=argv[1:])
+    return build_parser().parse_args(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The parser of ``moezoo``: one subcommand each for list, evaluate, predict, card, push and train (the
+    """The parser of ``moezoo``: one subcommand each for list, evaluate, predict, card, push, merge and train (the
     chosen one in ``args.command``)."""
     parser = argparse.ArgumentParser(
         prog="moezoo", description="Multi-task Mixture-of-Experts models: the zoo, evaluation, prediction, cards.",
@@ -72,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     push.add_argument("--private", action="store_true", help="create the repository private")
     push.add_argument("--token", help="a Hub token (default: the one `hf auth login` saved, or $HF_TOKEN)")
     push.add_argument("--revision", help="the branch to push to (default: main)")
+
+    commands.add_parser(
+        "merge", help="merge single-task LoRA fine-tunes of one base into one multi-task model",
+        usage="moezoo merge [CONFIG.yaml] --sources A B ... --method METHOD --output_dir DIR [flags ...]",
+        description="`moezoo merge --help` lists the flags (moezoo.merging.checkpoints.MergeArguments).",
+        add_help=False, allow_abbrev=False,
+    ).add_argument("merge_flags", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
     train = commands.add_parser(
         "train", help="run a recipe (a YAML config, a recipe script or a zoo entry), on one or several processes",

@@ -102,3 +102,21 @@ def make_toy_model(toy_processor):
         return moezoo.create_model(name, **config)
 
     return make
+
+
+GLUE_WORDS = "the a is of and to in it that was movie film good bad not man woman plane playing".split()
+
+
+@pytest.fixture(scope="session")
+def tiny_glue_base(tmp_path_factory):
+    """A tiny BERT with a tiny WordPiece vocabulary, saved as a base model folder (for the GLUE recipe)."""
+    from transformers import BertConfig, BertModel, BertTokenizerFast
+
+    folder = tmp_path_factory.mktemp("tiny_bert")
+    vocab = folder / "vocab.txt"
+    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *GLUE_WORDS, *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
+    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
+    torch.manual_seed(0)
+    BertModel(BertConfig(vocab_size=len(vocab.read_text().split()), hidden_size=16, num_hidden_layers=2,
+                         num_attention_heads=2, intermediate_size=32)).save_pretrained(folder)
+    return folder

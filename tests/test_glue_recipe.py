@@ -9,7 +9,6 @@ import pytest
 import torch
 from huggingface_hub import ModelCard
 from safetensors.torch import load_file
-from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from moezoo.adapters import AdaptedTransformerModel
 from moezoo.cli import main as moezoo_command
@@ -20,26 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "recipes"))
 from train_glue import main as train_glue  # noqa: E402
 
-WORDS = "the a is of and to in it that was movie film good bad not man woman plane playing".split()
-
-
-@pytest.fixture(scope="module")
-def tiny_base(tmp_path_factory):
-    """A tiny BERT with a tiny WordPiece vocabulary, saved as a base model folder."""
-    folder = tmp_path_factory.mktemp("tiny_bert")
-    vocab = folder / "vocab.txt"
-    vocab.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]) + "\n")
-    BertTokenizerFast(vocab_file=str(vocab)).save_pretrained(folder)
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab.read_text().split()), hidden_size=16, num_hidden_layers=2,
-                         num_attention_heads=2, intermediate_size=32)).save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("method", ["multi_head_lora", "align_lora"])
-def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, tiny_base, tmp_path, data_dir, capsys):
+def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, tiny_glue_base, tmp_path, data_dir, capsys):
     argv = [
-        str(REPO / "recipes" / "configs" / "glue_multi_head_lora.yaml"), "--base_model", str(tiny_base),
+        str(REPO / "recipes" / "configs" / "glue_multi_head_lora.yaml"), "--base_model", str(tiny_glue_base),
         "--adapter_method", method, "--max_train_samples_per_task", "24", "--max_validation_samples_per_task", "16",
         "--max_seq_length", "24", "--num_train_epochs", "1", "--output_dir", str(tmp_path),
     ]
@@ -66,7 +49,7 @@ def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, ti
     # The card: the base model in the metadata, GLUE's metrics in the model-index, the adapter's figure.
     write_card(tmp_path / "best")
     card = ModelCard.load(tmp_path / "best" / "README.md")
-    assert card.data.base_model == str(tiny_base) and card.data.base_model_relation == "adapter"
+    assert card.data.base_model == str(tiny_glue_base) and card.data.base_model_relation == "adapter"
     assert card.data.language == "en" and method in card.data.tags and "peft" in card.data.tags
     assert card.data.license == "other" and card.data.license_link == "https://huggingface.co/datasets/nyu-mll/glue"
     scores = {(result.task_name, result.metric_type): result.metric_value for result in card.data.eval_results}
@@ -80,9 +63,9 @@ def test_the_recipe_trains_every_task_and_reloads_its_best_checkpoint(method, ti
         assert "(the `pooled` form is moezoo's variant" in card.text
 
 
-def test_training_continues_from_a_checkpoint_and_resumes_exactly(tiny_base, tmp_path, data_dir):
+def test_training_continues_from_a_checkpoint_and_resumes_exactly(tiny_glue_base, tmp_path, data_dir):
     argv = [
-        str(REPO / "recipes" / "configs" / "glue_mhr.yaml"), "--base_model", str(tiny_base),
+        str(REPO / "recipes" / "configs" / "glue_mhr.yaml"), "--base_model", str(tiny_glue_base),
         "--max_train_samples_per_task", "24", "--max_validation_samples_per_task", "16", "--max_seq_length", "24",
         "--num_train_epochs", "2", "--per_device_train_batch_size", "16", "--checkpointing_steps", "4",
     ]
@@ -115,7 +98,7 @@ def test_training_continues_from_a_checkpoint_and_resumes_exactly(tiny_base, tmp
                     "--tasks", "sst2", "rte"])
 
 
-def test_bad_flags_are_named(tiny_base, tmp_path):
+def test_bad_flags_are_named(tiny_glue_base, tmp_path):
     with pytest.raises(ValueError, match=r"Unknown GLUE task 'sst'.*'sst2'"):
         train_glue(["--tasks", "sst", "--output_dir", str(tmp_path)])
     with pytest.raises(ValueError, match=r"Unknown adapter_method 'hydra'"):

@@ -303,6 +303,9 @@ def training_regime(results: Mapping[str, Any] | None, command: str | None) -> s
 def compute_summary(results: Mapping[str, Any] | None) -> str:
     """Hardware, wall time, CPU- or GPU-hours and peak memory of the training run."""
     environment = (results or {}).get("environment", {})
+    if "merge_seconds" in environment:
+        return (f"- **Training:** none; merged from its sources in {environment['merge_seconds']:.1f} s "
+                f"(peak memory {environment['peak_memory_mb']:,.0f} MB resident)")
     if "train_seconds" not in environment:
         return "Not recorded."
     seconds = environment["train_seconds"]

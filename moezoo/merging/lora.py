@@ -21,6 +21,7 @@ from typing import Any
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+from transformers.utils import logging
 
 from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
 from .methods import merge_task_vectors
@@ -78,7 +79,7 @@ def lora_model_from_updates(
     layers = {name.removeprefix("base_model.model."): module for name, module in model.backbone.named_modules()
               if isinstance(module, LoraLayer)}
     with torch.no_grad():
-        for name, update in updates.items():
+        for name, update in logging.tqdm(updates.items(), desc="writing LoRA factors", unit="layer", leave=False):
             layer = layers[name.removesuffix(WEIGHT_SUFFIX)]
             # A fan_in_fan_out layer (GPT-2's Conv1D) holds its weight, and so the update, as [in, out].
             B, A = _factors(update.T if layer.fan_in_fan_out else update, rank)

@@ -29,11 +29,12 @@ Tensors are merged in float32 or wider (their own dtype if wider) and returned i
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 from peft.utils.merge_utils import calculate_majority_sign_mask, disjoint_merge
+from transformers.utils import logging
 
 from ..suggestions import closest_names
 
@@ -48,6 +49,11 @@ def _stacked(task_vectors: Sequence[TaskVector], name: str) -> torch.Tensor:
     """Tensor ``name`` of every task vector, stacked on a new first dimension, in the working dtype."""
     first = task_vectors[0][name]
     return torch.stack([vector[name] for vector in task_vectors]).to(_work_dtype(first.dtype))
+
+
+def _tensors(task_vectors: Sequence[TaskVector]) -> Iterator[tuple[str, torch.Tensor]]:
+    """The first task vector's tensors by name, under a progress bar (transformers' switch turns it off)."""
+    return iter(logging.tqdm(task_vectors[0].items(), desc="merging", unit="tensor", leave=False))
 
 
 def _source_weights(weights: Sequence[float] | None, count: int) -> torch.Tensor:
@@ -71,7 +77,7 @@ def task_arithmetic(
     scaling = 1.0 / len(task_vectors) if scaling is None else scaling
     factors = _source_weights(weights, len(task_vectors)) * scaling
     merged = {}
-    for name, tensor in task_vectors[0].items():
+    for name, tensor in _tensors(task_vectors):
         stacked = _stacked(task_vectors, name)
         merged[name] = torch.tensordot(factors.to(stacked), stacked, dims=1).to(tensor.dtype)
     return merged
@@ -111,7 +117,7 @@ def _elect_and_average(
         raise ValueError(f"majority_sign_method is 'total' or 'frequency', got {majority_sign_method!r}.")
     factors = _source_weights(weights, len(task_vectors))
     merged = {}
-    for name, tensor in task_vectors[0].items():
+    for name, tensor in _tensors(task_vectors):
         stacked = _stacked(task_vectors, name)
         agrees = calculate_majority_sign_mask(stacked, method=majority_sign_method)
         weighted = stacked * factors.to(stacked).view(-1, *([1] * tensor.dim()))
@@ -178,7 +184,7 @@ def iso_c(task_vectors: Sequence[TaskVector], scaling: float = 1.0) -> dict[str,
     """Iso-C: per 2-D tensor, ``λ σ̄ U Vᵀ`` of the sum ``Σ_t τ_t = U Σ Vᵀ`` over its non-zero singular
     values; every other tensor (biases, norms) the task vectors' mean, times λ."""
     merged = {}
-    for name, tensor in task_vectors[0].items():
+    for name, tensor in _tensors(task_vectors):
         stacked = _stacked(task_vectors, name)
         if tensor.dim() != 2:
             merged[name] = (scaling * stacked.mean(0)).to(tensor.dtype)
@@ -211,7 +217,7 @@ def iso_cts(
         raise ValueError(f"common_space_fraction is in [0, 1], got {common_space_fraction}.")
     count = len(task_vectors)
     merged = {}
-    for name, tensor in task_vectors[0].items():
+    for name, tensor in _tensors(task_vectors):
         stacked = _stacked(task_vectors, name)
         if tensor.dim() != 2:
             merged[name] = (scaling * stacked.mean(0)).to(tensor.dtype)
@@ -289,17 +295,21 @@ def merge_task_vectors(
         ValueError: an unknown method or option (with the closest names), or task vectors that do not match
             (`check_task_vectors`).
     """
+    check_method_options(method, options)
+    check_task_vectors(task_vectors)
+    with torch.no_grad():
+        return MERGING_METHODS[method](task_vectors, **(options or {}))
+
+
+def check_method_options(method: str, options: Mapping[str, Any] | None) -> None:
+    """Raise a `ValueError` naming the closest known names for an unknown method or an option its function does
+    not take."""
     if method not in MERGING_METHODS:
         raise ValueError(f"Unknown merging method {method!r}{closest_names(method, MERGING_METHODS)}; choose one of {list(MERGING_METHODS)}.")
-    function = MERGING_METHODS[method]
-    accepted = [name for name in inspect.signature(function).parameters if name != "task_vectors"]
-    options = dict(options or {})
-    unknown = [name for name in options if name not in accepted]
+    accepted = [name for name in inspect.signature(MERGING_METHODS[method]).parameters if name != "task_vectors"]
+    unknown = [name for name in options or {} if name not in accepted]
     if unknown:
         raise ValueError(
             f"Unknown option {unknown[0]!r} for the merging method {method!r}{closest_names(unknown[0], accepted)}; "
             f"it takes {accepted}."
         )
-    check_task_vectors(task_vectors)
-    with torch.no_grad():
-        return function(task_vectors, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+import types
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -140,11 +141,12 @@ def load_yaml_config(path: str | Path) -> dict[str, Any]:
 
 
 def list_fields(dataclass_types: Sequence[type]) -> set[str]:
-    """The fields of ``dataclass_types`` that hold lists."""
+    """The fields of ``dataclass_types`` that hold lists (``list[...]``, optional or not)."""
     names = set()
     for cls in dataclass_types:
         for name, annotation in typing.get_type_hints(cls).items():
-            if typing.get_origin(annotation) is list:
+            optional = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+            if any(typing.get_origin(kind) is list for kind in (typing.get_args(annotation) if optional else (annotation,))):
                 names.add(name)
     return names
 

@@ -1,0 +1,161 @@
+"""Saved single-task checkpoints merged into one saved multi-task model: what ``moezoo merge`` runs.
+
+The sources (checkpoint folders, zoo entries or Hub ids) are LoRA-adapted transformers of one base, each with
+its own tasks. They are merged by a method of `moezoo.merging.MERGING_METHODS` (`merge_lora_models`) or made
+the experts of one task-routed model (``task_vector_experts``, `moezoo.merging.task_vector_experts`); the result
+is saved with the sources' tokenizer. When every source has the ``results.json`` of its run, on the same data
+set, the merged model is evaluated on the tasks' validation and test splits (the first source's data settings,
+every source's tasks), its ``results.json`` written and its card generated; with ``scalings`` the method's
+scaling is chosen on the validation splits' ``mean_score``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..suggestions import closest_names
+from .methods import MERGING_METHODS, check_method_options
+
+#: The method that keeps every source as an expert of one task-routed model instead of merging them.
+EXPERTS_METHOD = "task_vector_experts"
+METHODS = (*MERGING_METHODS, EXPERTS_METHOD)
+
+
+@dataclass
+class MergeArguments:
+    """What ``moezoo merge`` merges, how, and where it writes the result (a YAML under ``recipes/configs/``
+    and flags, as the recipes read theirs)."""
+
+    sources: list[str] = field(
+        default_factory=list,
+        metadata={"help": "the single-task models: checkpoint folders, zoo entries or Hub ids of LoRA fine-tunes "
+                          "of one base"},
+    )
+    method: str = field(
+        default="task_arithmetic",
+        metadata={"help": f"how to merge them: one of {list(METHODS)} (the last keeps every source as an expert)"},
+    )
+    options: str | None = field(
+        default=None, metadata={"help": "the method's options as a JSON object, e.g. '{\"density\": 0.2}'"}
+    )
+    scalings: list[float] | None = field(
+        default=None,
+        metadata={"help": "candidate scalings λ, the best chosen on the sources' validation splits (mean_score)"},
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "the folder to write the merged model to"})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a non-empty output_dir"})
+    evaluate: bool = field(
+        default=True,
+        metadata={"help": "score the merged model on its tasks' validation and test splits and write its card "
+                          "(needs every source's results.json)"},
+    )
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError("Name the models to merge: --sources FOLDER_OR_ENTRY [...].")
+        if self.method not in METHODS:
+            raise ValueError(
+                f"Unknown merging method {self.method!r}{closest_names(self.method, METHODS)}; choose one of {list(METHODS)}."
+            )
+        if self.output_dir is None:
+            raise ValueError("Name the folder to write the merged model to: --output_dir.")
+        if self.method == EXPERTS_METHOD:
+            if self.option_values() or self.scalings:
+                raise ValueError(f"{EXPERTS_METHOD} keeps every source as it is: it takes no options and no scalings.")
+            return
+        check_method_options(self.method, self.option_values())
+        if self.scalings is not None and "scaling" in self.option_values():
+            raise ValueError("Give either the scaling option or candidate scalings to choose from, not both.")
+
+    def option_values(self) -> dict[str, Any]:
+        """``options`` as a dict (a `ValueError` naming the flag when it is not a JSON object)."""
+        from ..training.arguments import parse_json_object
+
+        return parse_json_object("options", self.options)
+
+
+def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: Sequence[str]) -> dict[str, Any] | None:
+    """The settings of a run over every source's tasks (the first source's data settings, the tasks in the
+    merged model's order), or ``None`` when a source has no results or names no tasks."""
+    if any(result is None or not result.get("arguments", {}).get("tasks") for result in results):
+        return None
+    datasets = {result["arguments"].get("dataset") for result in results}
+    if len(datasets) > 1:
+        raise ValueError(f"The sources were trained on different data sets ({sorted(map(str, datasets))}): a merged model "
+                         "is scored on one.")
+    return {**results[0]["arguments"], "tasks": list(task_names)}
+
+
+def merge_checkpoints(arguments: MergeArguments) -> Path:
+    """Merge ``arguments.sources`` as the module's docstring says and save the result; returns its folder.
+
+    Raises:
+        FileExistsError: ``output_dir`` holds files and ``overwrite_output_dir`` is not set.
+        ValueError: a source that is not a LoRA-adapted transformer, sources that cannot be merged exactly (see
+            `merge_lora_models`), or ``scalings`` without the sources' results to score them on.
+    """
+    from transformers import AutoTokenizer
+
+    from .. import zoo
+    from ..adapters import AdaptedTransformerModel
+    from ..hub.folder import find_results, write_card
+    from ..training.datasets import evaluate_run_split
+    from ..training.recipe import peak_memory_mb
+    from .experts import task_vector_experts
+    from .lora import merge_lora_models
+
+    output = Path(arguments.output_dir)
+    if output.is_dir() and any(output.iterdir()) and not arguments.overwrite_output_dir:
+        raise FileExistsError(f"{output} is not empty; pass --overwrite_output_dir to replace what is there.")
+    options = arguments.option_values()
+    folders = [zoo.local_folder(source) for source in arguments.sources]
+    models = [zoo.from_pretrained(folder) for folder in folders]
+    for source, model in zip(arguments.sources, models):
+        if not isinstance(model, AdaptedTransformerModel):
+            raise ValueError(
+                f"{source} is a {type(model).__name__}, not a LoRA-adapted transformer: `moezoo merge` merges LoRA "
+                "fine-tunes; full fine-tunes merge in Python (moezoo.merging.full_task_vector, merge_task_vectors, "
+                "apply_task_vector)."
+            )
+    results = [find_results(folder) for folder in folders]
+    task_names = [task["name"] for model in models for task in model.config.tasks]
+    run_arguments = merged_run_arguments(results, task_names)
+
+    def validation_score(candidate: AdaptedTransformerModel) -> float:
+        return evaluate_run_split(candidate, run_arguments, folders[0], "validation")["mean_score"]
+
+    if arguments.scalings and run_arguments is None:
+        missing = next(source for source, result in zip(arguments.sources, results) if result is None
+                       or not result.get("arguments", {}).get("tasks"))
+        raise ValueError(f"Choosing the scaling scores each candidate on the sources' validation splits, read from each "
+                         f"source's results.json; {missing} has none (or names no tasks).")
+    started = time.perf_counter()
+    if arguments.method == EXPERTS_METHOD:
+        merged = task_vector_experts(models, arguments.sources)
+    else:
+        merged = merge_lora_models(
+            models, arguments.method, options, arguments.sources, arguments.scalings,
+            validation_score if arguments.scalings else None,
+        )
+    seconds = time.perf_counter() - started
+    output.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(output)
+    AutoTokenizer.from_pretrained(folders[0]).save_pretrained(output)
+    summary: dict[str, Any] = {
+        "completed": True, "model_type": merged.config.model_type, "num_parameters": merged.num_parameters(),
+        "merge": merged.config.merge, **({"arguments": run_arguments} if run_arguments is not None else {}),
+        "environment": {"merge_seconds": round(seconds, 1), "peak_memory_mb": peak_memory_mb()},
+    }
+    evaluated = arguments.evaluate and run_arguments is not None
+    if evaluated:
+        for split in ("validation", "test"):
+            summary[split] = evaluate_run_split(merged, run_arguments, output, split, show_progress=True)
+    (output / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if evaluated:
+        write_card(output, overwrite=True)
+    return output

@@ -1,0 +1,118 @@
+"""`moezoo merge`: single-task LoRA runs of the GLUE recipe merged into one saved, scored and carded model."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from huggingface_hub import ModelCard
+
+from moezoo.adapters import AdaptedTransformerModel
+from moezoo.cli import main as moezoo_command
+from moezoo.merging import MergeArguments
+from moezoo.training.arguments import parse_config_and_args
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "recipes"))
+from train_glue import main as train_glue  # noqa: E402
+
+TASKS = ("sst2", "rte")
+
+
+@pytest.fixture(scope="module")
+def single_task_runs(tiny_glue_base, tmp_path_factory, data_dir):
+    """One LoRA run of the GLUE recipe per task, on the tiny base: {task: its best checkpoint}."""
+    runs = {}
+    for task in TASKS:
+        folder = tmp_path_factory.mktemp(task)
+        train_glue([
+            str(REPO / "recipes" / "configs" / "glue_align_lora.yaml"), "--base_model", str(tiny_glue_base),
+            "--adapter_method", "lora", "--adapter", '{"r": 2, "lora_alpha": 4}', "--tasks", task,
+            "--max_train_samples_per_task", "48", "--max_validation_samples_per_task", "16", "--max_seq_length", "24",
+            "--num_train_epochs", "2", "--per_device_train_batch_size", "8", "--learning_rate", "0.05",
+            "--output_dir", str(folder),
+        ])
+        runs[task] = folder / "best"
+    return runs
+
+
+def merge(*flags):
+    return moezoo_command(["merge", *map(str, flags)])
+
+
+def test_task_vector_experts_reproduce_every_source_on_its_task(single_task_runs, tmp_path):
+    out = tmp_path / "experts"
+    sources = [single_task_runs[task] for task in TASKS]
+    assert merge("--sources", *sources, "--method", "task_vector_experts", "--output_dir", out) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["arguments"]["tasks"] == list(TASKS) and results["merge"]["method"] == "task_vector_experts"
+    for task, source in single_task_runs.items():
+        source_test = json.loads((source.parent / "results.json").read_text())["test"]
+        for name, value in source_test.items():
+            if name.startswith(f"{task}/"):
+                assert results["test"][name] == pytest.approx(value, abs=1e-5), name
+    # The same in the outputs: given its task id, each task's logits are its source's.
+    merged = AdaptedTransformerModel.from_pretrained(out).eval()
+    tokens = torch.randint(5, 30, (4, 9), generator=torch.Generator().manual_seed(0))
+    for index, task in enumerate(TASKS):
+        source = AdaptedTransformerModel.from_pretrained(single_task_runs[task]).eval()
+        with torch.no_grad():
+            expected = source(input_ids=tokens, task_ids=torch.zeros(4, dtype=torch.long)).logits[task]
+            given = merged(input_ids=tokens, task_ids=torch.full((4,), index)).logits[task]
+        assert not torch.allclose(expected, torch.zeros_like(expected))
+        torch.testing.assert_close(given, expected, rtol=0, atol=1e-5)
+
+
+def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_task_runs, tmp_path, capsys):
+    out = tmp_path / "ties"
+    sources = [single_task_runs[task] for task in TASKS]
+    assert merge("--sources", *sources, "--method", "ties", "--options", '{"density": 0.5}', "--scalings", "0.5", "2.0",
+                 "--output_dir", out) == 0
+    results = json.loads((out / "results.json").read_text())
+    scores = results["merge"]["scaling_scores"]
+    assert [entry["scaling"] for entry in scores] == [0.5, 2.0]
+    chosen = max(scores, key=lambda entry: entry["score"])
+    assert results["merge"]["options"] == {"density": 0.5, "scaling": chosen["scaling"]}
+    assert results["validation"]["mean_score"] == pytest.approx(chosen["score"], abs=1e-6)
+    assert results["environment"]["merge_seconds"] >= 0
+    card = ModelCard.load(out / "README.md")
+    assert card.data.base_model_relation == "merge" and card.data.base_model == [str(source) for source in sources]
+    assert "merged from its sources" in card.text
+    # `moezoo evaluate` rebuilds the same test split from the written results.json.
+    capsys.readouterr()
+    assert moezoo_command(["evaluate", str(out), "--json"]) == 0
+    evaluated = json.loads(capsys.readouterr().out)
+    for name, value in results["test"].items():
+        assert evaluated[name] == pytest.approx(value, abs=1e-5), name
+    # An existing result is not replaced unless asked.
+    assert merge("--sources", *sources, "--output_dir", out) == 1
+    assert "is not empty; pass --overwrite_output_dir" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--method", "tie"], "Unknown merging method 'tie' (did you mean 'ties'?)"),
+    (["--method", "ties", "--options", '{"drop_rate": 0.1}'], "Unknown option 'drop_rate' for the merging method 'ties'"),
+    (["--options", "[0.3]"], "options must be a JSON object"),
+    (["--method", "task_vector_experts", "--scalings", "1"], "task_vector_experts keeps every source as it is"),
+    (["--options", '{"scaling": 1}', "--scalings", "1", "2"], "Give either the scaling option or candidate scalings"),
+    (["--scaling", "1"], "Unknown argument(s) '--scaling' (did you mean '--scalings'?)"),
+])
+def test_bad_settings_are_named_before_anything_loads(flags, message, tmp_path, capsys):
+    assert merge("--sources", "no-such-folder", "--output_dir", tmp_path / "out", *flags) == 1
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_source_that_is_not_a_lora_fine_tune_is_refused(single_task_runs, tmp_path, capsys):
+    from moezoo.zoo import entry_folder
+
+    if entry_folder("mmoe-census-income") is None:
+        pytest.skip("the zoo entry mmoe-census-income is not in this checkout")
+    assert merge("--sources", single_task_runs["sst2"], "mmoe-census-income", "--output_dir", tmp_path / "out") == 1
+    assert "mmoe-census-income is a MMoEModel, not a LoRA-adapted transformer" in capsys.readouterr().err
+
+
+def test_the_recipe_yaml_is_read_strictly():
+    (arguments,) = parse_config_and_args([MergeArguments], [str(REPO / "recipes" / "configs" / "glue_merge.yaml")])
+    assert len(arguments.sources) == 5 and arguments.method == "ties" and arguments.scalings

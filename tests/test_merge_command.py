@@ -62,6 +62,33 @@ def test_task_vector_experts_reproduce_every_source_on_its_task(single_task_runs
             given = merged(input_ids=tokens, task_ids=torch.full((4,), index)).logits[task]
         assert not torch.allclose(expected, torch.zeros_like(expected))
         torch.testing.assert_close(given, expected, rtol=0, atol=1e-5)
+        # Routed by tokens, an example's task id no longer routes it: as if it came without one.
+        with torch.no_grad(), merged.routing.by_tokens():
+            by_tokens = merged(input_ids=tokens, task_ids=torch.full((4,), index)).logits[task]
+            without_ids = merged(input_ids=tokens).logits[task]
+        torch.testing.assert_close(by_tokens, without_ids, rtol=0, atol=0)
+        assert not torch.allclose(by_tokens, given, atol=1e-4)
+
+
+def test_the_experts_token_routers_train_alone_and_the_model_is_scored_without_task_ids(single_task_runs, tmp_path):
+    sources = [single_task_runs[task] for task in TASKS]
+    assert merge("--sources", *sources, "--method", "task_vector_experts", "--output_dir", tmp_path / "untrained") == 0
+    assert merge("--sources", *sources, "--method", "task_vector_experts", "--router_steps", "5",
+                 "--router_learning_rate", "0.05", "--output_dir", tmp_path / "trained") == 0
+    untrained = AdaptedTransformerModel.from_pretrained(tmp_path / "untrained").state_dict()
+    trained = AdaptedTransformerModel.from_pretrained(tmp_path / "trained").state_dict()
+    changed = sorted(name for name in trained if not torch.equal(trained[name], untrained[name]))
+    assert changed and all(".token." in name for name in changed), changed
+    results = json.loads((tmp_path / "trained" / "results.json").read_text())
+    assert results["merge"]["options"] == {"router_steps": 5, "router_learning_rate": 0.05}
+    assert set(results["test_without_task_ids"]) == set(results["test"])
+    card = ModelCard.load(tmp_path / "trained" / "README.md").text
+    accuracy = results["test_without_task_ids"]["rte/accuracy"]
+    assert f"| rte | accuracy | {results['test']['rte/accuracy']:.4f} | {accuracy:.4f} |" in card
+    # With task ids the routers play no part: the trained model scores as the untrained one.
+    untrained_results = json.loads((tmp_path / "untrained" / "results.json").read_text())
+    for name, value in untrained_results["test"].items():
+        assert results["test"][name] == pytest.approx(value, abs=1e-5), name
 
 
 def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_task_runs, tmp_path, capsys):
@@ -78,7 +105,8 @@ def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_tas
     assert results["environment"]["merge_seconds"] >= 0
     card = ModelCard.load(out / "README.md")
     assert card.data.base_model_relation == "merge" and card.data.base_model == [str(source) for source in sources]
-    assert "merged from its sources" in card.text
+    assert "merged from its sources" in card.text and "merged by `ties` from 2 sources, no training" in card.text
+    assert f"scaling chosen on validation (mean_score): 0.5: {scores[0]['score']:.4f}" in card.text
     # `moezoo evaluate` rebuilds the same test split from the written results.json.
     capsys.readouterr()
     assert moezoo_command(["evaluate", str(out), "--json"]) == 0
@@ -97,6 +125,8 @@ def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_tas
     (["--method", "task_vector_experts", "--scalings", "1"], "task_vector_experts keeps every source as it is"),
     (["--options", '{"scaling": 1}', "--scalings", "1", "2"], "Give either the scaling option or candidate scalings"),
     (["--scaling", "1"], "Unknown argument(s) '--scaling' (did you mean '--scalings'?)"),
+    (["--router_steps", "3"], "router_steps trains the token routers of task_vector_experts"),
+    (["--router_steps", "-1"], "router_steps must be >= 0"),
 ])
 def test_bad_settings_are_named_before_anything_loads(flags, message, tmp_path, capsys):
     assert merge("--sources", "no-such-folder", "--output_dir", tmp_path / "out", *flags) == 1

@@ -11,6 +11,8 @@ each example in place: the ids are repeated to match. One mechanism serves every
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -53,6 +55,20 @@ class TaskRouting:
         self._task_ids: torch.Tensor | None = None
         self._unknown: torch.Tensor | None = None
         self._handles: list[RemovableHandle] = []
+        self._by_tokens = False
+
+    @contextmanager
+    def by_tokens(self) -> Iterator[None]:
+        """Within it, every example is left to the adapters' token routers whatever its task id, as one given
+        no id is (the ids still pick the head whose labels count): to train and measure the routing of inputs
+        that come without a task id. Needs ``unknown_tasks="router"``."""
+        if self.unknown_tasks != "router":
+            raise ValueError(f"Routing by tokens needs token routers (unknown_tasks='router'), not {self.unknown_tasks!r}.")
+        self._by_tokens = True
+        try:
+            yield
+        finally:
+            self._by_tokens = False
 
     def attach(self, model: nn.Module, layer_types: type | tuple[type, ...]) -> list[str]:
         """Hand the ids to every module of ``model`` that is a ``layer_types`` (the keyword ``task_ids`` of
@@ -84,6 +100,8 @@ class TaskRouting:
         self._unknown = None
         if task_ids is not None:
             self.check(task_ids)
+        if self._by_tokens:
+            task_ids = None
         if task_ids is not None and self.unknown_tasks != "error":
             unknown = (task_ids < 0) | (task_ids >= self.num_tasks)
             if unknown.any():

@@ -277,6 +277,14 @@ def results_table(results: Mapping[str, Any] | None) -> str:
         task, metric = name.split("/", 1)
         values = [results.get(split, {}).get(name) for split in ("validation", "test")]
         rows.append(f"| {task} | {metric} | " + " | ".join("" if value is None else f"{value:.4f}" for value in values) + " |")
+    without_ids = results.get("test_without_task_ids")
+    if without_ids:
+        rows += [
+            "", "Inputs without a task id (routed by the token routers; each example scored on its own task's head):",
+            "", "| task | metric | test, with task ids | test, without |", "|---|---|---|---|",
+        ]
+        rows += [f"| {name.split('/')[0]} | {name.split('/', 1)[1]} | {results['test'][name]:.4f} | {without_ids[name]:.4f} |"
+                 for name in metrics if name in without_ids and name in results["test"]]
     return "\n".join(rows)
 
 
@@ -284,6 +292,16 @@ def training_regime(results: Mapping[str, Any] | None, command: str | None) -> s
     """The settings that produced the checkpoint and its budget, from ``results.json``'s arguments."""
     if not results:
         return "Not recorded: this checkpoint has no results.json."
+    merge = results.get("merge")
+    if merge:  # no training of its own: how it was merged
+        lines = [f"- merged by `{merge['method']}` from {len(merge.get('sources') or [])} sources, no training"]
+        lines += [f"- `{name}`: {value}" for name, value in (merge.get("options") or {}).items()]
+        if merge.get("scaling_scores"):
+            lines.append("- scaling chosen on validation (mean_score): " + ", ".join(
+                f"{entry['scaling']:g}: {entry['score']:.4f}" for entry in merge["scaling_scores"]))
+        if command:
+            lines.append(f"- rebuilt from scratch by: `{command}`")
+        return "\n".join(lines)
     arguments = results.get("arguments", {})
     shown = (
         "seed", "num_train_epochs", "max_train_steps", "per_device_train_batch_size", "learning_rate", "weight_decay",

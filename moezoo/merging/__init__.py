@@ -16,7 +16,7 @@ from .methods import (
     trim_to_density,
 )
 from .checkpoints import METHODS, MergeArguments, merge_checkpoints
-from .experts import task_vector_experts
+from .experts import task_vector_experts, token_router_parameters, train_token_routers
 from .lora import lora_model_from_updates, merge_lora_models
 from .task_vectors import apply_task_vector, check_same_base, full_task_vector, lora_task_vector
 
@@ -42,5 +42,7 @@ __all__ = [
     "task_arithmetic",
     "task_vector_experts",
     "ties",
+    "token_router_parameters",
+    "train_token_routers",
     "trim_to_density",
 ]

@@ -6,11 +6,14 @@ the experts of one task-routed model (``task_vector_experts``, `moezoo.merging.t
 is saved with the sources' tokenizer. When every source has the ``results.json`` of its run, on the same data
 set, the merged model is evaluated on the tasks' validation and test splits (the first source's data settings,
 every source's tasks), its ``results.json`` written and its card generated; with ``scalings`` the method's
-scaling is chosen on the validation splits' ``mean_score``.
+scaling is chosen on the validation splits' ``mean_score``. The experts' token routers, which route inputs that
+come without a task id, can be trained on the tasks' training splits (``router_steps``); the experts model is
+then also scored without task ids (``test_without_task_ids``).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Sequence
@@ -24,6 +27,7 @@ from .methods import MERGING_METHODS, check_method_options
 #: The method that keeps every source as an expert of one task-routed model instead of merging them.
 EXPERTS_METHOD = "task_vector_experts"
 METHODS = (*MERGING_METHODS, EXPERTS_METHOD)
+ROUTER_BATCH_SIZE = 32
 
 
 @dataclass
@@ -47,6 +51,12 @@ class MergeArguments:
         default=None,
         metadata={"help": "candidate scalings λ, the best chosen on the sources' validation splits (mean_score)"},
     )
+    router_steps: int = field(
+        default=0,
+        metadata={"help": f"{EXPERTS_METHOD} only: steps (batches of 32 from the tasks' training splits, mixed) that "
+                          "train its token routers for inputs without a task id"},
+    )
+    router_learning_rate: float = field(default=1e-3, metadata={"help": "the token routers' AdamW learning rate"})
     output_dir: str | None = field(default=None, metadata={"help": "the folder to write the merged model to"})
     overwrite_output_dir: bool = field(default=False, metadata={"help": "replace a non-empty output_dir"})
     evaluate: bool = field(
@@ -64,10 +74,15 @@ class MergeArguments:
             )
         if self.output_dir is None:
             raise ValueError("Name the folder to write the merged model to: --output_dir.")
+        if self.router_steps < 0 or self.router_learning_rate <= 0:
+            raise ValueError(f"router_steps must be >= 0 and router_learning_rate > 0, got {self.router_steps} and "
+                             f"{self.router_learning_rate}.")
         if self.method == EXPERTS_METHOD:
             if self.option_values() or self.scalings:
                 raise ValueError(f"{EXPERTS_METHOD} keeps every source as it is: it takes no options and no scalings.")
             return
+        if self.router_steps:
+            raise ValueError(f"router_steps trains the token routers of {EXPERTS_METHOD}; {self.method!r} has none.")
         check_method_options(self.method, self.option_values())
         if self.scalings is not None and "scaling" in self.option_values():
             raise ValueError("Give either the scaling option or candidate scalings to choose from, not both.")
@@ -104,9 +119,10 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     from .. import zoo
     from ..adapters import AdaptedTransformerModel
     from ..hub.folder import find_results, write_card
-    from ..training.datasets import evaluate_run_split
+    from ..training.data import TensorDataset, make_dataloader
+    from ..training.datasets import evaluate_run_split, run_split
     from ..training.recipe import peak_memory_mb
-    from .experts import task_vector_experts
+    from .experts import task_vector_experts, train_token_routers
     from .lora import merge_lora_models
 
     output = Path(arguments.output_dir)
@@ -129,14 +145,22 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     def validation_score(candidate: AdaptedTransformerModel) -> float:
         return evaluate_run_split(candidate, run_arguments, folders[0], "validation")["mean_score"]
 
-    if arguments.scalings and run_arguments is None:
+    if (arguments.scalings or arguments.router_steps) and run_arguments is None:
         missing = next(source for source, result in zip(arguments.sources, results) if result is None
                        or not result.get("arguments", {}).get("tasks"))
-        raise ValueError(f"Choosing the scaling scores each candidate on the sources' validation splits, read from each "
-                         f"source's results.json; {missing} has none (or names no tasks).")
+        raise ValueError(f"Choosing the scaling or training the routers reads the tasks' data from each source's "
+                         f"results.json; {missing} has none (or names no tasks).")
     started = time.perf_counter()
     if arguments.method == EXPERTS_METHOD:
         merged = task_vector_experts(models, arguments.sources)
+        if arguments.router_steps:
+            training = make_dataloader(TensorDataset(run_split(run_arguments, folders[0], "train")), ROUTER_BATCH_SIZE,
+                                       shuffle=True, seed=0)
+            steps = itertools.islice(itertools.chain.from_iterable(itertools.repeat(training)), arguments.router_steps)
+            losses = train_token_routers(merged, steps, arguments.router_learning_rate)
+            merged.config.merge["options"] = {"router_steps": arguments.router_steps,
+                                              "router_learning_rate": arguments.router_learning_rate}
+            merged.config.merge["router_losses"] = {"first": losses[0], "last": losses[-1]}
     else:
         merged = merge_lora_models(
             models, arguments.method, options, arguments.sources, arguments.scalings,
@@ -155,6 +179,10 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     if evaluated:
         for split in ("validation", "test"):
             summary[split] = evaluate_run_split(merged, run_arguments, output, split, show_progress=True)
+        if arguments.method == EXPERTS_METHOD:
+            # What an input without a task id gets: the token routers' mix, each example scored on its task.
+            with merged.routing.by_tokens():
+                summary["test_without_task_ids"] = evaluate_run_split(merged, run_arguments, output, "test")
     (output / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
     if evaluated:
         write_card(output, overwrite=True)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import torch
 from peft import PeftModel
 from peft.tuners.lora import LoraLayer
+from transformers.utils import logging
 
 from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
 from ..adapters.multi_head_lora import MultiHeadLoraLinear
@@ -101,3 +103,55 @@ def task_vector_experts(
         for task in tasks:
             model.heads[task["name"]].load_state_dict(heads[task["name"]].state_dict())
     return model.eval()
+
+
+def token_router_parameters(model: AdaptedTransformerModel) -> list[torch.nn.Parameter]:
+    """The parameters of every token router of ``model``'s multi-head LoRA layers."""
+    return [
+        parameter
+        for layer in model.backbone.modules() if isinstance(layer, MultiHeadLoraLinear)
+        for adapter in layer.mhlora_A
+        if layer.token_router(adapter) is not None
+        for parameter in layer.token_router(adapter).parameters()
+    ]
+
+
+def train_token_routers(
+    model: AdaptedTransformerModel,
+    batches: Iterable[Mapping[str, Any]],
+    learning_rate: float = 1e-3,
+    show_progress: bool = True,
+) -> list[float]:
+    """Train the token routers of a `task_vector_experts` model, and nothing else, for inputs that come without
+    a task id: every example routed by its tokens (`TaskRouting.by_tokens`), its loss that of its own task's
+    head (``batches`` of labelled, mixed-task examples with ``task_ids``). Dropout is off (the model in eval
+    mode); the other parameters are left as they were. Returns each step's loss.
+
+    Raises:
+        ValueError: ``model`` has no token routers.
+    """
+    routers = token_router_parameters(model)
+    if not routers:
+        raise ValueError("The model has no token routers to train (a task_vector_experts model has them).")
+    trainable = {parameter: parameter.requires_grad for parameter in model.parameters()}
+    was_training = model.training
+    model.eval()
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    for parameter in routers:
+        parameter.requires_grad_(True)
+    optimizer = torch.optim.AdamW(routers, lr=learning_rate, weight_decay=0.0)
+    losses = []
+    try:
+        with model.routing.by_tokens():
+            for batch in logging.tqdm(batches, desc="training the token routers", disable=not show_progress):
+                loss = model(**batch).loss
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+    finally:
+        for parameter, flag in trainable.items():
+            parameter.requires_grad_(flag)
+        model.train(was_training)
+    return losses

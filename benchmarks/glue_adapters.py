@@ -7,7 +7,8 @@ and one single-task LoRA per task at the same budget, on the CPU.
 Every multi-task run trains one adapter and five task heads on the five-task GLUE mix (CoLA, SST-2, MRPC, RTE,
 STS-B) with the budget of recipes/configs/glue_*.yaml: the tasks' whole training files less a 10 % validation
 hold-out (79,026 examples), batches of 32 drawn with temperature-2 task mixing and grouped by length, 2 epochs
-(4,940 steps), examples cut at 128 tokens, AdamW 5e-4 with linear decay, gradients clipped at 1, the better of
+(4,940 steps), examples cut at 128 tokens, AdamW with linear decay at the YAML's learning rate (the LoRA rows
+5e-4, multi-head LoRA 1e-3, MHR 6e-3), gradients clipped at 1, the better of
 the 2 epochs by the mean of the tasks' GLUE metrics on validation (``mean_score``); the test split is GLUE's
 whole dev set. All adapters sit in every linear map
 of the 6 encoder layers (query, key, value and the three dense maps), with about 332,000 parameters, their
@@ -105,7 +106,9 @@ def record(method: str, seed: int, summary: dict[str, Any], parameters: dict[str
     }
 
 
-def measure(method: str, seed: int, remeasure: bool, data_dir: str | None, task: str | None = None) -> dict[str, Any]:
+def measure(
+    method: str, seed: int, remeasure: bool, data_dir: str | None, task: str | None = None, keep_in: Path | None = None
+) -> dict[str, Any]:
     config, flags, zoo_entry = METHODS[method]
     zoo_folder = REPO / "model_cards" / zoo_entry if zoo_entry else None
     if seed == ZOO_SEED and zoo_folder is not None and (zoo_folder / "results.json").is_file() and not remeasure:
@@ -116,7 +119,8 @@ def measure(method: str, seed: int, remeasure: bool, data_dir: str | None, task:
         argv += ["--tasks", task, "--max_train_steps", str(single_task_steps(config, data_dir)[task])]
     if data_dir:
         argv += ["--data_dir", data_dir]
-    summary, _ = run_recipe(train_glue, argv, adapter_parameters)
+    kept = keep_in / f"{method}_{task or 'all'}_seed{seed}" if keep_in is not None else None
+    summary, _ = run_recipe(train_glue, argv, adapter_parameters, keep_in=kept)
     parameters = {name: summary[name] for name in ("adapter_parameters", "trainable_parameters")}
     return record(method, seed, summary, parameters, "trained here")
 
@@ -127,6 +131,11 @@ def main() -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[ZOO_SEED, 43, 44])
     parser.add_argument("--remeasure", action="store_true", help="train again what is measured or in the zoo")
     parser.add_argument("--data_dir", default=None, help="folder holding glue/ (default: ../shared/data)")
+    parser.add_argument(
+        "--keep_checkpoints", type=Path, default=None,
+        help="keep each run's output folder here (<method>_<task>_seed<seed>/, its best/ a checkpoint): the "
+        "single-task LoRAs are the sources of benchmarks/glue_merging.py",
+    )
     args = parser.parse_args()
 
     done = {(run["run"], run["seed"]) for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
@@ -138,7 +147,7 @@ def main() -> None:
                 if (name, seed) in done and not args.remeasure:
                     print(f"{name} seed {seed}: measured earlier, skipped", flush=True)
                     continue
-                run = measure(method, seed, args.remeasure, args.data_dir, task)
+                run = measure(method, seed, args.remeasure, args.data_dir, task, args.keep_checkpoints)
                 print(json.dumps(run), flush=True)
                 write_report(merge_runs(RESULTS_FILE, [run], key=("run", "seed")))
 
@@ -157,19 +166,27 @@ def method_rows(runs: list[dict[str, Any]], method: str) -> list[dict[str, Any]]
     return rows
 
 
+def learning_rates() -> str:
+    """Each method's learning rate, from its YAML."""
+    return ", ".join(
+        f"{method} {load_yaml_config(CONFIGS / config)['learning_rate']:g}" for method, (config, _, _) in METHODS.items()
+    )
+
+
 def write_report(runs: list[dict[str, Any]]) -> None:
     """benchmarks/results/glue_adapters.md from all runs measured so far: mean ± std over seeds."""
+    rates = learning_rates()
     lines = [
         "### Multi-task adapters on GLUE-5 (all-MiniLM-L6-v2)",
         "",
         "GLUE dev set (the test split, whole), in %: Matthews correlation (CoLA), accuracy (SST-2, RTE), F1 (MRPC), "
         "Pearson (STS-B), and their mean; mean ± std over the seeds listed. Budget of every multi-task run: the five "
         "tasks' whole training files less a 10 % validation hold-out, 2 epochs of temperature-2 task mixing (4,940 "
-        "steps of 32, batched by length), 128 tokens, AdamW 5e-4 with linear decay, the better epoch by validation "
-        "loss; `single_task_lora` gives each task's own LoRA the steps the mixing gives that task (the five runs "
-        "together cost one multi-task run). Adapters in the query and value maps of all 6 layers. Training minutes: "
-        "wall time on this 2-core CPU (summed over the five runs for `single_task_lora`); some runs shared the CPU "
-        "with other work.",
+        "steps of 32, batched by length), 128 tokens, AdamW with linear decay at its YAML's learning rate "
+        f"({rates}), the better epoch by validation mean_score; `single_task_lora` gives each task's own "
+        "LoRA the steps the mixing gives that task (the five runs together cost one multi-task run). Adapters in "
+        "every linear map of the 6 encoder layers. Training minutes: wall time on this 2-core CPU (summed over the "
+        "five runs for `single_task_lora`); some runs shared the CPU with other work.",
         "",
         "| method | adapter parameters | seeds | CoLA | SST-2 | MRPC | RTE | STS-B | mean | train min |",
         "|---|---|---|---|---|---|---|---|---|---|",

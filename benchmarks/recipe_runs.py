@@ -19,13 +19,16 @@ def run_recipe(
     main: Callable[[list[str]], Any],
     argv: Sequence[str],
     inspect_checkpoint: Callable[[Path], dict[str, Any]] | None = None,
+    keep_in: Path | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """Run a recipe's ``main`` with its output in a temporary folder; its summary and wall seconds.
+    """Run a recipe's ``main`` with its output in a temporary folder (or in ``keep_in``, kept); its summary
+    and wall seconds.
 
     ``inspect_checkpoint``, given the best checkpoint's folder before it is deleted, returns more
     fields for the summary.
     """
-    with tempfile.TemporaryDirectory() as output_dir:
+    with tempfile.TemporaryDirectory() as temporary:
+        output_dir = str(keep_in) if keep_in is not None else temporary
         start = time.perf_counter()
         summary = main([*argv, "--output_dir", output_dir]).summary
         seconds = time.perf_counter() - start

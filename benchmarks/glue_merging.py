@@ -1,0 +1,140 @@
+#!/usr/bin/env python
+"""Single-task LoRAs of all-MiniLM-L6-v2 on GLUE-5 merged into one model by each merging method, scored on GLUE's
+dev set, normalised by the single-task models, beside the multi-task adapters trained jointly.
+
+    python benchmarks/glue_adapters.py --methods single_task_lora --seeds 42 --keep_checkpoints outputs/glue_runs
+    python benchmarks/glue_merging.py [--sources_dir outputs/glue_runs] [--methods ...]
+
+The sources are the five single-task LoRA runs of benchmarks/glue_adapters.py (rank 8 in every linear map,
+each task trained alone for its share of the multi-task budget), kept by ``--keep_checkpoints``. Each method runs
+as ``moezoo merge`` in its own process (so that its peak memory is its own), its scaling chosen on the tasks'
+validation splits among ``--scalings`` where the method has one; ``task_vector_experts`` keeps every source as an
+expert (given its task id each task is its source) and is also scored without task ids, after its token routers
+trained for ``--router_steps`` steps. Normalised score: the merged model's GLUE metric of a task over the
+single-task LoRA's, averaged over the tasks. Results go to benchmarks/results/glue_merging.{json,md}, saved after
+every method; a method already measured is skipped unless ``--remeasure`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from recipe_runs import REPO, RESULTS, merge_runs
+
+from moezoo.data.glue import GLUE_TASKS
+
+GLUE_SCORES = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
+#: Each method and its options (the papers' defaults: TIES and DARE keep 20 % / 10 % of the entries).
+METHODS: dict[str, dict[str, Any]] = {
+    "task_arithmetic": {},
+    "ties": {"density": 0.2},
+    "dare_ties": {"density": 0.1},
+    "iso_c": {},
+    "iso_cts": {},
+    "task_vector_experts": {},
+}
+RESULTS_FILE = RESULTS / "glue_merging.json"
+
+
+def single_task_scores(sources: dict[str, Path]) -> dict[str, float]:
+    """Each task's GLUE metric on the dev set, from its single-task run's results.json."""
+    scores = {}
+    for task, folder in sources.items():
+        test = json.loads((folder.parent / "results.json").read_text())["test"]
+        scores[task] = test[f"{task}/{GLUE_SCORES[task]}"]
+    return scores
+
+
+def measure(method: str, sources: dict[str, Path], scalings: list[float], router_steps: int) -> dict[str, Any]:
+    """One ``moezoo merge`` of the sources by ``method``, in its own process: its results.json."""
+    with tempfile.TemporaryDirectory() as output:
+        command = [sys.executable, "-m", "moezoo.cli", "merge", "--sources", *map(str, sources.values()),
+                   "--method", method, "--output_dir", output]
+        if method == "task_vector_experts":
+            command += ["--router_steps", str(router_steps)]
+        else:
+            command += ["--options", json.dumps(METHODS[method]), "--scalings", *map(str, scalings)]
+        subprocess.run(command, check=True, cwd=REPO)
+        return json.loads((Path(output) / "results.json").read_text())
+
+
+def row(method: str, results: dict[str, Any], single: dict[str, float]) -> dict[str, Any]:
+    """The method's row: each task's dev score, normalised mean, merge cost (and for the experts, without ids)."""
+    entry: dict[str, Any] = {
+        "method": method, "options": results["merge"]["options"], "merge_seconds": results["environment"]["merge_seconds"],
+        "peak_memory_mb": results["environment"]["peak_memory_mb"],
+        "scaling_scores": results["merge"].get("scaling_scores"),
+    }
+    for split in ("test", "test_without_task_ids"):
+        if split not in results:
+            continue
+        scores = {task: results[split][f"{task}/{GLUE_SCORES[task]}"] for task in GLUE_TASKS}
+        prefix = "" if split == "test" else "without_ids_"
+        entry.update({f"{prefix}test_{task}": value for task, value in scores.items()})
+        entry[f"{prefix}normalised"] = statistics.mean(scores[task] / single[task] for task in GLUE_TASKS)
+    return entry
+
+
+def write_report(runs: list[dict[str, Any]], single: dict[str, float]) -> None:
+    lines = [
+        "### Merging single-task LoRAs on GLUE-5 (all-MiniLM-L6-v2)",
+        "",
+        "GLUE dev set, in %: Matthews correlation (CoLA), accuracy (SST-2, RTE), F1 (MRPC), Pearson (STS-B); "
+        "`normalised`: each task's score over its single-task LoRA's, averaged. Scaling chosen on the validation "
+        "hold-out (mean_score). Merge: wall seconds of the merge itself (scoring the scaling candidates included) "
+        "and the process's peak resident memory, on this 2-core CPU.",
+        "",
+        "| method | options | CoLA | SST-2 | MRPC | RTE | STS-B | normalised | merge s | peak MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        "| single-task LoRAs (the sources) | | " + " | ".join(f"{100 * single[task]:.1f}" for task in GLUE_TASKS)
+        + " | 1.000 | | |",
+    ]
+    for run in runs:
+        for prefix, label in (("", run["method"]), ("without_ids_", f"{run['method']}, without task ids")):
+            if f"{prefix}normalised" not in run:
+                continue
+            cells = [f"{100 * run[f'{prefix}test_{task}']:.1f}" for task in GLUE_TASKS]
+            options = ", ".join(f"{name} {value:g}" if isinstance(value, float) else f"{name} {value}"
+                                for name, value in run["options"].items())
+            lines.append(f"| {label} | {options} | " + " | ".join(cells) + f" | {run[f'{prefix}normalised']:.3f} | "
+                         f"{run['merge_seconds']:.0f} | {run['peak_memory_mb']:,.0f} |")
+    (RESULTS / "glue_merging.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--sources_dir", type=Path, default=REPO / "outputs" / "glue_runs",
+                        help="where glue_adapters.py --keep_checkpoints kept the single-task runs")
+    parser.add_argument("--seed", type=int, default=42, help="the single-task runs' seed")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--scalings", nargs="+", type=float, default=[0.5, 1.0, 1.5, 2.0])
+    parser.add_argument("--router_steps", type=int, default=200)
+    parser.add_argument("--remeasure", action="store_true")
+    args = parser.parse_args()
+
+    sources = {task: args.sources_dir / f"single_task_lora_{task}_seed{args.seed}" / "best" for task in GLUE_TASKS}
+    missing = [str(folder) for folder in sources.values() if not folder.is_dir()]
+    if missing:
+        raise SystemExit(f"Missing single-task runs {missing}: run `python benchmarks/glue_adapters.py --methods "
+                         f"single_task_lora --seeds {args.seed} --keep_checkpoints {args.sources_dir}` first.")
+    single = single_task_scores(sources)
+    done = {run["method"] for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
+    for method in args.methods:
+        if method in done and not args.remeasure:
+            print(f"{method}: measured earlier, skipped", flush=True)
+            continue
+        runs = merge_runs(RESULTS_FILE, [row(method, measure(method, sources, args.scalings, args.router_steps), single)],
+                          key=("method",))
+        write_report(runs, single)
+
+
+if __name__ == "__main__":
+    main()

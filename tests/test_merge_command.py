@@ -1,12 +1,14 @@
 """`moezoo merge`: single-task LoRA runs of the GLUE recipe merged into one saved, scored and carded model."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import torch
 from huggingface_hub import ModelCard
+from transformers import AutoTokenizer
 
 from moezoo.adapters import AdaptedTransformerModel
 from moezoo.cli import main as moezoo_command
@@ -141,6 +143,17 @@ def test_a_source_that_is_not_a_lora_fine_tune_is_refused(single_task_runs, tmp_
         pytest.skip("the zoo entry mmoe-census-income is not in this checkout")
     assert merge("--sources", single_task_runs["sst2"], "mmoe-census-income", "--output_dir", tmp_path / "out") == 1
     assert "mmoe-census-income is a MMoEModel, not a LoRA-adapted transformer" in capsys.readouterr().err
+
+
+def test_a_source_with_another_vocabulary_is_refused(single_task_runs, tmp_path, capsys):
+    other = tmp_path / "other_vocabulary"
+    shutil.copytree(single_task_runs["rte"], other)
+    tokenizer = AutoTokenizer.from_pretrained(other)
+    tokenizer.add_tokens(["merging"])
+    tokenizer.save_pretrained(other)
+    assert merge("--sources", single_task_runs["sst2"], other, "--output_dir", tmp_path / "out") == 1
+    assert f"{other} reads text with another vocabulary than" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_recipe_yaml_is_read_strictly():

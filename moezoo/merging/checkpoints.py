@@ -111,8 +111,9 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
 
     Raises:
         FileExistsError: ``output_dir`` holds files and ``overwrite_output_dir`` is not set.
-        ValueError: a source that is not a LoRA-adapted transformer, sources that cannot be merged exactly (see
-            `merge_lora_models`), or ``scalings`` without the sources' results to score them on.
+        ValueError: a source that is not a LoRA-adapted transformer, sources with different vocabularies, sources
+            that cannot be merged exactly (see `merge_lora_models`), or ``scalings`` or ``router_steps`` without the
+            sources' results to read the data from.
     """
     from transformers import AutoTokenizer
 
@@ -138,6 +139,11 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
                 "fine-tunes; full fine-tunes merge in Python (moezoo.merging.full_task_vector, merge_task_vectors, "
                 "apply_task_vector)."
             )
+    tokenizers = [AutoTokenizer.from_pretrained(folder) for folder in folders]
+    for source, tokenizer in zip(arguments.sources[1:], tokenizers[1:]):
+        if tokenizer.get_vocab() != tokenizers[0].get_vocab():
+            raise ValueError(f"{source} reads text with another vocabulary than {arguments.sources[0]}: its token ids mean "
+                             "other words, so one merged model cannot serve both.")
     results = [find_results(folder) for folder in folders]
     task_names = [task["name"] for model in models for task in model.config.tasks]
     run_arguments = merged_run_arguments(results, task_names)
@@ -169,7 +175,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     seconds = time.perf_counter() - started
     output.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(output)
-    AutoTokenizer.from_pretrained(folders[0]).save_pretrained(output)
+    tokenizers[0].save_pretrained(output)
     summary: dict[str, Any] = {
         "completed": True, "model_type": merged.config.model_type, "num_parameters": merged.num_parameters(),
         "merge": merged.config.merge, **({"arguments": run_arguments} if run_arguments is not None else {}),

@@ -16,7 +16,8 @@ updates scaled by 2 (PEFT's Poly: by 1 / r):
 
 - ``lora``: PEFT's LoRA of rank 8 (331,776 adapter parameters), every task through the same update.
 - ``align_lora``: ``lora`` plus Align-LoRA's loss as the authors' code computes it (KL, λ 0.2).
-- ``align_lora_pooled``: ``lora`` plus the pooled, padding-masked form of the loss, with its own λ.
+- ``align_lora_pooled``: ``lora`` plus the pooled, padding-masked form of the loss, with its own λ, chosen on
+  the validation hold-out among `POOLED_WEIGHTS` (``--tune_pooled_weight``: each trained 1,500 steps).
 - ``multi_head_lora``: a shared A of rank 4, 3 heads, a task router (332,316).
 - ``mhr``: PEFT's Poly with 4 skills of rank 2 and 4 splits (334,656).
 - ``single_task_lora``: one LoRA of rank 8 per task, each trained on its task alone for as many steps as the
@@ -62,6 +63,10 @@ METHODS: dict[str, tuple[str, tuple[str, ...], str | None]] = {
     SINGLE_TASK: ("glue_align_lora.yaml", ("--adapter_method", "lora"), None),
 }
 ZOO_SEED = 42
+POOLED = "align_lora_pooled"
+#: The pooled form's λ candidates and the steps each is trained for when choosing among them (seed 42).
+POOLED_WEIGHTS = (0.05, 0.2, 1.0)
+TUNING_STEPS = 1500
 #: GLUE's metric of each task, as the recipe names it.
 GLUE_SCORES = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
 RESULTS_FILE = RESULTS / "glue_adapters.json"
@@ -115,6 +120,8 @@ def measure(
         summary = json.loads((zoo_folder / "results.json").read_text())
         return record(method, seed, summary, adapter_parameters(zoo_folder), f"zoo entry {zoo_entry}")
     argv = [str(CONFIGS / config), *flags, "--seed", str(seed)]
+    if method == POOLED:
+        argv += ["--alignment_weight", str(tuned_pooled_weight())]
     if task is not None:
         argv += ["--tasks", task, "--max_train_steps", str(single_task_steps(config, data_dir)[task])]
     if data_dir:
@@ -123,6 +130,38 @@ def measure(
     summary, _ = run_recipe(train_glue, argv, adapter_parameters, keep_in=kept)
     parameters = {name: summary[name] for name in ("adapter_parameters", "trainable_parameters")}
     return record(method, seed, summary, parameters, "trained here")
+
+
+def tuning_rows() -> list[dict[str, Any]]:
+    """The measured λ candidates of the pooled form (``run`` = ``tune_pooled/<λ>``)."""
+    runs = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else []
+    return [run for run in runs if run["run"].startswith("tune_pooled/")]
+
+
+def tuned_pooled_weight() -> float:
+    """The pooled form's λ with the best validation mean_score among the measured candidates."""
+    rows = tuning_rows()
+    if not rows:
+        raise SystemExit(f"{POOLED} trains with the λ chosen on validation data: run `python benchmarks/glue_adapters.py "
+                         "--tune_pooled_weight` first.")
+    return max(rows, key=lambda row: row["validation_mean_score"])["alignment_weight"]
+
+
+def tune_pooled_weight(weights: list[float], data_dir: str | None) -> None:
+    """Train the pooled form at each λ of ``weights`` for `TUNING_STEPS` steps (seed 42) and record each one's
+    validation mean_score (the choice never sees the test split)."""
+    config, flags, _ = METHODS[POOLED]
+    for weight in weights:
+        argv = [str(CONFIGS / config), *flags, "--seed", str(ZOO_SEED), "--alignment_weight", str(weight),
+                "--max_train_steps", str(TUNING_STEPS)]
+        if data_dir:
+            argv += ["--data_dir", data_dir]
+        summary, seconds = run_recipe(train_glue, argv)
+        row = {"run": f"tune_pooled/{weight:g}", "seed": ZOO_SEED, "method": "tune_pooled", "alignment_weight": weight,
+               "steps": TUNING_STEPS, "validation_mean_score": summary["validation"]["mean_score"],
+               "train_seconds": round(seconds, 1)}
+        print(json.dumps(row), flush=True)
+        write_report(merge_runs(RESULTS_FILE, [row], key=("run", "seed")))
 
 
 def main() -> None:
@@ -136,8 +175,15 @@ def main() -> None:
         help="keep each run's output folder here (<method>_<task>_seed<seed>/, its best/ a checkpoint): the "
         "single-task LoRAs are the sources of benchmarks/glue_merging.py",
     )
+    parser.add_argument(
+        "--tune_pooled_weight", nargs="*", type=float, default=None, metavar="λ",
+        help=f"choose the pooled form's λ on validation data among these (default {list(POOLED_WEIGHTS)}), each trained "
+        f"{TUNING_STEPS} steps, before any method runs",
+    )
     args = parser.parse_args()
 
+    if args.tune_pooled_weight is not None:
+        tune_pooled_weight(args.tune_pooled_weight or list(POOLED_WEIGHTS), args.data_dir)
     done = {(run["run"], run["seed"]) for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
     # Seeds outermost: every method gets its first seed before any gets a second.
     for seed in args.seeds:
@@ -202,6 +248,11 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         minutes = statistics.mean(run["train_seconds"] for run in rows) / 60
         seeds = ", ".join(str(run["seed"]) for run in rows)
         lines.append(f"| {method} | {rows[0]['adapter_parameters']:,} | {seeds} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+    tuning = [run for run in runs if run["run"].startswith("tune_pooled/")]
+    if tuning:
+        lines += ["", f"λ of `{POOLED}`, chosen on the validation hold-out (mean_score after {TUNING_STEPS} steps, seed "
+                  f"{ZOO_SEED}): " + ", ".join(f"λ {run['alignment_weight']:g}: {run['validation_mean_score']:.4f}"
+                                                for run in sorted(tuning, key=lambda run: run["alignment_weight"]))]
     (RESULTS / "glue_adapters.md").write_text("\n".join(lines) + "\n")
 
 

@@ -42,8 +42,9 @@ from .task_routing import TaskRouting
 
 DISTANCES = ("kl", "mmd")
 ALIGNMENT_FORMS = ("authors", "pooled")
-#: λ of each form when none is given: the paper's for the authors' form; for the pooled form, the value
-#: chosen on GLUE-5 validation data (benchmarks/glue_adapters.py).
+#: λ of each form when none is given: the paper's for the authors' form, and the same for the pooled form,
+#: whose scale differs (benchmarks/results/alignment_forms.md): `benchmarks/glue_adapters.py
+#: --tune_pooled_weight` chooses its λ on GLUE-5 validation data for the benchmark's pooled row.
 ALIGNMENT_WEIGHTS = {"authors": 0.2, "pooled": 0.2}
 #: Each form in a phrase, for model cards.
 ALIGNMENT_FORM_SUMMARIES = {

@@ -106,6 +106,7 @@ def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_tas
     assert results["validation"]["mean_score"] == pytest.approx(chosen["score"], abs=1e-6)
     assert results["environment"]["merge_seconds"] >= 0
     card = ModelCard.load(out / "README.md")
+    assert card.text.lstrip().startswith("# ties")  # named after the output folder
     assert card.data.base_model_relation == "merge" and card.data.base_model == [str(source) for source in sources]
     assert "merged from its sources" in card.text and "merged by `ties` from 2 sources, no training" in card.text
     assert f"scaling chosen on validation (mean_score): 0.5: {scores[0]['score']:.4f}" in card.text
@@ -118,6 +119,12 @@ def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_tas
     # An existing result is not replaced unless asked.
     assert merge("--sources", *sources, "--output_dir", out) == 1
     assert "is not empty; pass --overwrite_output_dir" in capsys.readouterr().err
+    # Asked to, a new result replaces the whole folder: nothing of the earlier one (its card) is left behind.
+    (out / "notes.txt").write_text("mine")
+    assert merge("--sources", *sources, "--output_dir", out, "--overwrite_output_dir", "--no_evaluate") == 0
+    assert not (out / "notes.txt").exists() and not (out / "README.md").exists()
+    assert "test" not in json.loads((out / "results.json").read_text())
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["ties"]  # no temporary folder left
 
 
 @pytest.mark.parametrize(("flags", "message"), [

@@ -122,6 +122,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     from ..hub.folder import find_results, write_card
     from ..training.data import TensorDataset, make_dataloader
     from ..training.datasets import evaluate_run_split, run_split
+    from ..training.checkpoints import replace_folder
     from ..training.recipe import peak_memory_mb
     from .experts import task_vector_experts, train_token_routers
     from .lora import merge_lora_models
@@ -173,23 +174,27 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
             validation_score if arguments.scalings else None,
         )
     seconds = time.perf_counter() - started
-    output.mkdir(parents=True, exist_ok=True)
-    merged.save_pretrained(output)
-    tokenizers[0].save_pretrained(output)
     summary: dict[str, Any] = {
         "completed": True, "model_type": merged.config.model_type, "num_parameters": merged.num_parameters(),
         "merge": merged.config.merge, **({"arguments": run_arguments} if run_arguments is not None else {}),
         "environment": {"merge_seconds": round(seconds, 1), "peak_memory_mb": peak_memory_mb()},
     }
     evaluated = arguments.evaluate and run_arguments is not None
-    if evaluated:
-        for split in ("validation", "test"):
-            summary[split] = evaluate_run_split(merged, run_arguments, output, split, show_progress=True)
-        if arguments.method == EXPERTS_METHOD:
-            # What an input without a task id gets: the token routers' mix, each example scored on its task.
-            with merged.routing.by_tokens():
-                summary["test_without_task_ids"] = evaluate_run_split(merged, run_arguments, output, "test")
-    (output / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
-    if evaluated:
-        write_card(output, overwrite=True)
+
+    def write(folder: Path) -> None:
+        merged.save_pretrained(folder)
+        tokenizers[0].save_pretrained(folder)
+        if evaluated:
+            for split in ("validation", "test"):
+                summary[split] = evaluate_run_split(merged, run_arguments, folder, split, show_progress=True)
+            if arguments.method == EXPERTS_METHOD:
+                # What an input without a task id gets: the token routers' mix, each example scored on its task.
+                with merged.routing.by_tokens():
+                    summary["test_without_task_ids"] = evaluate_run_split(merged, run_arguments, folder, "test")
+        (folder / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if evaluated:
+            write_card(folder, model_id=output.name, overwrite=True)
+
+    # Assembled aside: an earlier result at output_dir is replaced only by a complete new one.
+    replace_folder(output, write)
     return output

@@ -8,7 +8,7 @@ Every multi-task run trains one adapter and five task heads on the five-task GLU
 STS-B) with the budget of recipes/configs/glue_*.yaml: the tasks' whole training files less a 10 % validation
 hold-out (79,026 examples), batches of 32 drawn with temperature-2 task mixing and grouped by length, 2 epochs
 (4,940 steps), examples cut at 128 tokens, AdamW with linear decay at the YAML's learning rate (the LoRA rows
-5e-4, multi-head LoRA 1e-3, MHR 6e-3), gradients clipped at 1, the better of
+5e-4, multi-head LoRA 1e-3, MHR 2e-3), gradients clipped at 1, the better of
 the 2 epochs by the mean of the tasks' GLUE metrics on validation (``mean_score``); the test split is GLUE's
 whole dev set. All adapters sit in every linear map
 of the 6 encoder layers (query, key, value and the three dense maps), with about 332,000 parameters, their

@@ -158,6 +158,16 @@ def _multi_mnist_baselines(dataset: str) -> tuple[Baseline, ...]:
     )
 
 
+_GLUE_BASELINES = (
+    Baseline(
+        "single-task LoRA",
+        "one LoRA of rank 8 in the same linear maps (and a head) per task, each trained on its task alone for the steps "
+        "the multi-task run's mixing gives that task, so that the five together cost one multi-task run "
+        "(benchmarks/glue_adapters.py --methods single_task_lora, seed 42)",
+        "benchmarks/results/glue_adapters.json", (("method", "single_task_lora"), ("seed", 42)),
+    ),
+)
+
 _M3VIT_RESULTS = "benchmarks/results/m3vit_multi_mnist.json"
 _M3VIT_BASELINES = (
     Baseline(
@@ -209,7 +219,7 @@ ZOO: dict[str, ZooEntry] = {
         *(
             ZooEntry(
                 f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py",
-                f"recipes/configs/glue_{method}.yaml",
+                f"recipes/configs/glue_{method}.yaml", baselines=_GLUE_BASELINES,
             )
             for name, method in (("multi-head-lora", "multi_head_lora"), ("mhr", "mhr"), ("align-lora", "align_lora"))
         ),

@@ -121,7 +121,7 @@ def measure(
         return record(method, seed, summary, adapter_parameters(zoo_folder), f"zoo entry {zoo_entry}")
     argv = [str(CONFIGS / config), *flags, "--seed", str(seed)]
     if method == POOLED:
-        argv += ["--alignment_weight", str(tuned_pooled_weight())]
+        argv += ["--alignment_weight", str(chosen_pooled_weight())]
     if task is not None:
         argv += ["--tasks", task, "--max_train_steps", str(single_task_steps(config, data_dir)[task])]
     if data_dir:
@@ -138,7 +138,7 @@ def tuning_rows() -> list[dict[str, Any]]:
     return [run for run in runs if run["run"].startswith("tune_pooled/")]
 
 
-def tuned_pooled_weight() -> float:
+def chosen_pooled_weight() -> float:
     """The pooled form's λ with the best validation mean_score among the measured candidates."""
     rows = tuning_rows()
     if not rows:

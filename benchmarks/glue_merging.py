@@ -26,11 +26,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from glue_adapters import GLUE_SCORES
 from recipe_runs import REPO, RESULTS, merge_runs
 
 from moezoo.data.glue import GLUE_TASKS
-
-GLUE_SCORES = {"cola": "mcc", "sst2": "accuracy", "mrpc": "f1", "rte": "accuracy", "stsb": "pearson"}
 #: Each method and its options (the papers' defaults: TIES and DARE keep 20 % / 10 % of the entries).
 METHODS: dict[str, dict[str, Any]] = {
     "task_arithmetic": {},

@@ -94,10 +94,15 @@ class MergeArguments:
         return parse_json_object("options", self.options)
 
 
+def _names_its_tasks(results: dict[str, Any] | None) -> bool:
+    """Whether a source's run results are there and name the tasks it trained."""
+    return results is not None and bool(results.get("arguments", {}).get("tasks"))
+
+
 def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: Sequence[str]) -> dict[str, Any] | None:
     """The settings of a run over every source's tasks (the first source's data settings, the tasks in the
     merged model's order), or ``None`` when a source has no results or names no tasks."""
-    if any(result is None or not result.get("arguments", {}).get("tasks") for result in results):
+    if not all(map(_names_its_tasks, results)):
         return None
     datasets = {result["arguments"].get("dataset") for result in results}
     if len(datasets) > 1:
@@ -153,8 +158,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
         return evaluate_run_split(candidate, run_arguments, folders[0], "validation")["mean_score"]
 
     if (arguments.scalings or arguments.router_steps) and run_arguments is None:
-        missing = next(source for source, result in zip(arguments.sources, results) if result is None
-                       or not result.get("arguments", {}).get("tasks"))
+        missing = next(source for source, result in zip(arguments.sources, results) if not _names_its_tasks(result))
         raise ValueError(f"Choosing the scaling or training the routers reads the tasks' data from each source's "
                          f"results.json; {missing} has none (or names no tasks).")
     started = time.perf_counter()

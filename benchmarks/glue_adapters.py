@@ -169,6 +169,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[ZOO_SEED, 43, 44])
     parser.add_argument("--remeasure", action="store_true", help="train again what is measured or in the zoo")
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(GLUE_TASKS), choices=list(GLUE_TASKS),
+        help=f"the tasks {SINGLE_TASK} trains (default: all five; the multi-task methods always train all five)",
+    )
     parser.add_argument("--data_dir", default=None, help="folder holding glue/ (default: ../shared/data)")
     parser.add_argument(
         "--keep_checkpoints", type=Path, default=None,
@@ -188,7 +192,7 @@ def main() -> None:
     # Seeds outermost: every method gets its first seed before any gets a second.
     for seed in args.seeds:
         for method in args.methods:
-            for task in GLUE_TASKS if method == SINGLE_TASK else [None]:
+            for task in args.tasks if method == SINGLE_TASK else [None]:
                 name = f"{method}/{task or '+'.join(GLUE_TASKS)}"
                 if (name, seed) in done and not args.remeasure:
                     print(f"{name} seed {seed}: measured earlier, skipped", flush=True)

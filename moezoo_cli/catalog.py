@@ -65,6 +65,11 @@ class Baseline:
         return found
 
 
+#: The recipe of an entry merged from trained models (`moezoo merge` with the entry's YAML).
+MERGE_RECIPE = "moezoo merge"
+GLUE_RECIPE = "recipes/train_glue.py"
+
+
 @dataclass(frozen=True)
 class ZooEntry:
     """One pretrained model of the zoo.
@@ -75,10 +80,12 @@ class ZooEntry:
         architecture: A name from `moezoo.list_models`, or an adapter method of `moezoo.adapters.ADAPTER_METHODS`
             (its config's ``architecture_name``).
         dataset: The data set it was trained on (a name of `moezoo.training.datasets.DATASETS`).
-        recipe: The recipe script that trains it.
+        recipe: The recipe script that trains it, or `MERGE_RECIPE` for a model merged from trained ones.
         config: The recipe's YAML.
         arguments: Flags after the YAML.
         baselines: The models it is compared against at the same budget (`Baseline`).
+        fine_tune_config: The YAML of ``recipes/train_glue.py`` that continues training a merged entry (a merge
+            has no training recipe of its own to continue).
     """
 
     name: str
@@ -89,6 +96,12 @@ class ZooEntry:
     config: str
     arguments: tuple[str, ...] = ()
     baselines: tuple[Baseline, ...] = ()
+    fine_tune_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.recipe == MERGE_RECIPE) != (self.fine_tune_config is not None):
+            raise ValueError(f"Zoo entry {self.name!r}: a merged entry (recipe {MERGE_RECIPE!r}), and only one, names the "
+                             "fine_tune_config that continues training it.")
 
     @property
     def command(self) -> str:
@@ -97,16 +110,15 @@ class ZooEntry:
 
     @property
     def training_command(self) -> str:
-        """The recipe command that trains the entry's model."""
-        return " ".join(["python", self.recipe, self.config, *self.arguments])
+        """The recipe command that trains (or merges) the entry's model."""
+        program = [MERGE_RECIPE] if self.recipe == MERGE_RECIPE else ["python", self.recipe]
+        return " ".join([*program, self.config, *self.arguments])
 
     @property
     def fine_tune_command(self) -> str:
         """An ``accelerate launch`` command that continues training from the published entry."""
-        return " ".join(
-            ["accelerate launch", self.recipe, self.config, *self.arguments, "--model_name_or_path", self.hub_id,
-             "--output_dir", "my-run"]
-        )
+        recipe = [GLUE_RECIPE, self.fine_tune_config] if self.fine_tune_config else [self.recipe, self.config, *self.arguments]
+        return " ".join(["accelerate launch", *recipe, "--model_name_or_path", self.hub_id, "--output_dir", "my-run"])
 
 
 def _single_task_baseline(network: str, script: str, results_file: str, *match: tuple[str, Any]) -> Baseline:
@@ -166,6 +178,12 @@ _GLUE_BASELINES = (
         "(benchmarks/glue_adapters.py --methods single_task_lora, seed 42)",
         "benchmarks/results/glue_adapters.json", (("method", "single_task_lora"), ("seed", 42)),
     ),
+    Baseline(
+        "multi-task LoRA",
+        "one LoRA of rank 8 in the same linear maps shared by the five tasks, a head per task, trained on the same "
+        "temperature-mixed batches for the same steps (benchmarks/glue_adapters.py --methods lora, seed 42)",
+        "benchmarks/results/glue_adapters.json", (("method", "lora"), ("seed", 42)),
+    ),
 )
 
 _M3VIT_RESULTS = "benchmarks/results/m3vit_multi_mnist.json"
@@ -218,10 +236,15 @@ ZOO: dict[str, ZooEntry] = {
         ),
         *(
             ZooEntry(
-                f"{name}-glue", f"moezoo/{name}-glue", method, "glue", "recipes/train_glue.py",
+                f"{name}-glue", f"moezoo/{name}-glue", method, "glue", GLUE_RECIPE,
                 f"recipes/configs/glue_{method}.yaml", baselines=_GLUE_BASELINES,
             )
             for name, method in (("multi-head-lora", "multi_head_lora"), ("mhr", "mhr"), ("align-lora", "align_lora"))
+        ),
+        ZooEntry(
+            "task-vector-experts-glue", "moezoo/task-vector-experts-glue", "multi_head_lora", "glue", MERGE_RECIPE,
+            "recipes/configs/glue_merge_experts.yaml", baselines=_GLUE_BASELINES,
+            fine_tune_config="recipes/configs/glue_task_vector_experts.yaml",
         ),
     )
 }

@@ -28,10 +28,12 @@ from transformers import AutoModel
 
 from moezoo.cli import run_reporting_errors
 from moezoo.hub.folder import write_card
+from moezoo.merging.checkpoints import MergeArguments, merge_checkpoints, score_merged_model
 from moezoo.training.checkpoints import replace_folder
+from moezoo.training.arguments import parse_config_and_args
 from moezoo.training.datasets import evaluate_run_split
 from moezoo.zoo import ZOO, get_entry, zoo_dir
-from moezoo_cli.catalog import headline_metric
+from moezoo_cli.catalog import MERGE_RECIPE, headline_metric
 from moezoo_cli.listing import readme_with_zoo_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -41,12 +43,25 @@ import train_image  # noqa: E402
 import train_tabular  # noqa: E402
 import train_vit  # noqa: E402
 
+
+def merge(argv: list[str]) -> None:
+    """``moezoo merge`` with ``argv`` (a YAML and flags): a merged entry's recipe."""
+    (arguments,) = parse_config_and_args([MergeArguments], argv)
+    try:
+        merge_checkpoints(arguments)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"{error} The merge's sources are trained first: see the top of {argv[0]}.") from error
+
+
 RECIPES = {
     "recipes/train_tabular.py": train_tabular.main,
     "recipes/train_image.py": train_image.main,
     "recipes/train_vit.py": train_vit.main,
     "recipes/train_glue.py": train_glue.main,
+    MERGE_RECIPE: merge,
 }
+
+
 def comparison(entry_name: str, dataset: str, own_results: dict) -> str:
     """Markdown table of this entry and the other zoo entries on the same data set that are built: each
     task's headline test metric (AUC for binary tasks, accuracy for multiclass ones)."""
@@ -106,11 +121,12 @@ def build(entry_name: str, overwrite: bool) -> Path:
         results = json.loads(Path(training_dir, "results.json").read_text())
         # The run's output folder was a temporary folder of the building machine, not part of the entry.
         results["arguments"].pop("output_dir", None)
-        best = Path(training_dir) / "best"
+        # A training run's best checkpoint is its best/; a merge writes its model into the output folder itself.
+        best = Path(training_dir) / "best" if entry.recipe != MERGE_RECIPE else Path(training_dir)
 
         def write(folder: Path) -> None:
             # config, weights (or an adapter's adapter/ and heads), processor or tokenizer
-            shutil.copytree(best, folder, ignore=shutil.ignore_patterns(".*"))
+            shutil.copytree(best, folder, ignore=shutil.ignore_patterns(".*", "results.json", "README.md", "routing.png"))
             write_entry(entry_name, folder, results)
 
         replace_folder(target, write)
@@ -126,8 +142,11 @@ def rewrite_card(entry_name: str) -> Path:
         raise FileNotFoundError(f"{source} holds no built entry: build it first (without --card_only).")
     results = json.loads((source / "results.json").read_text())
     model = AutoModel.from_pretrained(source)
-    for split in ("validation", "test"):
-        results[split] = evaluate_run_split(model, results["arguments"], source, split, show_progress=True)
+    if "merge" in results:
+        results.update(score_merged_model(model, results["arguments"], source))
+    else:
+        for split in ("validation", "test"):
+            results[split] = evaluate_run_split(model, results["arguments"], source, split, show_progress=True)
 
     def write(folder: Path) -> None:
         shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*", "README.md", "routing.png"))

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 import torch
 from huggingface_hub import ModelCard
 from transformers import AutoTokenizer
@@ -107,8 +108,18 @@ def test_a_merge_chooses_its_scaling_on_validation_data_and_is_carded(single_tas
     assert results["environment"]["merge_seconds"] >= 0
     card = ModelCard.load(out / "README.md")
     assert card.text.lstrip().startswith("# ties")  # named after the output folder
-    assert card.data.base_model_relation == "merge" and card.data.base_model == [str(source) for source in sources]
-    assert "merged from its sources" in card.text and "merged by `ties` from 2 sources, no training" in card.text
+    # Local sources are no Hub repositories: the Hub lists the merge as an adapter of their base, tagged a merge.
+    assert results["merge"]["repositories"] == [None, None]
+    assert card.data.base_model_relation == "adapter" and card.data.base_model == json.loads((out / "config.json").read_text())["base_model_name_or_path"]
+    assert "merge" in card.data.tags
+    assert "merged by `ties` from 2 sources, no training" in card.text
+    # Its cost, all told: the merge and the sources' own training, read from their results.
+    sources_seconds = sum(json.loads((source.parent / "results.json").read_text())["environment"]["train_seconds"]
+                          for source in sources)
+    assert results["environment"]["sources_train_seconds"] == pytest.approx(sources_seconds, abs=0.2)
+    assert (f"merged from its sources in {results['environment']['merge_seconds']:.1f} s; the sources trained for "
+            f"{sources_seconds / 60:.1f} min together") in card.text
+    assert "**CPU-hours:**" in card.text and "for the merge and the sources' training)" in card.text
     assert f"scaling chosen on validation (mean_score): 0.5: {scores[0]['score']:.4f}" in card.text
     # `moezoo evaluate` rebuilds the same test split from the written results.json.
     capsys.readouterr()
@@ -166,3 +177,83 @@ def test_a_source_with_another_vocabulary_is_refused(single_task_runs, tmp_path,
 def test_the_recipe_yaml_is_read_strictly():
     (arguments,) = parse_config_and_args([MergeArguments], [str(REPO / "recipes" / "configs" / "glue_merge.yaml")])
     assert len(arguments.sources) == 5 and arguments.method == "ties" and arguments.scalings
+
+
+def test_a_merge_of_hub_sources_is_listed_under_them(single_task_runs, tmp_path):
+    from moezoo.hub.folder import write_card
+    from moezoo.merging.checkpoints import source_repository
+
+    assert source_repository("mhr-glue") == "moezoo/mhr-glue"  # a zoo entry: its Hub repository
+    assert source_repository("org/model") == "org/model"
+    assert source_repository(str(single_task_runs["rte"])) is None
+    out = tmp_path / "merged"
+    assert merge("--sources", *(single_task_runs[task] for task in TASKS), "--output_dir", out) == 0
+    config = json.loads((out / "config.json").read_text())
+    config["merge"]["repositories"] = ["org/sst2-lora", "org/rte-lora"]
+    (out / "config.json").write_text(json.dumps(config))
+    card = ModelCard.load(write_card(out, overwrite=True))
+    assert card.data.base_model_relation == "merge" and card.data.base_model == ["org/sst2-lora", "org/rte-lora"]
+
+
+def test_the_experts_card_shows_how_the_token_routers_mix_the_sources(single_task_runs, tmp_path):
+    from moezoo.hub.figures import measure_token_routing
+    from moezoo.hub.folder import encoded_test_batches
+
+    out = tmp_path / "experts"
+    assert merge("--sources", *(single_task_runs[task] for task in TASKS), "--method", "task_vector_experts",
+                 "--output_dir", out) == 0
+    card = ModelCard.load(out / "README.md").text
+    assert (out / "routing.png").is_file() and "without a task id, averaged over each task's test tokens" in card
+    model = AdaptedTransformerModel.from_pretrained(out)
+    batches = encoded_test_batches(json.loads((out / "results.json").read_text()), out)
+    layers, usage = measure_token_routing(model, batches)
+    assert set(usage) == set(TASKS) and len(layers) == len(usage["rte"])
+    for shares in usage.values():
+        torch.testing.assert_close(torch.stack(shares).sum(-1), torch.ones(len(layers)))
+    # Token routers that ignore their input and favour head 1 put (nearly) every task's weight there.
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if ".token." in name:
+                parameter.zero_()
+                if name.endswith("bias"):
+                    parameter[1] = 20.0
+    _, usage = measure_token_routing(model, batches)
+    for shares in usage.values():
+        assert all(share[1] > 0.999 for share in shares)
+
+
+def test_the_experts_entry_continues_training_with_its_glue_yaml(tiny_glue_base, tmp_path, data_dir):
+    """The YAML the task-vector-experts entry's card gives for fine-tuning describes the model its merge YAML
+    builds, so that the GLUE recipe accepts that model (it refuses a checkpoint whose adapter differs)."""
+    configs = REPO / "recipes" / "configs"
+    (merge_settings,) = parse_config_and_args([MergeArguments], [str(configs / "glue_merge_experts.yaml")])
+    training = yaml.safe_load((configs / "glue_task_vector_experts.yaml").read_text())
+    source = yaml.safe_load((configs / "glue_align_lora.yaml").read_text())["adapter"]  # the sources' LoRA
+    heads = len(merge_settings.sources)
+    assert training["adapter"] == {
+        "target_modules": source["target_modules"], "r": heads * source["r"], "lora_alpha": heads * source["r"],
+        "num_heads": heads, "router": "task_or_token", "head_init": "random",
+    }
+    # Two sources of the sources' LoRA on the tiny base, merged, then trained on by the recipe with that YAML.
+    sources = []
+    for task in TASKS:
+        train_glue([
+            str(configs / "glue_align_lora.yaml"), "--base_model", str(tiny_glue_base), "--adapter_method", "lora",
+            "--tasks", task, "--max_train_samples_per_task", "16", "--max_validation_samples_per_task", "8",
+            "--max_seq_length", "16", "--num_train_epochs", "1", "--output_dir", str(tmp_path / task),
+        ])
+        sources.append(tmp_path / task / "best")
+    assert merge("--sources", *sources, "--method", "task_vector_experts", "--no_evaluate", "--output_dir",
+                 tmp_path / "experts") == 0
+    heads_here = {"r": len(TASKS) * source["r"], "lora_alpha": len(TASKS) * source["r"], "num_heads": len(TASKS)}
+    result = train_glue([
+        str(configs / "glue_task_vector_experts.yaml"), "--base_model", str(tiny_glue_base), "--tasks", *TASKS,
+        "--model_name_or_path", str(tmp_path / "experts"), "--adapter", json.dumps(heads_here),
+        "--max_train_samples_per_task", "16", "--max_validation_samples_per_task", "8", "--max_seq_length", "16",
+        "--output_dir", str(tmp_path / "continued"),
+    ])
+    assert result.summary["completed"]
+    merged = AdaptedTransformerModel.from_pretrained(tmp_path / "experts").state_dict()
+    continued = AdaptedTransformerModel.from_pretrained(tmp_path / "continued" / "best").state_dict()
+    assert continued.keys() == merged.keys()  # the same heads, routers and task heads, trained on from the merge
+    assert any(not torch.equal(continued[name], merged[name]) for name in merged)

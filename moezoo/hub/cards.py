@@ -59,6 +59,11 @@ ADAPTER_MIXING_CAPTION = (
     "Weight each task gives each {unit} of each adapted layer (layer index and projection), as the task router "
     "sets it"
 )
+TOKEN_ROUTING_CAPTION = (
+    "Weight the token routers give each {unit} of each adapted layer (layer index and projection) when an input comes "
+    "without a task id, averaged over each task's test tokens; {unit} i is source i's update, so the diagonal is the "
+    "share that finds its own task's model"
+)
 LEARNING_CURVE_CAPTION = (
     "Each task's headline validation metric after every epoch (and, for a run that balanced its tasks, their weights "
     "and the cosines between their gradients)"
@@ -319,21 +324,32 @@ def training_regime(results: Mapping[str, Any] | None, command: str | None) -> s
 
 
 def compute_summary(results: Mapping[str, Any] | None) -> str:
-    """Hardware, wall time, CPU- or GPU-hours and peak memory of the training run."""
+    """Hardware, wall time, CPU- or GPU-hours and peak memory of the training run; of a merged model, of the merge
+    and, where recorded, of its sources' training."""
     environment = (results or {}).get("environment", {})
-    if "merge_seconds" in environment:
-        return (f"- **Training:** none; merged from its sources in {environment['merge_seconds']:.1f} s "
-                f"(peak memory {environment['peak_memory_mb']:,.0f} MB resident)")
-    if "train_seconds" not in environment:
+    merged = "merge_seconds" in environment
+    if not merged and "train_seconds" not in environment:
         return "Not recorded."
-    seconds = environment["train_seconds"]
     hardware = environment.get("hardware", "not recorded")
-    lines = [f"- **Hardware:** {hardware}", f"- **Training wall time:** {seconds / 60:.1f} min"]
+    if merged:
+        seconds = environment["merge_seconds"] + environment.get("sources_train_seconds", 0.0)
+        sources = environment.get("sources_train_seconds")
+        lines = [
+            f"- **Hardware:** {hardware}",
+            f"- **Training wall time:** none of its own: merged from its sources in {environment['merge_seconds']:.1f} s"
+            + (f"; the sources trained for {sources / 60:.1f} min together" if sources is not None else
+               "; the sources' training is not recorded"),
+        ]
+        what = "the merge and the sources' training" if sources is not None else "the merge"
+    else:
+        seconds = environment["train_seconds"]
+        lines = [f"- **Hardware:** {hardware}", f"- **Training wall time:** {seconds / 60:.1f} min"]
+        what = "the wall time"
     cores = re.search(r"CPU \(.*?, (\d+) cores\)", hardware)
     if cores:
-        lines.append(f"- **CPU-hours:** {seconds * int(cores.group(1)) / 3600:.2f} ({cores.group(1)} cores for the wall time)")
+        lines.append(f"- **CPU-hours:** {seconds * int(cores.group(1)) / 3600:.2f} ({cores.group(1)} cores for {what})")
     elif hardware.split(" x ")[0].strip().isdigit():
-        lines.append(f"- **GPU-hours:** {seconds * int(hardware.split(' x ')[0]) / 3600:.2f}")
+        lines.append(f"- **GPU-hours:** {seconds * int(hardware.split(' x ')[0]) / 3600:.2f} ({what})")
     if environment.get("peak_memory_mb"):
         lines.append(f"- **Peak memory:** {environment['peak_memory_mb']:,.0f} MB resident (main process)")
     versions = environment.get("versions", {})
@@ -425,14 +441,16 @@ def build_model_card(
         raise ValueError("A card with results needs the data set they were measured on (CardDetails.dataset).")
     architecture = config.architecture_name
     adapter = isinstance(config, AdaptedTransformerConfig)
-    merged_from = (config.merge or {}).get("sources") if adapter else None
-    if merged_from:
-        # The Hub lists a merge under the models merged into it.
-        base_model, relation = list(merged_from), "merge"
+    merge = config.merge if adapter else None
+    repositories = (merge or {}).get("repositories") or []
+    if merge and repositories and all(repositories):
+        # The Hub lists a merge under the models merged into it, when they are all there.
+        base_model, relation = list(repositories), "merge"
         tags = ["multi-task", "peft", "adapter", "merge", architecture]
     elif adapter:
+        # Sources that are local folders are no Hub repositories: the merge is listed as its base's adapter.
         base_model, relation = config.base_model_name_or_path, "adapter"
-        tags = ["multi-task", "peft", "adapter", architecture]
+        tags = ["multi-task", "peft", "adapter", *(["merge"] if merge else []), architecture]
     else:
         base_model = (results or {}).get("arguments", {}).get("model_name_or_path")
         tags = ["mixture-of-experts", "multi-task", architecture]

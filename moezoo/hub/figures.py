@@ -104,10 +104,58 @@ def measure_adapter_mixing(model: AdaptedTransformerModel) -> tuple[list[str], d
             for task_id, task in enumerate(model.task_names):
                 mixing = task_mixing_weights(layer, "default", task_id)
                 usage[task].append(mixing.reshape(-1, mixing.shape[-1]).mean(0))
-    names = [short_layer_name(name) for name in layers]
-    if len(set(names)) < len(names):  # the short forms collide: the full module names are unambiguous
-        names = list(layers)
-    return names, usage
+    return _short_layer_names(list(layers)), usage
+
+
+def measure_token_routing(
+    model: AdaptedTransformerModel, batches: Iterable[Mapping[str, torch.Tensor]]
+) -> tuple[list[str], dict[str, list[torch.Tensor]]]:
+    """How the token routers of a multi-head LoRA mix each layer's heads when inputs come without a task id
+    (`moezoo.adapters.TaskRouting.by_tokens`): the layers' short names and, per task, one ``[heads]`` tensor per
+    layer, the router's softmax averaged over the task's tokens in ``batches`` (padding left out), each summing
+    to 1. For task-vector experts (`moezoo.merging.task_vector_experts`) head ``i`` is source ``i``'s update, so a
+    task's weight on its own source's head is how often its inputs find their way without an id.
+
+    Raises:
+        ValueError: the model has no token-routed multi-head LoRA layer.
+    """
+    layers = {name: layer for name, layer in task_routed_layers(model.backbone).items()
+              if getattr(layer, "token_router", None) is not None and layer.token_router("default") is not None}
+    if not layers:
+        raise ValueError(f"The model's {model.config.adapter_method!r} adapter has no token router: nothing to plot.")
+    sums = {task: [torch.zeros(0)] * len(layers) for task in model.task_names}
+    mask: torch.Tensor | None = None
+    task_ids: torch.Tensor | None = None
+
+    def record(index: int, layer: torch.nn.Module, inputs: tuple) -> None:
+        weights = layer.head_weights("default", inputs[0], None) * mask.unsqueeze(-1)  # [B, T, heads]
+        for task_id, task in enumerate(model.task_names):
+            total = weights[task_ids == task_id].sum((0, 1))
+            sums[task][index] = total if sums[task][index].numel() == 0 else sums[task][index] + total
+
+    handles = [layer.register_forward_pre_hook(lambda module, inputs, index=index: record(index, module, inputs))
+               for index, layer in enumerate(layers.values())]
+    model.eval()
+    try:
+        with torch.no_grad(), model.routing.by_tokens():
+            for batch in batches:
+                mask = batch["attention_mask"].to(torch.float32)
+                task_ids = batch["task_ids"]
+                model(**{name: value for name, value in batch.items() if name != "labels"})
+    finally:
+        for handle in handles:
+            handle.remove()
+    usage = {task: [total / total.sum().clamp_min(1e-12) for total in totals] for task, totals in sums.items()
+             if totals[0].numel()}
+    if not usage:
+        raise ValueError("No batch reached the model's token routers: give at least one batch of inputs.")
+    return _short_layer_names(list(layers)), usage
+
+
+def _short_layer_names(module_names: list[str]) -> list[str]:
+    """`short_layer_name` of each module, or the full names when the short forms collide."""
+    names = [short_layer_name(name) for name in module_names]
+    return names if len(set(names)) == len(names) else module_names
 
 
 def short_layer_name(module_name: str) -> str:

@@ -11,6 +11,7 @@ import torch
 from transformers import AutoModel
 
 from ..adapters.modeling_adapted import AdaptedTransformerModel
+from ..merging.checkpoints import EXPERTS_METHOD
 from ..models.modeling_utils import checkpoint_processor_class
 from ..training.data import TensorDataset, make_eval_dataloader
 from ..training.datasets import describe_dataset, run_split
@@ -19,6 +20,7 @@ from .cards import (
     ADAPTER_MIXING_CAPTION,
     EXPERT_USAGE_CAPTION,
     TASK_GAPS_CAPTION,
+    TOKEN_ROUTING_CAPTION,
     CardDetails,
     build_model_card,
     task_parameter_counts,
@@ -29,6 +31,7 @@ from .figures import (
     measure_expert_usage,
     measure_gate_weights,
     measure_task_gaps,
+    measure_token_routing,
     plot_gate_weights,
     plot_task_gaps,
     plot_task_shares,
@@ -73,7 +76,14 @@ def plot_adapter_figure(
 ) -> bool:
     """The card figure of an adapted transformer, with its caption in ``details``: each task's mixing of
     each layer's heads or skills (task-routed adapters), or the gaps between the tasks' LoRA A outputs on
-    the test split (Align-LoRA). ``False`` when the method has neither (plain LoRA, a frozen encoder)."""
+    the test split (Align-LoRA); for task-vector experts, whose task router only picks each task's own source,
+    how the token routers mix the sources for inputs without a task id. ``False`` when the method has none of
+    these (plain LoRA, a frozen encoder)."""
+    if (model.config.merge or {}).get("method") == EXPERTS_METHOD:
+        layer_names, mixing = measure_token_routing(model, batches)
+        plot_task_shares(mixing, layer_names, path, unit="head", label="the token routers' weight on the head")
+        details.figure_caption = TOKEN_ROUTING_CAPTION.format(unit="head")
+        return True
     if model.config.task_routed:
         layer_names, mixing = measure_adapter_mixing(model)
         unit = "skill" if model.config.adapter_method == "mhr" else "head"

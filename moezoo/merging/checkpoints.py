@@ -99,6 +99,15 @@ def _names_its_tasks(results: dict[str, Any] | None) -> bool:
     return results is not None and bool(results.get("arguments", {}).get("tasks"))
 
 
+def source_repository(source: str) -> str | None:
+    """The Hub repository a source names (a zoo entry's, or a Hub id as given), or ``None`` for a local folder."""
+    from ..zoo import ZOO
+
+    if source in ZOO:
+        return ZOO[source].hub_id
+    return None if Path(source).is_dir() else source
+
+
 def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: Sequence[str]) -> dict[str, Any] | None:
     """The settings of a run over every source's tasks (the first source's data settings, the tasks in the
     merged model's order), or ``None`` when a source has no results or names no tasks."""
@@ -109,6 +118,20 @@ def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: S
         raise ValueError(f"The sources were trained on different data sets ({sorted(map(str, datasets))}): a merged model "
                          "is scored on one.")
     return {**results[0]["arguments"], "tasks": list(task_names)}
+
+
+def score_merged_model(model: Any, run_arguments: dict[str, Any], folder: Path) -> dict[str, dict[str, float]]:
+    """A merged model's scores on its tasks' ``validation`` and ``test`` splits (read as ``run_arguments`` say,
+    with the tokenizer in ``folder``); for task-vector experts also ``test_without_task_ids``: what inputs that
+    come without a task id get from the token routers' mix, each example scored on its own task."""
+    from ..training.datasets import evaluate_run_split
+
+    scores = {split: evaluate_run_split(model, run_arguments, folder, split, show_progress=True)
+              for split in ("validation", "test")}
+    if (model.config.merge or {}).get("method") == EXPERTS_METHOD:
+        with model.routing.by_tokens():
+            scores["test_without_task_ids"] = evaluate_run_split(model, run_arguments, folder, "test")
+    return scores
 
 
 def merge_checkpoints(arguments: MergeArguments) -> Path:
@@ -128,7 +151,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     from ..training.data import TensorDataset, make_dataloader
     from ..training.datasets import evaluate_run_split, run_split
     from ..training.checkpoints import replace_folder
-    from ..training.recipe import peak_memory_mb
+    from ..training.recipe import machine_environment, peak_memory_mb
     from .experts import task_vector_experts, train_token_routers
     from .lora import merge_lora_models
 
@@ -178,10 +201,17 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
             validation_score if arguments.scalings else None,
         )
     seconds = time.perf_counter() - started
+    # What the sources cost to train, when each one's run recorded it: the merged model's cost, all told.
+    source_seconds = [(result or {}).get("environment", {}).get("train_seconds") for result in results]
+    # The card lists the merge under its sources on the Hub when every one of them is there.
+    merged.config.merge["repositories"] = [source_repository(source) for source in arguments.sources]
     summary: dict[str, Any] = {
         "completed": True, "model_type": merged.config.model_type, "num_parameters": merged.num_parameters(),
         "merge": merged.config.merge, **({"arguments": run_arguments} if run_arguments is not None else {}),
-        "environment": {"merge_seconds": round(seconds, 1), "peak_memory_mb": peak_memory_mb()},
+        "environment": {
+            **machine_environment(merged.device), "merge_seconds": round(seconds, 1), "peak_memory_mb": peak_memory_mb(),
+            **({"sources_train_seconds": round(sum(source_seconds), 1)} if None not in source_seconds else {}),
+        },
     }
     evaluated = arguments.evaluate and run_arguments is not None
 
@@ -189,12 +219,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
         merged.save_pretrained(folder)
         tokenizers[0].save_pretrained(folder)
         if evaluated:
-            for split in ("validation", "test"):
-                summary[split] = evaluate_run_split(merged, run_arguments, folder, split, show_progress=True)
-            if arguments.method == EXPERTS_METHOD:
-                # What an input without a task id gets: the token routers' mix, each example scored on its task.
-                with merged.routing.by_tokens():
-                    summary["test_without_task_ids"] = evaluate_run_split(merged, run_arguments, folder, "test")
+            summary.update(score_merged_model(merged, run_arguments, folder))
         (folder / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         if evaluated:
             write_card(folder, model_id=output.name, overwrite=True)

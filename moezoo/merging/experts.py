@@ -42,6 +42,15 @@ def _lora_factors(source: AdaptedTransformerModel) -> dict[str, tuple[torch.Tens
     return factors
 
 
+def _shared_target_modules(sources: Sequence[AdaptedTransformerModel], layers: Sequence[str]) -> str | list[str]:
+    """The sources' ``target_modules`` when they all name them alike (so that a config written for them, e.g. a
+    recipe's YAML that continues training the experts, names them alike too); otherwise a regex of exactly ``layers``."""
+    settings = [source.config.adapter_settings().get("target_modules") for source in sources]
+    if settings[0] is not None and all(setting == settings[0] for setting in settings):
+        return settings[0]
+    return "|".join(re.escape(layer) for layer in layers)
+
+
 def task_vector_experts(
     sources: Sequence[AdaptedTransformerModel], source_names: Sequence[str] | None = None
 ) -> AdaptedTransformerModel:
@@ -72,7 +81,7 @@ def task_vector_experts(
         **template.config.to_dict(),
         "tasks": [dict(task) for task in tasks],
         "adapter_method": "multi_head_lora",
-        "adapter": {"target_modules": "|".join(re.escape(layer) for layer in layers), "r": rank, "lora_alpha": rank,
+        "adapter": {"target_modules": _shared_target_modules(sources, layers), "r": rank, "lora_alpha": rank,
                     "num_heads": len(sources), "router": "task_or_token", "head_init": "random"},
         "unknown_tasks": "router",
         "alignment_weight": None,

@@ -206,16 +206,22 @@ def subsample_splits(
     return splits
 
 
+def machine_environment(device: torch.device, num_processes: int = 1) -> dict[str, Any]:
+    """The hardware (``"2 x <GPU name>"``, or ``"CPU (<arch>, <n> cores), <p> process(es)"``, which the cards
+    read) and the versions of the libraries that ran on it."""
+    if device.type == "cuda":
+        hardware = f"{num_processes} x {torch.cuda.get_device_name(device)}"
+    else:
+        hardware = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {num_processes} process(es)"
+    versions = {name: importlib.metadata.version(name) for name in ("moezoo", "torch", "transformers", "accelerate")}
+    return {"hardware": hardware, "versions": versions}
+
+
 def run_environment(accelerator: Accelerator, train_seconds: float) -> dict[str, Any]:
     """Where and how fast a run trained: hardware, library versions, the training wall time (of a resumed run:
     its last part) and the process's peak memory."""
-    if accelerator.device.type == "cuda":
-        hardware = f"{accelerator.num_processes} x {torch.cuda.get_device_name(accelerator.device)}"
-    else:
-        hardware = f"CPU ({platform.machine()}, {os.cpu_count()} cores), {accelerator.num_processes} process(es)"
-    versions = {name: importlib.metadata.version(name) for name in ("moezoo", "torch", "transformers", "accelerate")}
     return {
-        "hardware": hardware, "versions": versions, "train_seconds": round(train_seconds, 1),
+        **machine_environment(accelerator.device, accelerator.num_processes), "train_seconds": round(train_seconds, 1),
         "peak_memory_mb": peak_memory_mb(),
     }
 

@@ -12,7 +12,9 @@ validation splits among ``--scalings`` where the method has one; ``task_vector_e
 expert (given its task id each task is its source) and is also scored without task ids, after its token routers
 trained for ``--router_steps`` steps. Normalised score: the merged model's GLUE metric of a task over the
 single-task LoRA's, averaged over the tasks. Results go to benchmarks/results/glue_merging.{json,md}, saved after
-every method; a method already measured is skipped unless ``--remeasure`` is given.
+every method; a method already measured is skipped unless ``--remeasure`` is given. ``--exactness`` measures
+instead how exactly the merges that should give their sources back do so on these real sources (results in
+benchmarks/results/glue_merging_exactness.{json,md}).
 """
 
 from __future__ import annotations
@@ -26,20 +28,37 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import torch
 from glue_adapters import GLUE_SCORES
 from recipe_runs import REPO, RESULTS, merge_runs
+from transformers import AutoTokenizer
 
-from moezoo.data.glue import GLUE_TASKS
+from moezoo.adapters import AdaptedTransformerModel
+from moezoo.data.glue import GLUE_TASKS, encode_glue_split, glue_subsets
+from moezoo.merging import (
+    lora_model_from_updates,
+    lora_task_vector,
+    merge_lora_models,
+    merge_task_vectors,
+    task_vector_experts,
+)
+
 #: Each method and its options (the papers' defaults: TIES and DARE keep 20 % / 10 % of the entries).
 METHODS: dict[str, dict[str, Any]] = {
     "task_arithmetic": {},
     "ties": {"density": 0.2},
+    "dare_linear": {"density": 0.1},
     "dare_ties": {"density": 0.1},
     "iso_c": {},
     "iso_cts": {},
     "task_vector_experts": {},
 }
 RESULTS_FILE = RESULTS / "glue_merging.json"
+EXPERTS = "task_vector_experts"
+#: The zoo entry that is the experts' merge of the same sources (its YAML: recipes/configs/glue_merge_experts.yaml).
+EXPERTS_ENTRY = "task-vector-experts-glue"
+#: Dev examples per task the exactness check compares logits on.
+EXACTNESS_EXAMPLES = 64
 
 
 def single_task_scores(sources: dict[str, Path]) -> dict[str, float]:
@@ -51,17 +70,75 @@ def single_task_scores(sources: dict[str, Path]) -> dict[str, float]:
     return scores
 
 
-def measure(method: str, sources: dict[str, Path], scalings: list[float], router_steps: int) -> dict[str, Any]:
-    """One ``moezoo merge`` of the sources by ``method``, in its own process: its results.json."""
+def measure(
+    method: str, sources: dict[str, Path], scalings: list[float], router_steps: int, remeasure: bool
+) -> dict[str, Any]:
+    """One ``moezoo merge`` of the sources by ``method``, in its own process: its results.json. The experts'
+    merge is read from the zoo entry when that entry was built from these sources with as many router steps
+    (unless ``remeasure``)."""
+    entry = REPO / "model_cards" / EXPERTS_ENTRY / "results.json"
+    if method == EXPERTS and entry.is_file() and not remeasure:
+        results = json.loads(entry.read_text())
+        built_from = [str(REPO / source) for source in results["merge"]["sources"]]
+        if built_from == [str(folder) for folder in sources.values()] and results["merge"]["options"].get(
+                "router_steps") == router_steps:
+            return results
     with tempfile.TemporaryDirectory() as output:
         command = [sys.executable, "-m", "moezoo.cli", "merge", "--sources", *map(str, sources.values()),
                    "--method", method, "--output_dir", output]
-        if method == "task_vector_experts":
+        if method == EXPERTS:
             command += ["--router_steps", str(router_steps)]
         else:
             command += ["--options", json.dumps(METHODS[method]), "--scalings", *map(str, scalings)]
         subprocess.run(command, check=True, cwd=REPO)
         return json.loads((Path(output) / "results.json").read_text())
+
+
+def exactness(sources: dict[str, Path]) -> dict[str, float]:
+    """The largest |logit difference| from the sources, on each task's first dev examples, of the
+    merges that should give them back (`EXACTNESS_EXAMPLES` per task): each source merged alone by task arithmetic at weight 1, five copies of
+    each source at task arithmetic's default weight 1/5, and the task-vector experts given each task's id."""
+    models = {task: AdaptedTransformerModel.from_pretrained(folder).eval() for task, folder in sources.items()}
+    tokenizer = AutoTokenizer.from_pretrained(next(iter(sources.values())))
+    test = glue_subsets(splits=("test",))["test"]
+    experts = task_vector_experts(list(models.values())).eval()
+    largest = {"alone_at_weight_1": 0.0, "five_copies_at_one_fifth": 0.0, "experts_given_task_ids": 0.0}
+    for index, (task, model) in enumerate(models.items()):
+        own = test.filter(lambda row: row["task_ids"] == index).select(range(EXACTNESS_EXAMPLES))
+        # A single-task source knows its task as task 0.
+        inputs = {name: value for name, value in encode_glue_split(own, tokenizer, 1, 128).items() if name != "labels"}
+        with torch.no_grad():
+            expected = model(**{**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}).logits[task]
+            merges = {
+                "alone_at_weight_1": merge_lora_models([model], "task_arithmetic", {"scaling": 1.0}),
+                # Copies of one source share its task names, which a merged model refuses: merged as vectors.
+                "five_copies_at_one_fifth": lora_model_from_updates(
+                    model, merge_task_vectors([lora_task_vector(model)] * 5, "task_arithmetic"),
+                    model.config.tasks, model.heads,
+                ),
+            }
+            for name, merged in merges.items():
+                given = merged.eval()(**{**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}).logits[task]
+                largest[name] = max(largest[name], (given - expected).abs().max().item())
+            given = experts(**{**inputs, "task_ids": torch.full_like(inputs["task_ids"], index)}).logits[task]
+            largest["experts_given_task_ids"] = max(largest["experts_given_task_ids"],
+                                                    (given - expected).abs().max().item())
+    return largest
+
+
+def write_exactness(largest: dict[str, float]) -> None:
+    (RESULTS / "glue_merging_exactness.json").write_text(json.dumps(largest, indent=2) + "\n")
+    lines = [
+        "### Merges that give their sources back, on the GLUE-5 single-task LoRAs",
+        "",
+        f"Largest |logit difference| from the source over each task's first {EXACTNESS_EXAMPLES} dev examples (float32, CPU).",
+        "",
+        "| merge | largest difference |",
+        "|---|---|",
+        *(f"| {name.replace('_', ' ')} | {value:.2e} |" for name, value in largest.items()),
+    ]
+    (RESULTS / "glue_merging_exactness.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def row(method: str, results: dict[str, Any], single: dict[str, float]) -> dict[str, Any]:
@@ -114,9 +191,12 @@ def main() -> None:
                         help="where glue_adapters.py --keep_checkpoints kept the single-task runs")
     parser.add_argument("--seed", type=int, default=42, help="the single-task runs' seed")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
-    parser.add_argument("--scalings", nargs="+", type=float, default=[0.5, 1.0, 1.5, 2.0])
-    parser.add_argument("--router_steps", type=int, default=200)
+    parser.add_argument("--scalings", nargs="+", type=float, default=[0.25, 0.5, 1.0, 1.5, 2.0])
+    parser.add_argument("--router_steps", type=int, default=300,
+                        help=f"the experts' token-router steps (300: the zoo entry {EXPERTS_ENTRY}'s)")
     parser.add_argument("--remeasure", action="store_true")
+    parser.add_argument("--exactness", action="store_true",
+                        help="measure how exactly the merges that should give the sources back do so, and stop")
     args = parser.parse_args()
 
     sources = {task: args.sources_dir / f"single_task_lora_{task}_seed{args.seed}" / "best" for task in GLUE_TASKS}
@@ -124,13 +204,16 @@ def main() -> None:
     if missing:
         raise SystemExit(f"Missing single-task runs {missing}: run `python benchmarks/glue_adapters.py --methods "
                          f"single_task_lora --seeds {args.seed} --keep_checkpoints {args.sources_dir}` first.")
+    if args.exactness:
+        write_exactness(exactness(sources))
+        return
     single = single_task_scores(sources)
     done = {run["method"] for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
     for method in args.methods:
         if method in done and not args.remeasure:
             print(f"{method}: measured earlier, skipped", flush=True)
             continue
-        runs = merge_runs(RESULTS_FILE, [row(method, measure(method, sources, args.scalings, args.router_steps), single)],
+        runs = merge_runs(RESULTS_FILE, [row(method, measure(method, sources, args.scalings, args.router_steps, args.remeasure), single)],
                           key=("method",))
         write_report(runs, single)
 

@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from glue_adapters import GLUE_SCORES
+from glue_adapters import GLUE_SCORES, SINGLE_TASK, ZOO_SEED
+from glue_adapters import METHODS as ADAPTER_METHODS
+from glue_adapters import RESULTS_FILE as ADAPTER_RESULTS
 from recipe_runs import REPO, RESULTS, merge_runs
 from transformers import AutoTokenizer
 
@@ -158,6 +160,24 @@ def row(method: str, results: dict[str, Any], single: dict[str, float]) -> dict[
     return entry
 
 
+def jointly_trained_scores() -> dict[str, dict[str, float]]:
+    """Each multi-task adapter of benchmarks/glue_adapters.py trained jointly on the five tasks at the seed the
+    sources have: its dev score per task, from that benchmark's results or, where it has no row, its zoo entry."""
+    rows = json.loads(ADAPTER_RESULTS.read_text()) if ADAPTER_RESULTS.is_file() else []
+    scores = {}
+    for method, (_, _, entry) in ADAPTER_METHODS.items():
+        if method == SINGLE_TASK:
+            continue
+        row = next((row for row in rows if row["method"] == method and row["seed"] == ZOO_SEED), None)
+        entry_results = REPO / "model_cards" / entry / "results.json" if entry else None
+        if row is not None:
+            scores[method] = {task: row[f"test_{task}_{GLUE_SCORES[task]}"] for task in GLUE_TASKS}
+        elif entry_results is not None and entry_results.is_file():
+            test = json.loads(entry_results.read_text())["test"]
+            scores[method] = {task: test[f"{task}/{GLUE_SCORES[task]}"] for task in GLUE_TASKS}
+    return scores
+
+
 def write_report(runs: list[dict[str, Any]], single: dict[str, float]) -> None:
     lines = [
         "### Merging single-task LoRAs on GLUE-5 (all-MiniLM-L6-v2)",
@@ -172,6 +192,10 @@ def write_report(runs: list[dict[str, Any]], single: dict[str, float]) -> None:
         "| single-task LoRAs (the sources) | | " + " | ".join(f"{100 * single[task]:.1f}" for task in GLUE_TASKS)
         + " | 1.000 | | |",
     ]
+    for method, scores in jointly_trained_scores().items():
+        normalised = statistics.mean(scores[task] / single[task] for task in GLUE_TASKS)
+        lines.append(f"| {method}, trained jointly (glue_adapters.py) | | "
+                     + " | ".join(f"{100 * scores[task]:.1f}" for task in GLUE_TASKS) + f" | {normalised:.3f} | | |")
     for run in runs:
         for prefix, label in (("", run["method"]), ("without_ids_", f"{run['method']}, without task ids")):
             if f"{prefix}normalised" not in run:

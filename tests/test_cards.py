@@ -133,3 +133,14 @@ def test_the_learning_curve_shows_each_tasks_validation_metric_and_the_balancing
     text = build_model_card(model, results, details).text
     assert "### Learning curve" in text and "](learning_curve.png)" in text
     assert "### Learning curve" not in build_model_card(model, results, CardDetails(model_id="run", dataset=CENSUS)).text
+
+
+def test_the_baseline_verdict_counts_a_difference_below_the_tables_precision_as_level():
+    """Task-vector experts compute their single-task baseline exactly but for float rounding: level, not behind."""
+    from moezoo.hub.cards import baselines_table
+
+    test = {"cola/mcc": 0.21734800, "sst2/accuracy": 0.90, "stsb/pearson": 0.86420090}
+    baseline = {"cola/mcc": 0.21734802, "sst2/accuracy": 0.91, "stsb/pearson": 0.80}
+    table = baselines_table({"test": test, "baselines": {"single-task": {"description": "one per task", "test": baseline}}})
+    assert "| cola | mcc | 0.2173 | 0.2173 |" in table
+    assert table.endswith("- Against the single-task baseline: behind on `sst2`; level on `cola`; ahead on `stsb`.")

@@ -181,7 +181,7 @@ def test_the_recipe_yaml_is_read_strictly():
 
 def test_a_merge_of_hub_sources_is_listed_under_them(single_task_runs, tmp_path):
     from moezoo.hub.folder import write_card
-    from moezoo.merging.checkpoints import source_repository
+    from moezoo.merging.records import source_repository
 
     assert source_repository("mhr-glue") == "moezoo/mhr-glue"  # a zoo entry: its Hub repository
     assert source_repository("org/model") == "org/model"

@@ -114,7 +114,9 @@ def test_merging_one_lora_source_gives_it_back_as_an_adapted_model_that_round_tr
     for method, options in (("task_arithmetic", {"scaling": 1.0}), ("ties", {"density": 1.0}), ("dare_linear", {"density": 1.0, "scaling": 1.0})):
         merged = merge_lora_models([source], method, options, source_names=["runs/task_8"])
         torch.testing.assert_close(logits(merged, "task_8"), logits(source, "task_8"), rtol=0, atol=1e-5)
-    assert merged.config.merge == {"method": "dare_linear", "options": {"density": 1.0, "scaling": 1.0}, "sources": ["runs/task_8"]}
+    # No folder of that name here: the name is taken for the Hub repository it would be.
+    assert merged.config.merge == {"method": "dare_linear", "options": {"density": 1.0, "scaling": 1.0},
+                                   "sources": ["runs/task_8"], "repositories": ["runs/task_8"]}
     assert merged.config.adapter["r"] == 2  # the source's own rank: nothing was widened
     merged.save_pretrained(tmp_path / "merged")
     loaded = AdaptedTransformerModel.from_pretrained(tmp_path / "merged")

@@ -190,9 +190,15 @@ class AdaptedTransformerConfig(MultiTaskConfig):
         if self.merge:
             options = ", ".join(f"{name} {value}" for name, value in self.merge.get("options", {}).items())
             sources = ", ".join(f"`{source}`" for source in self.merge.get("sources") or []) or "fine-tunes not named"
+            # A merge into one LoRA sums the sources' updates; task-vector experts keep each one as a head.
+            kept = (
+                "each source's update kept whole as one head of this multi-head LoRA (head i: source i), chosen by the "
+                "task id, or mixed by the token routers for an input without one"
+                if self.adapter_method == "multi_head_lora" else "their weight updates merged into this LoRA"
+            )
             blocks.append(
-                f"**Merged:** from {sources} by `{self.merge['method']}`{f' ({options})' if options else ''}, their weight "
-                "updates merged into this LoRA (moezoo.merging), each source's task heads kept"
+                f"**Merged:** from {sources} by `{self.merge['method']}`{f' ({options})' if options else ''}, {kept} "
+                "(moezoo.merging), each source's task heads kept"
             )
         return blocks
 

@@ -170,3 +170,43 @@ CITATIONS = {
   year = {2023}
 }""",
 }
+
+_TIES = """@inproceedings{yadav2023ties,
+  title = {{TIES}-Merging: Resolving Interference When Merging Models},
+  author = {Yadav, Prateek and Tam, Derek and Choshen, Leshem and Raffel, Colin and Bansal, Mohit},
+  booktitle = {Advances in Neural Information Processing Systems (NeurIPS)},
+  year = {2023}
+}"""
+_DARE = """@inproceedings{yu2024dare,
+  title = {Language Models are Super Mario: Absorbing Abilities from Homologous Models as a Free Lunch},
+  author = {Yu, Le and Yu, Bowen and Yu, Haiyang and Huang, Fei and Li, Yongbin},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year = {2024}
+}"""
+_ISOTROPIC = """@inproceedings{marczak2025notask,
+  title = {No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces},
+  author = {Marczak, Daniel and Magistri, Simone and Cygert, Sebastian and Twardowski, Bart{\\l}omiej and Bagdanov, Andrew D. and van de Weijer, Joost},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year = {2025}
+}"""
+
+#: BibTeX of the paper behind each merging method (`config.merge["method"]`), cited beside the architecture's.
+MERGE_CITATIONS = {
+    "task_arithmetic": """@inproceedings{ilharco2023taskarithmetic,
+  title = {Editing Models with Task Arithmetic},
+  author = {Ilharco, Gabriel and Ribeiro, Marco Tulio and Wortsman, Mitchell and Gururangan, Suchin and Schmidt, Ludwig and Hajishirzi, Hannaneh and Farhadi, Ali},
+  booktitle = {International Conference on Learning Representations (ICLR)},
+  year = {2023}
+}""",
+    "ties": _TIES,
+    "dare_linear": _DARE,
+    "dare_ties": _DARE + "\n\n" + _TIES,
+    "iso_c": _ISOTROPIC,
+    "iso_cts": _ISOTROPIC,
+    "task_vector_experts": """@inproceedings{tang2024wemoe,
+  title = {Merging Multi-Task Models via Weight-Ensembling Mixture of Experts},
+  author = {Tang, Anke and Shen, Li and Luo, Yong and Yin, Nan and Zhang, Lefei and Tao, Dacheng},
+  booktitle = {International Conference on Machine Learning (ICML)},
+  year = {2024}
+}""",
+}

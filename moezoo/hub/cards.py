@@ -21,7 +21,7 @@ from moezoo_cli.catalog import headline_metric
 from ..adapters.modeling_adapted import AdaptedTransformerConfig
 from ..models.modeling_utils import MultiTaskPreTrainedModel
 from ..routing import effective_num_parameters
-from .card_template import CITATIONS, MODEL_CARD_TEMPLATE
+from .card_template import CITATIONS, MERGE_CITATIONS, MODEL_CARD_TEMPLATE
 from .figures import format_unit_label
 from .snippets import prediction_snippet
 
@@ -43,6 +43,16 @@ ARCHITECTURE_PAPERS = {
     "align_lora": "Align, Don't Divide: Revisiting the LoRA Architecture in Multi-Task Learning, 2025",
     "multi_head_lora": "Tian et al., HydraLoRA: An Asymmetric LoRA Architecture for Efficient Fine-Tuning, NeurIPS 2024",
     "mhr": "Caccia et al., Multi-Head Adapter Routing for Cross-Task Generalization, NeurIPS 2023",
+}
+#: The paper behind each merging method, for the card of a merged model.
+MERGE_PAPERS = {
+    "task_arithmetic": "Ilharco et al., Editing Models with Task Arithmetic, ICLR 2023",
+    "ties": "Yadav et al., TIES-Merging: Resolving Interference When Merging Models, NeurIPS 2023",
+    "dare_linear": "Yu et al., Language Models are Super Mario (DARE), ICML 2024",
+    "dare_ties": "Yu et al., Language Models are Super Mario (DARE), ICML 2024, with TIES (Yadav et al., NeurIPS 2023)",
+    "iso_c": "Marczak et al., No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces, ICML 2025",
+    "iso_cts": "Marczak et al., No Task Left Behind: Isotropic Model Merging with Common and Task-Specific Subspaces, ICML 2025",
+    "task_vector_experts": "Tang et al., Merging Multi-Task Models via Weight-Ensembling Mixture of Experts, ICML 2024",
 }
 #: How moezoo's metric names appear in a model-index (Hub metric ids where one exists).
 HUB_METRIC_TYPES = {
@@ -372,8 +382,7 @@ def baselines_table(results: Mapping[str, Any] | None) -> str | None:
         "| task | metric | this model | " + " | ".join(labels) + " |",
         "|---|---|---|" + "---|" * len(labels),
     ]
-    behind: dict[str, list[str]] = {label: [] for label in labels}
-    ahead: dict[str, list[str]] = {label: [] for label in labels}
+    sides: dict[str, dict[str, list[str]]] = {label: {"behind": [], "level": [], "ahead": []} for label in labels}
     for task in sorted({name.split("/")[0] for name in test if "/" in name}):
         metric = headline_metric(task, test)
         if metric is None:
@@ -383,14 +392,17 @@ def baselines_table(results: Mapping[str, Any] | None) -> str | None:
         lines.append(f"| {task} | {metric} | {test[name]:.4f} | " + " | ".join(cells) + " |")
         for label in labels:  # every headline metric is higher-is-better
             theirs = baselines[label].get("test", {}).get(name)
-            if theirs is not None and theirs != test[name]:
-                (ahead if test[name] > theirs else behind)[label].append(f"`{task}`")
+            if theirs is not None:
+                # Equal at the table's precision is level: a model that computes its baseline (task-vector experts
+                # given task ids) differs from it only by float rounding.
+                difference = round(test[name] - theirs, 4)
+                sides[label]["ahead" if difference > 0 else "behind" if difference < 0 else "level"].append(f"`{task}`")
     notes = [f"- **{label}:** {baselines[label]['description']}" for label in labels if baselines[label].get("description")]
     verdicts = [
         f"- Against the {label} baseline: " + "; ".join(
-            f"{side} on {', '.join(tasks)}" for side, tasks in (("behind", behind[label]), ("ahead", ahead[label])) if tasks
+            f"{side} on {', '.join(tasks)}" for side, tasks in sides[label].items() if tasks
         ) + "."
-        for label in labels if behind[label] or ahead[label]
+        for label in labels if any(sides[label].values())
     ]
     return "\n".join([*lines, "", *notes, *([""] if verdicts else []), *verdicts])
 
@@ -479,14 +491,16 @@ def build_model_card(
         model_summary=(
             (f"A multi-task `{architecture}` adapter on `{base_model}`" if adapter else f"A multi-task `{architecture}` model")
             + f" for {', '.join(f'`{name}`' for name in model.task_names)}"
-            + (f" on {dataset.name}" if dataset is not None else "") + ", trained and published with moezoo."
+            + (f" on {dataset.name}" if dataset is not None else "")
+            + (", merged from single-task fine-tunes" if merge else ", trained") + " and published with moezoo."
         ),
         model_description=architecture_summary(model, details.task_parameters),
         model_type=(
             f"multi-task adapter (`{architecture}`) on a pretrained transformer, with a head per task" if adapter
             else f"multi-task Mixture-of-Experts (`{architecture}`)"
         ),
-        paper=ARCHITECTURE_PAPERS.get(architecture, "none: a baseline of moezoo's"),
+        paper=ARCHITECTURE_PAPERS.get(architecture, "none: a baseline of moezoo's")
+        + (f"; merged by {MERGE_PAPERS[merge['method']]}" if merge and merge.get("method") in MERGE_PAPERS else ""),
         moezoo_version=versions.get("moezoo", "(version not recorded)"),
         license_text=_license_text(dataset),
         intended_use=details.intended_use or INTENDED_USES[modality],
@@ -517,5 +531,6 @@ def build_model_card(
         comparison=details.comparison,
         model_examination=figure,
         limitations=details.limitations or LIMITATIONS[modality],
-        citation=CITATIONS.get(architecture),
+        citation="\n\n".join(citation for citation in (
+            CITATIONS.get(architecture), MERGE_CITATIONS.get((merge or {}).get("method"))) if citation) or None,
     )

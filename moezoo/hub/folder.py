@@ -11,7 +11,7 @@ import torch
 from transformers import AutoModel
 
 from ..adapters.modeling_adapted import AdaptedTransformerModel
-from ..merging.checkpoints import EXPERTS_METHOD
+from ..merging.checkpoints import is_task_vector_experts
 from ..models.modeling_utils import checkpoint_processor_class
 from ..training.data import TensorDataset, make_eval_dataloader
 from ..training.datasets import describe_dataset, run_split
@@ -79,7 +79,7 @@ def plot_adapter_figure(
     the test split (Align-LoRA); for task-vector experts, whose task router only picks each task's own source,
     how the token routers mix the sources for inputs without a task id. ``False`` when the method has none of
     these (plain LoRA, a frozen encoder)."""
-    if (model.config.merge or {}).get("method") == EXPERTS_METHOD:
+    if is_task_vector_experts(model):
         layer_names, mixing = measure_token_routing(model, batches)
         plot_task_shares(mixing, layer_names, path, unit="head", label="the token routers' weight on the head")
         details.figure_caption = TOKEN_ROUTING_CAPTION.format(unit="head")
@@ -125,6 +125,11 @@ def write_card(
         details.dataset = describe_dataset(results["arguments"])
         batches = encoded_test_batches(results, folder)
         details.failures = failure_report(model, batches)
+        if is_task_vector_experts(model):
+            # Its scores given task ids are its sources'; what it does without them is its own.
+            with model.routing.by_tokens():
+                without_ids = failure_report(model, batches)
+            details.failures += "\n\nWithout task ids (the token routers' mix of the sources):\n\n" + without_ids
         if isinstance(model, AdaptedTransformerModel):
             # Every task uses the whole base model: the figure shows what the adapter does per task instead.
             if plot_adapter_figure(model, batches, folder / FIGURE, details):

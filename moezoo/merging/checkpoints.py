@@ -99,15 +99,6 @@ def _names_its_tasks(results: dict[str, Any] | None) -> bool:
     return results is not None and bool(results.get("arguments", {}).get("tasks"))
 
 
-def source_repository(source: str) -> str | None:
-    """The Hub repository a source names (a zoo entry's, or a Hub id as given), or ``None`` for a local folder."""
-    from ..zoo import ZOO
-
-    if source in ZOO:
-        return ZOO[source].hub_id
-    return None if Path(source).is_dir() else source
-
-
 def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: Sequence[str]) -> dict[str, Any] | None:
     """The settings of a run over every source's tasks (the first source's data settings, the tasks in the
     merged model's order), or ``None`` when a source has no results or names no tasks."""
@@ -120,6 +111,12 @@ def merged_run_arguments(results: Sequence[dict[str, Any] | None], task_names: S
     return {**results[0]["arguments"], "tasks": list(task_names)}
 
 
+def is_task_vector_experts(model: Any) -> bool:
+    """Whether ``model`` holds single-task fine-tunes kept whole as the experts of one adapter (`EXPERTS_METHOD`)."""
+    merge = getattr(getattr(model, "config", None), "merge", None)
+    return (merge or {}).get("method") == EXPERTS_METHOD
+
+
 def score_merged_model(model: Any, run_arguments: dict[str, Any], folder: Path) -> dict[str, dict[str, float]]:
     """A merged model's scores on its tasks' ``validation`` and ``test`` splits (read as ``run_arguments`` say,
     with the tokenizer in ``folder``); for task-vector experts also ``test_without_task_ids``: what inputs that
@@ -128,7 +125,7 @@ def score_merged_model(model: Any, run_arguments: dict[str, Any], folder: Path) 
 
     scores = {split: evaluate_run_split(model, run_arguments, folder, split, show_progress=True)
               for split in ("validation", "test")}
-    if (model.config.merge or {}).get("method") == EXPERTS_METHOD:
+    if is_task_vector_experts(model):
         with model.routing.by_tokens():
             scores["test_without_task_ids"] = evaluate_run_split(model, run_arguments, folder, "test")
     return scores
@@ -203,8 +200,6 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
     seconds = time.perf_counter() - started
     # What the sources cost to train, when each one's run recorded it: the merged model's cost, all told.
     source_seconds = [(result or {}).get("environment", {}).get("train_seconds") for result in results]
-    # The card lists the merge under its sources on the Hub when every one of them is there.
-    merged.config.merge["repositories"] = [source_repository(source) for source in arguments.sources]
     summary: dict[str, Any] = {
         "completed": True, "model_type": merged.config.model_type, "num_parameters": merged.num_parameters(),
         "merge": merged.config.merge, **({"arguments": run_arguments} if run_arguments is not None else {}),

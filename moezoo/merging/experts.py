@@ -24,6 +24,7 @@ from transformers.utils import logging
 from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
 from ..adapters.multi_head_lora import MultiHeadLoraLinear
 from .lora import _tasks_and_heads
+from .records import merge_record
 from .task_vectors import check_same_base, lora_task_vector
 
 #: The task router's logit for a task's own source: its softmax is exactly one-hot in float32.
@@ -85,8 +86,7 @@ def task_vector_experts(
                     "num_heads": len(sources), "router": "task_or_token", "head_init": "random"},
         "unknown_tasks": "router",
         "alignment_weight": None,
-        "merge": {"method": "task_vector_experts", "options": {},
-                  "sources": list(source_names) if source_names is not None else None},
+        "merge": merge_record("task_vector_experts", {}, source_names),
     })
     model = AdaptedTransformerModel(config, backbone=base)
     with torch.no_grad():

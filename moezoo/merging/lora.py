@@ -25,6 +25,7 @@ from transformers.utils import logging
 
 from ..adapters.modeling_adapted import AdaptedTransformerConfig, AdaptedTransformerModel
 from .methods import merge_task_vectors
+from .records import merge_record
 from .task_vectors import check_same_base, lora_task_vector
 
 WEIGHT_SUFFIX = ".weight"
@@ -139,15 +140,14 @@ def merge_lora_models(
     check_same_base(sources)
     tasks, heads = _tasks_and_heads(sources)
     vectors = [lora_task_vector(source) for source in sources]
-    names = list(source_names) if source_names is not None else None
     if scalings is None:
         merged = merge_task_vectors(vectors, method, options)
-        record = {"method": method, "options": options, "sources": names}
+        record = merge_record(method, options, source_names)
         return lora_model_from_updates(sources[0], merged, tasks, heads, record)
     unit = merge_task_vectors(vectors, method, {**options, "scaling": 1.0})
     scores, best = [], None
     for scaling in scalings:
-        record = {"method": method, "options": {**options, "scaling": float(scaling)}, "sources": names}
+        record = merge_record(method, {**options, "scaling": float(scaling)}, source_names)
         candidate = lora_model_from_updates(
             sources[0], {name: scaling * update for name, update in unit.items()}, tasks, heads, record
         )

@@ -12,9 +12,10 @@ validation splits among ``--scalings`` where the method has one; ``task_vector_e
 expert (given its task id each task is its source) and is also scored without task ids, after its token routers
 trained for ``--router_steps`` steps. Normalised score: the merged model's GLUE metric of a task over the
 single-task LoRA's, averaged over the tasks. Results go to benchmarks/results/glue_merging.{json,md}, saved after
-every method; a method already measured is skipped unless ``--remeasure`` is given. ``--exactness`` measures
-instead how exactly the merges that should give their sources back do so on these real sources (results in
-benchmarks/results/glue_merging_exactness.{json,md}).
+every method; a method already measured with these settings (scaling candidates, router steps) is skipped unless
+``--remeasure`` is given; the experts' row is read from the zoo entry task-vector-experts-glue when it was built
+from these sources with as many router steps. ``--exactness`` measures instead how exactly the merges that
+should give their sources back do so on these real sources (benchmarks/results/glue_merging_exactness.{json,md}).
 """
 
 from __future__ import annotations
@@ -143,6 +144,14 @@ def write_exactness(largest: dict[str, float]) -> None:
     print("\n".join(lines))
 
 
+def measured_with(run: dict[str, Any], scalings: list[float], router_steps: int) -> bool:
+    """Whether a row was measured with these settings: the experts with as many router steps, a method with a
+    scaling with these candidates."""
+    if run["method"] == EXPERTS:
+        return run["options"].get("router_steps") == router_steps
+    return [candidate["scaling"] for candidate in run.get("scaling_scores") or []] == scalings
+
+
 def row(method: str, results: dict[str, Any], single: dict[str, float]) -> dict[str, Any]:
     """The method's row: each task's dev score, normalised mean, merge cost (and for the experts, without ids)."""
     entry: dict[str, Any] = {
@@ -232,10 +241,11 @@ def main() -> None:
         write_exactness(exactness(sources))
         return
     single = single_task_scores(sources)
-    done = {run["method"] for run in json.loads(RESULTS_FILE.read_text())} if RESULTS_FILE.is_file() else set()
+    runs = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else []
+    done = {run["method"] for run in runs if measured_with(run, args.scalings, args.router_steps)}
     for method in args.methods:
         if method in done and not args.remeasure:
-            print(f"{method}: measured earlier, skipped", flush=True)
+            print(f"{method}: measured earlier with these settings, skipped", flush=True)
             continue
         runs = merge_runs(RESULTS_FILE, [row(method, measure(method, sources, args.scalings, args.router_steps, args.remeasure), single)],
                           key=("method",))

@@ -109,7 +109,7 @@ def exactness(sources: dict[str, Path]) -> dict[str, float]:
     for index, (task, model) in enumerate(models.items()):
         own = test.filter(lambda row: row["task_ids"] == index).select(range(EXACTNESS_EXAMPLES))
         # A single-task source knows its task as task 0.
-        inputs = {name: value for name, value in encode_glue_split(own, tokenizer, 1, 128).items() if name != "labels"}
+        inputs = {name: value for name, value in encode_glue_split(own, tokenizer, len(GLUE_TASKS), 128).items() if name != "labels"}
         with torch.no_grad():
             expected = model(**{**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}).logits[task]
             merges = {

@@ -98,34 +98,34 @@ def measure(
 
 
 def exactness(sources: dict[str, Path]) -> dict[str, float]:
-    """The largest |logit difference| from the sources, on each task's first dev examples, of the
-    merges that should give them back (`EXACTNESS_EXAMPLES` per task): each source merged alone by task arithmetic at weight 1, five copies of
-    each source at task arithmetic's default weight 1/5, and the task-vector experts given each task's id."""
+    """The largest |logit difference| from the sources, on each task's first `EXACTNESS_EXAMPLES` dev examples,
+    of the merges that should give them back: each source merged alone by task arithmetic at weight 1, five
+    copies of each source at task arithmetic's default weight 1/5, and the task-vector experts given each task's id."""
     models = {task: AdaptedTransformerModel.from_pretrained(folder).eval() for task, folder in sources.items()}
     tokenizer = AutoTokenizer.from_pretrained(next(iter(sources.values())))
     test = glue_subsets(splits=("test",))["test"]
     experts = task_vector_experts(list(models.values())).eval()
-    largest = {"alone_at_weight_1": 0.0, "five_copies_at_one_fifth": 0.0, "experts_given_task_ids": 0.0}
+    largest: dict[str, float] = {}
     for index, (task, model) in enumerate(models.items()):
         own = test.filter(lambda row: row["task_ids"] == index).select(range(EXACTNESS_EXAMPLES))
-        # A single-task source knows its task as task 0.
-        inputs = {name: value for name, value in encode_glue_split(own, tokenizer, len(GLUE_TASKS), 128).items() if name != "labels"}
+        encoded = encode_glue_split(own, tokenizer, len(GLUE_TASKS), 128)
+        inputs = {name: value for name, value in encoded.items() if name != "labels"}
+        as_source = {**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}  # a source knows its task as task 0
+        as_expert = {**inputs, "task_ids": torch.full_like(inputs["task_ids"], index)}
         with torch.no_grad():
-            expected = model(**{**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}).logits[task]
+            expected = model(**as_source).logits[task]
             merges = {
-                "alone_at_weight_1": merge_lora_models([model], "task_arithmetic", {"scaling": 1.0}),
+                "alone_at_weight_1": (merge_lora_models([model], "task_arithmetic", {"scaling": 1.0}), as_source),
                 # Copies of one source share its task names, which a merged model refuses: merged as vectors.
-                "five_copies_at_one_fifth": lora_model_from_updates(
+                "five_copies_at_one_fifth": (lora_model_from_updates(
                     model, merge_task_vectors([lora_task_vector(model)] * 5, "task_arithmetic"),
                     model.config.tasks, model.heads,
-                ),
+                ), as_source),
+                "experts_given_task_ids": (experts, as_expert),
             }
-            for name, merged in merges.items():
-                given = merged.eval()(**{**inputs, "task_ids": torch.zeros_like(inputs["task_ids"])}).logits[task]
-                largest[name] = max(largest[name], (given - expected).abs().max().item())
-            given = experts(**{**inputs, "task_ids": torch.full_like(inputs["task_ids"], index)}).logits[task]
-            largest["experts_given_task_ids"] = max(largest["experts_given_task_ids"],
-                                                    (given - expected).abs().max().item())
+            for name, (merged, merged_inputs) in merges.items():
+                difference = (merged.eval()(**merged_inputs).logits[task] - expected).abs().max().item()
+                largest[name] = max(largest.get(name, 0.0), difference)
     return largest
 
 
@@ -134,7 +134,8 @@ def write_exactness(largest: dict[str, float]) -> None:
     lines = [
         "### Merges that give their sources back, on the GLUE-5 single-task LoRAs",
         "",
-        f"Largest |logit difference| from the source over each task's first {EXACTNESS_EXAMPLES} dev examples (float32, CPU).",
+        f"Largest |logit difference| from the source over each task's first {EXACTNESS_EXAMPLES} dev examples "
+        "(float32, CPU).",
         "",
         "| merge | largest difference |",
         "|---|---|",
@@ -247,8 +248,8 @@ def main() -> None:
         if method in done and not args.remeasure:
             print(f"{method}: measured earlier with these settings, skipped", flush=True)
             continue
-        runs = merge_runs(RESULTS_FILE, [row(method, measure(method, sources, args.scalings, args.router_steps, args.remeasure), single)],
-                          key=("method",))
+        results = measure(method, sources, args.scalings, args.router_steps, args.remeasure)
+        runs = merge_runs(RESULTS_FILE, [row(method, results, single)], key=("method",))
         write_report(runs, single)
 
 

@@ -28,10 +28,9 @@ from transformers import AutoModel
 
 from moezoo.cli import run_reporting_errors
 from moezoo.hub.folder import write_card
-from moezoo.merging.checkpoints import MergeArguments, merge_checkpoints, score_merged_model
+from moezoo.merging.checkpoints import MergeArguments, merge_checkpoints, score_splits
 from moezoo.training.checkpoints import replace_folder
 from moezoo.training.arguments import parse_config_and_args
-from moezoo.training.datasets import evaluate_run_split
 from moezoo.zoo import ZOO, get_entry, zoo_dir
 from moezoo_cli.catalog import MERGE_RECIPE, headline_metric
 from moezoo_cli.listing import readme_with_zoo_table
@@ -142,11 +141,7 @@ def rewrite_card(entry_name: str) -> Path:
         raise FileNotFoundError(f"{source} holds no built entry: build it first (without --card_only).")
     results = json.loads((source / "results.json").read_text())
     model = AutoModel.from_pretrained(source)
-    if "merge" in results:
-        results.update(score_merged_model(model, results["arguments"], source))
-    else:
-        for split in ("validation", "test"):
-            results[split] = evaluate_run_split(model, results["arguments"], source, split, show_progress=True)
+    results.update(score_splits(model, results["arguments"], source))
 
     def write(folder: Path) -> None:
         shutil.copytree(source, folder, ignore=shutil.ignore_patterns(".*", "README.md", "routing.png"))

@@ -117,10 +117,11 @@ def is_task_vector_experts(model: Any) -> bool:
     return (merge or {}).get("method") == EXPERTS_METHOD
 
 
-def score_merged_model(model: Any, run_arguments: dict[str, Any], folder: Path) -> dict[str, dict[str, float]]:
-    """A merged model's scores on its tasks' ``validation`` and ``test`` splits (read as ``run_arguments`` say,
-    with the tokenizer in ``folder``); for task-vector experts also ``test_without_task_ids``: what inputs that
-    come without a task id get from the token routers' mix, each example scored on its own task."""
+def score_splits(model: Any, run_arguments: dict[str, Any], folder: Path) -> dict[str, dict[str, float]]:
+    """A model's scores on its tasks' ``validation`` and ``test`` splits (read as ``run_arguments`` say, with the
+    processor in ``folder``), as its results.json holds them; for task-vector experts also
+    ``test_without_task_ids``: what inputs that come without a task id get from the token routers' mix, each
+    example scored on its own task."""
     from ..training.datasets import evaluate_run_split
 
     scores = {split: evaluate_run_split(model, run_arguments, folder, split, show_progress=True)
@@ -214,7 +215,7 @@ def merge_checkpoints(arguments: MergeArguments) -> Path:
         merged.save_pretrained(folder)
         tokenizers[0].save_pretrained(folder)
         if evaluated:
-            summary.update(score_merged_model(merged, run_arguments, folder))
+            summary.update(score_splits(merged, run_arguments, folder))
         (folder / "results.json").write_text(json.dumps(summary, indent=2) + "\n")
         if evaluated:
             write_card(folder, model_id=output.name, overwrite=True)

@@ -136,6 +136,19 @@ def budget_in_words() -> str:
     )
 
 
+def m3vit_design_in_words() -> str:
+    """Where the recipe YAML's M³ViT has its MoE layers and how it trains its pathways, as the report states it."""
+    model = yaml.safe_load(CONFIG.read_text())["model_config"]
+    blocks = model.get("moe_layers")
+    where = "every other block" if blocks is None else "block" + ("s " if len(blocks) > 1 else " ") + ", ".join(map(str, blocks))
+    how = (
+        "one task per canvas, drawn at random (`sample_task_in_training`: a step costs one pathway)"
+        if model.get("sample_task_in_training")
+        else "every task on every canvas (the blocks before the first MoE block once, the rest once per task)"
+    )
+    return f"The M³ViT rows have their MoE layers in {where} and train {how}"
+
+
 def current_budget(run: dict[str, Any]) -> bool:
     """Whether ``run`` was measured under the recipe YAML as it is now (rows of an earlier recipe are
     dropped rather than set beside rows they cannot be compared with)."""
@@ -151,9 +164,8 @@ def write_report(runs: list[dict[str, Any]]) -> None:
         "Test split (10,000 canvases): accuracy (%) of the two image-level tasks, mIoU (%) of the two dense ones "
         f"(pixel accuracy in brackets). Budget of every row but `dense_vit_upcycling_start`: {budget_in_words()}; "
         "`dense_vit_upcycling_start` stops one epoch early and `upcycled_m3vit` is it upcycled and trained 1 epoch "
-        "more. The M³ViT rows train one task per canvas, drawn at random (`sample_task_in_training`: a step costs "
-        "one pathway); the dense rows train every task on every canvas (one pathway serves them all). "
-        "Training time and peak resident memory of the training process on this 2-core CPU.",
+        f"more. {m3vit_design_in_words()}; the dense rows train every task on every canvas (one pathway serves "
+        "them all). Training time and peak resident memory of the training process on this 2-core CPU.",
         "",
         "| variant | parameters | " + " | ".join(TASK_NAMES) + " | train min | peak GB |",
         "|---|---|" + "---|" * len(TASK_NAMES) + "---|---|",

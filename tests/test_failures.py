@@ -27,6 +27,17 @@ def test_classes_never_predicted_and_low_recall_are_counted_over_batches():
     )
 
 
+def test_a_classifier_no_more_accurate_than_the_majority_class_is_named_as_such():
+    outcomes = TaskOutcomes(TaskSpec(name="rte", kind="multiclass", num_labels=2))
+    # 6 of 10 are class 0; it answers both classes (recalling 4 of 6 and 2 of 4) but gets only 6 right, as
+    # always answering class 0 would.
+    outcomes.update(torch.eye(2)[[0, 0, 0, 0, 1, 1, 0, 0, 1, 1]], torch.tensor([[0.0]] * 4 + [[0.0]] * 2 + [[1.0]] * 4))
+    assert outcomes.describe() == (
+        "- `rte`: accuracy 0.6000 against 0.6000 for always answering the most frequent class (0); "
+        "**no better than always answering the most frequent class**; every class recalled at least 50.0%."
+    )
+
+
 def test_dense_tasks_count_pixels_and_regression_compares_with_the_mean():
     dense = TaskOutcomes(TaskSpec(name="segment", kind="multiclass", num_labels=3), dense=True)
     logits = torch.zeros(1, 3, 2, 2)

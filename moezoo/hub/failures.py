@@ -61,7 +61,10 @@ class TaskOutcomes:
                 f"frequent class ({majority})"
             ]
             never = [c for c in range(self.classes) if predicted_counts[c] == 0 and true_counts[c] > 0]
-            if len(never) == self.classes - 1:
+            constant = len(never) == self.classes - 1
+            if not constant and int(self.confusion.trace()) <= int(true_counts[majority]):
+                parts.append("**no better than always answering the most frequent class**")
+            if constant:
                 only = next(c for c in range(self.classes) if predicted_counts[c] > 0)
                 parts.append(f"**it answers class {only} for every {'pixel' if self.dense else 'example'}**")
             elif never:

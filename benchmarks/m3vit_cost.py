@@ -8,7 +8,8 @@ transformers' own experts backends.
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on a forward pass (matrix products and
 attention; the counter leaves out elementwise work). The models are the zoo recipe's
 (recipes/configs/multi_mnist_m3vit.yaml): a ViT of width 128, 6 blocks, 36 patches; M³ViT with 16
-experts of width 64, 4 per token, in the YAML's MoE blocks. The MoE layer alone: E = 16, k = 4, 64 images of 81
+experts of width 64, 4 per token, in the YAML's MoE blocks. A training step of each (forward and backward
+of the task losses at the recipe's batch, every task on every canvas, as the recipe trains). The MoE layer alone: E = 16, k = 4, 64 images of 81
 tokens, width 128, experts of width 512, forward + backward of the layer's output sum, on the same
 [E, out, in] weights and the same top-k choices for every implementation:
 
@@ -128,6 +129,29 @@ def model_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[
     return rows
 
 
+def training_step_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict[str, Any]]:
+    """Forward and backward of the summed task losses on a training batch of the recipe's size, M³ViT as the
+    recipe trains it against the dense ViT (every task on every canvas)."""
+    recipe = yaml.safe_load(CONFIG.read_text())
+    base, batch = recipe["model_config"], recipe["per_device_train_batch_size"]
+    common = {"tasks": list(MULTI_MNIST_TASK_SPECS), "dense_tasks": list(MULTI_MNIST_DENSE_TASKS)}
+    torch.manual_seed(0)
+    size = base["image_size"]
+    images = torch.randn(batch, 1, size, size, device=device, dtype=dtype)
+    labels = {
+        task["name"]: torch.randint(0, task["num_labels"], (batch, size, size) if task["name"] in MULTI_MNIST_DENSE_TASKS
+                                    else (batch,), device=device)
+        for task in MULTI_MNIST_TASK_SPECS
+    }
+    rows = []
+    for name, config in (("M3ViT, as the recipe trains it", base), ("dense ViT", {**base, "moe_layers": []})):
+        model = M3ViTModel(M3ViTConfig(**common, **config)).to(device, dtype).train()
+        step = lambda model=model: model(pixel_values=images, labels=labels).loss.backward()  # noqa: E731
+        rows.append({"case": name, "parameters": model.num_parameters(), "batch": batch,
+                     "ms_per_step": 1000 * median_seconds(step, repeats, device)})
+    return rows
+
+
 def moe_layer_speed(device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict[str, Any]]:
     """Forward + backward of the MoE layer alone, for every implementation, on the same inputs."""
     num_experts, k, tokens, width, expert_width = 16, 4, 64 * 81, 128, 512
@@ -181,6 +205,7 @@ def main() -> None:
         "dtype": args.dtype,
         "torch": torch.__version__,
         "models": model_costs(device, dtype, args.repeats),
+        "training": training_step_costs(device, dtype, args.repeats),
         "moe_layer": moe_layer_speed(device, dtype, args.repeats),
     }
     stem = args.output or ("m3vit_cost" if device.type == "cpu" else f"m3vit_cost_{device.type}_{args.dtype}")
@@ -199,6 +224,14 @@ def report(results: dict[str, Any]) -> str:
         "|---|---|---|---|",
         *(f"| {row['case']} | {row['parameters']:,} | {row['gflops_per_image']:.4f} | {row['ms_per_image']:.3f} |"
           for row in results["models"]),
+        "",
+        f"Training step (forward and backward of the task losses, batch {results['training'][0]['batch']} "
+        "canvases, every task on every canvas):",
+        "",
+        "| case | parameters | ms / step | x dense ViT |",
+        "|---|---|---|---|",
+        *(f"| {row['case']} | {row['parameters']:,} | {row['ms_per_step']:.1f} | "
+          f"{row['ms_per_step'] / results['training'][-1]['ms_per_step']:.2f} |" for row in results["training"]),
         "",
         "MoE layer alone (E = 16, k = 4, 5,184 tokens, width 128, experts of width 512), forward + backward:",
         "",

@@ -144,7 +144,8 @@ def budget_in_words() -> str:
 
 
 def m3vit_design_in_words() -> str:
-    """Where the recipe YAML's M³ViT has its MoE layers and how it trains its pathways, as the report states it."""
+    """Where the recipe YAML's M³ViT has its MoE layers and how it trains its pathways, as the report states it
+    (the other M³ViT variants say in their names and the module's docstring how they differ)."""
     model = yaml.safe_load(CONFIG.read_text())["model_config"]
     blocks = model.get("moe_layers")
     where = "every other block" if blocks is None else "block" + ("s " if len(blocks) > 1 else " ") + ", ".join(map(str, blocks))
@@ -153,7 +154,7 @@ def m3vit_design_in_words() -> str:
         if model.get("sample_task_in_training")
         else "every task on every canvas (the blocks before the first MoE block once, the rest once per task)"
     )
-    return f"The M³ViT rows have their MoE layers in {where} and train {how}"
+    return f"The `m3vit` row (the recipe YAML) has its MoE layers in {where} and trains {how}"
 
 
 def current_budget(run: dict[str, Any]) -> bool:

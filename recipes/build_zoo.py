@@ -108,7 +108,7 @@ def write_entry(entry_name: str, folder: Path, results: dict) -> None:
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     write_card(
         folder, entry.hub_id, entry.command, comparison(entry.name, entry.dataset, results), overwrite=True,
-        fine_tune_command=entry.fine_tune_command,
+        fine_tune_command=entry.fine_tune_command, deviations=entry.deviations,
     )
 
 

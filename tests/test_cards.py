@@ -71,6 +71,14 @@ def test_the_cards_loading_snippet_runs_as_written(trained_run, tmp_path):
         assert torch.equal(loaded[name], value), name
 
 
+def test_a_models_deviations_from_its_paper_follow_the_modalitys_limitations():
+    model = moezoo.create_model("mmoe", input_size=6)
+    plain = build_model_card(model, None, CardDetails(model_id="org/plain", dataset=CENSUS)).text
+    limits = plain.split("## Limitations\n\n", 1)[1].split("\n\n##", 1)[0]
+    noted = build_model_card(model, None, CardDetails(model_id="org/noted", dataset=CENSUS, deviations="One gate, not two.")).text
+    assert noted.split("## Limitations\n\n", 1)[1].startswith(limits + "\n\nOne gate, not two.\n")
+
+
 def test_a_card_without_results_says_so_and_invents_no_number(tmp_path):
     model = moezoo.create_model("mmoe", input_size=6)
     card = build_model_card(model, None, CardDetails(model_id="org/untested", dataset=CENSUS))

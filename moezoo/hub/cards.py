@@ -171,6 +171,7 @@ class CardDetails:
         fine_tune_command: An ``accelerate launch`` command that continues training from the checkpoint.
         intended_use, out_of_scope_use, limitations: What the model is for and not for, and its known limits
             (``None``: what moezoo says of models on data of that modality).
+        deviations: How the model deliberately differs from its paper, added to the card's limitations.
         downstream_use: How the checkpoint is built upon.
         failures: How the model fails on its test split, task by task (`moezoo.hub.failures.failure_report`).
         comparison: Markdown comparing the model with others on the same data (for example the zoo's).
@@ -192,6 +193,7 @@ class CardDetails:
     intended_use: str | None = None
     out_of_scope_use: str | None = None
     limitations: str | None = None
+    deviations: str | None = None
     downstream_use: str = MODEL_DOWNSTREAM_USE
     failures: str | None = None
     comparison: str | None = None
@@ -530,7 +532,7 @@ def build_model_card(
         failures=details.failures or "Not examined: the test split was not at hand when this card was written.",
         comparison=details.comparison,
         model_examination=figure,
-        limitations=details.limitations or LIMITATIONS[modality],
+        limitations="\n\n".join(filter(None, [details.limitations or LIMITATIONS[modality], details.deviations])),
         citation="\n\n".join(citation for citation in (
             CITATIONS.get(architecture), MERGE_CITATIONS.get((merge or {}).get("method"))) if citation) or None,
     )

@@ -104,9 +104,11 @@ def write_card(
     comparison: str | None = None,
     overwrite: bool = False,
     fine_tune_command: str | None = None,
+    deviations: str | None = None,
 ) -> Path:
     """Write ``README.md`` (and, when the run's results and data are at hand, ``routing.png``) into a
-    checkpoint folder: its figure and how it fails are measured on the run's test split. Returns the card's path.
+    checkpoint folder: its figure and how it fails are measured on the run's test split. ``deviations`` says
+    how the model deliberately differs from its paper (`CardDetails.deviations`). Returns the card's path.
 
     Raises:
         FileExistsError: the folder has a card and ``overwrite`` is not set.
@@ -119,7 +121,7 @@ def write_card(
     results = find_results(folder)
     details = CardDetails(
         model_id=model_id or folder.name, command=command, comparison=comparison,
-        processor_class=checkpoint_processor_class(folder), fine_tune_command=fine_tune_command,
+        processor_class=checkpoint_processor_class(folder), fine_tune_command=fine_tune_command, deviations=deviations,
     )
     if results is not None:
         details.dataset = describe_dataset(results["arguments"])

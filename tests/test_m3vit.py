@@ -358,7 +358,7 @@ def test_the_recipe_trains_a_dense_vit_upcycles_it_and_evaluate_reproduces_it(tm
     assert set(dense.summary["test"]) >= {"top_left/accuracy", "pixel_class/miou", "pixel_class/pixel_accuracy"}
     upcycled = train_vit([config, *common, "--upcycle_from", str(tmp_path / "dense" / "best"),
                           "--model_config", json.dumps({**tiny, "num_experts": 4, "num_experts_per_tok": 2,
-                                                        "moe_intermediate_size": None}),
+                                                        "moe_layers": [1], "moe_intermediate_size": None}),
                           "--output_dir", str(tmp_path / "upcycled")])
     model = M3ViTModel.from_pretrained(tmp_path / "upcycled" / "best")
     assert model.config.moe_layers == [1] and model.config.hidden_size == 16 and len(model.task_specs) == 4

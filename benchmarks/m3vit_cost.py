@@ -9,8 +9,8 @@ FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on a forward pas
 attention; the counter leaves out elementwise work). The models are the zoo recipe's
 (recipes/configs/multi_mnist_m3vit.yaml): a ViT of width 128, 6 blocks, 36 patches; M³ViT with 16
 experts of width 64, 4 per token, in the YAML's MoE blocks. A training step of each (forward and backward
-of the task losses at the recipe's batch, every task on every canvas, as the recipe trains). The MoE layer alone: E = 16, k = 4, 64 images of 81
-tokens, width 128, experts of width 512, forward + backward of the layer's output sum, on the same
+of the task losses at the recipe's batch, every task on every canvas, as the recipe trains). The MoE layer
+alone: E = 16, k = 4, 64 images of 81 tokens, width 128, experts of width 512, forward + backward of the layer's output sum, on the same
 [E, out, in] weights and the same top-k choices for every implementation:
 
 - ``moezoo sparse``: `ExpertBank.forward_sparse` (pairs sorted by expert, one matmul per used expert);
@@ -102,11 +102,7 @@ def count_flops(function: Callable[[], Any]) -> int:
 
 def model_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict[str, Any]]:
     """FLOPs and forward time per image of single-task and all-task M³ViT and the dense ViT."""
-    base = yaml.safe_load(CONFIG.read_text())["model_config"]
-    common = {"tasks": list(MULTI_MNIST_TASK_SPECS), "dense_tasks": list(MULTI_MNIST_DENSE_TASKS)}
-    torch.manual_seed(0)
-    m3vit = M3ViTModel(M3ViTConfig(**common, **base)).to(device, dtype).eval()
-    dense = M3ViTModel(M3ViTConfig(**common, **{**base, "moe_layers": []})).to(device, dtype).eval()
+    m3vit, dense = (model.eval() for model in recipe_models(device, dtype))
     batch = 64
     images = torch.randn(batch, 1, 36, 36, device=device, dtype=dtype)
     cases = {
@@ -129,14 +125,20 @@ def model_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[
     return rows
 
 
+def recipe_models(device: torch.device, dtype: torch.dtype) -> tuple[M3ViTModel, M3ViTModel]:
+    """The recipe YAML's M³ViT and the same ViT with dense MLPs, freshly initialised (seed 0)."""
+    base = yaml.safe_load(CONFIG.read_text())["model_config"]
+    common = {"tasks": list(MULTI_MNIST_TASK_SPECS), "dense_tasks": list(MULTI_MNIST_DENSE_TASKS)}
+    torch.manual_seed(0)
+    return (M3ViTModel(M3ViTConfig(**common, **base)).to(device, dtype),
+            M3ViTModel(M3ViTConfig(**common, **{**base, "moe_layers": []})).to(device, dtype))
+
+
 def training_step_costs(device: torch.device, dtype: torch.dtype, repeats: int) -> list[dict[str, Any]]:
     """Forward and backward of the summed task losses on a training batch of the recipe's size, M³ViT as the
     recipe trains it against the dense ViT (every task on every canvas)."""
     recipe = yaml.safe_load(CONFIG.read_text())
-    base, batch = recipe["model_config"], recipe["per_device_train_batch_size"]
-    common = {"tasks": list(MULTI_MNIST_TASK_SPECS), "dense_tasks": list(MULTI_MNIST_DENSE_TASKS)}
-    torch.manual_seed(0)
-    size = base["image_size"]
+    batch, size = recipe["per_device_train_batch_size"], recipe["model_config"]["image_size"]
     images = torch.randn(batch, 1, size, size, device=device, dtype=dtype)
     labels = {
         task["name"]: torch.randint(0, task["num_labels"], (batch, size, size) if task["name"] in MULTI_MNIST_DENSE_TASKS
@@ -144,8 +146,8 @@ def training_step_costs(device: torch.device, dtype: torch.dtype, repeats: int) 
         for task in MULTI_MNIST_TASK_SPECS
     }
     rows = []
-    for name, config in (("M3ViT, as the recipe trains it", base), ("dense ViT", {**base, "moe_layers": []})):
-        model = M3ViTModel(M3ViTConfig(**common, **config)).to(device, dtype).train()
+    for name, model in zip(("M3ViT, as the recipe trains it", "dense ViT"), recipe_models(device, dtype)):
+        model.train()
         step = lambda model=model: model(pixel_values=images, labels=labels).loss.backward()  # noqa: E731
         rows.append({"case": name, "parameters": model.num_parameters(), "batch": batch,
                      "ms_per_step": 1000 * median_seconds(step, repeats, device)})

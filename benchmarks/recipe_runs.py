@@ -3,11 +3,13 @@ output folder, a single-task baseline's runs as one row, results merged into a J
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,15 +73,35 @@ def merge_runs(
 ) -> list[dict[str, Any]]:
     """Write ``runs`` to ``results_file``, replacing earlier runs with the same ``key`` fields and keeping
     the others (those ``keep`` accepts, when given), so that parts of a benchmark can be measured
-    separately. Returns all runs."""
+    separately, also by two processes at once. Returns all runs."""
     measured = {tuple(run[name] for name in key) for run in runs}
-    earlier = json.loads(results_file.read_text()) if results_file.exists() else []
-    merged = [
-        run for run in earlier if tuple(run[name] for name in key) not in measured and (keep is None or keep(run))
-    ] + runs
     results_file.parent.mkdir(parents=True, exist_ok=True)
-    results_file.write_text(json.dumps(merged, indent=2) + "\n")
+    with _exclusive(results_file):
+        earlier = json.loads(results_file.read_text()) if results_file.exists() else []
+        merged = [
+            run for run in earlier if tuple(run[name] for name in key) not in measured and (keep is None or keep(run))
+        ] + runs
+        # Written aside and renamed, so that a run killed mid-write leaves the earlier results whole.
+        written = results_file.with_name(results_file.name + ".tmp")
+        written.write_text(json.dumps(merged, indent=2) + "\n")
+        os.replace(written, results_file)
     return merged
+
+
+@contextlib.contextmanager
+def _exclusive(results_file: Path) -> Iterator[None]:
+    """Hold an exclusive lock beside ``results_file`` (POSIX; elsewhere no lock: run one benchmark at a time)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(results_file.with_name(results_file.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def mean_std(values: Sequence[float], digits: int = 4) -> str:

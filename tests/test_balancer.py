@@ -90,8 +90,15 @@ def test_bad_methods_options_and_losses_are_named(tiny_bert_folder):
         TaskBalancer(model, "dwa", {"temprature": 2.0})
     with pytest.raises(ValueError, match=r"Unknown option 'c' for the loss balancing method 'mgda'; it takes \['representation'\]"):
         TaskBalancer(model, "mgda", {"c": 0.4})
-    with pytest.raises(ValueError, match=r"Option 'c' of the loss balancing method 'cagrad' must be a number, got 'x'"):
+    with pytest.raises(ValueError, match=r"Unknown loss balancing method 'PCGrad' \(did you mean 'pcgrad'"):
+        TaskBalancer(model, "PCGrad")  # the paper's spelling finds the method's name
+    with pytest.raises(ValueError, match=r"Unknown loss balancing method None; choose one of \['equal'"):
+        TaskBalancer(model, None)
+    with pytest.raises(ValueError, match=r"Option 'c' of the loss balancing method 'cagrad' must be a finite number, got 'x'"):
         TaskBalancer(model, "cagrad", {"c": "x"})
+    for method, name, value in [("cagrad", "c", float("inf")), ("dwa", "temperature", float("nan")), ("famo", "lr", float("inf"))]:
+        with pytest.raises(ValueError, match=rf"Option '{name}' of the loss balancing method '{method}' must be a finite number, got {value}"):
+            TaskBalancer(model, method, {name: value})
     with pytest.raises(ValueError, match=r"Option 'representation' of the loss balancing method 'mgda' must be true or false, got 1"):
         TaskBalancer(model, "mgda", {"representation": 1})
     with pytest.raises(ValueError, match="CAGrad's c must be >= 0, got -1"):  # a bad value, at construction

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -109,8 +110,9 @@ class TaskBalancer(nn.Module):
 
     def __init__(self, model: nn.Module, method: str = "equal", options: Mapping[str, Any] | None = None, seed: int = 0) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(f"Unknown loss balancing method {method!r}{closest_names(method, METHODS)}; choose one of {list(METHODS)}.")
+        if not isinstance(method, str) or method not in METHODS:
+            suggestion = closest_names(method, METHODS) if isinstance(method, str) else ""
+            raise ValueError(f"Unknown loss balancing method {method!r}{suggestion}; choose one of {list(METHODS)}.")
         options = dict(options or {})
         self.method = method
         self.representation = False  # the representation-level variant of a gradient rule (its option)
@@ -497,8 +499,13 @@ def _check_options(method: str, options: Mapping[str, Any], accepted: tuple[str,
     for name, value in options.items():
         expected = OPTION_TYPES[name]
         allowed = (int, float) if expected is float else (expected,)
-        if isinstance(value, bool) != (expected is bool) or not isinstance(value, allowed):
-            kind = {float: "a number", int: "a whole number", bool: "true or false", str: "a string"}[expected]
+        # A non-finite number would train to NaN (or not at all) several steps later, far from its cause.
+        if (
+            isinstance(value, bool) != (expected is bool)
+            or not isinstance(value, allowed)
+            or (expected is float and not math.isfinite(value))
+        ):
+            kind = {float: "a finite number", int: "a whole number", bool: "true or false", str: "a string"}[expected]
             raise ValueError(f"Option {name!r} of the loss balancing method {method!r} must be {kind}, got {value!r}.")
 
 

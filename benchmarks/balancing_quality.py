@@ -22,7 +22,8 @@ Suites:
 ``Δm % = 100 / K Σ_k (M_k - S_k) / S_k`` over the tasks' headline test metrics (all higher-is-better here: AUC,
 accuracy, mIoU), ``S_k`` the single-task models' mean over their seeds. ``equal_tuned`` is equal weighting at
 the grid point (learning rate, task weights) with the best validation mean score on seed 0 (``--tune``), since
-tuned scalarisation often matches the balancing methods. ``mgda_ub`` is MGDA on the shared representation.
+tuned scalarisation often matches the balancing methods. ``mgda_ub`` and ``imtl_g_representation`` are MGDA and
+IMTL-G on the shared representation.
 Results go to benchmarks/results/balancing_quality.{json,md}; a run measured again replaces its earlier one.
 """
 
@@ -49,10 +50,12 @@ from train_vit import main as train_vit  # noqa: E402
 from moezoo.balancing import METHODS  # noqa: E402
 
 RESULTS_FILE = RESULTS / "balancing_quality.json"
-#: Every method of `moezoo.balancing` by name, MGDA-UB, and equal weighting at the tuned grid point.
+#: Every method of `moezoo.balancing` by name, MGDA-UB, IMTL-G on the shared representation (MGDA-UB's
+#: cheaper form), and equal weighting at the tuned grid point.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{method: (method, {}) for method in METHODS},
     "mgda_ub": ("mgda", {"representation": True}),
+    "imtl_g_representation": ("imtl_g", {"representation": True}),
 }
 ROW_ORDER = ["equal", "equal_tuned", *[name for name in VARIANTS if name != "equal"]]
 

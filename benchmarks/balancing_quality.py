@@ -6,7 +6,7 @@ weighting with tuned task weights and learning rate.
     python benchmarks/balancing_quality.py census --tune                   # the equal-weighting grid, seed 0
     python benchmarks/balancing_quality.py census [--models mmoe home] [--methods ...] [--seeds 0 1 2]
     python benchmarks/balancing_quality.py multi_mnist --tune
-    python benchmarks/balancing_quality.py multi_mnist --methods equal equal_tuned uncertainty dwa mgda_ub --seeds 0
+    python benchmarks/balancing_quality.py multi_mnist --methods equal equal_tuned uncertainty mgda_ub equal_dense_tasks_x2 --seeds 0
 
 Suites:
 
@@ -23,7 +23,8 @@ Suites:
 accuracy, mIoU), ``S_k`` the single-task models' mean over their seeds. ``equal_tuned`` is equal weighting at
 the grid point (learning rate, task weights) with the best validation mean score on seed 0 (``--tune``), since
 tuned scalarisation often matches the balancing methods. ``mgda_ub`` and ``imtl_g_representation`` are MGDA and
-IMTL-G on the shared representation.
+IMTL-G on the shared representation. ``equal_dense_tasks_x2`` (multi_mnist) is equal weighting with the two dense
+tasks weighted 2, the grid's other end, at the full budget.
 Results go to benchmarks/results/balancing_quality.{json,md}; a run measured again replaces its earlier one.
 """
 
@@ -56,7 +57,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{method: (method, {}) for method in METHODS},
     "mgda_ub": ("mgda", {"representation": True}),
     "imtl_g_representation": ("imtl_g", {"representation": True}),
+    "equal_dense_tasks_x2": ("equal", {}),
 }
+#: Equal weighting at fixed task weights (the tuning grid's other end, trained at the full budget), by row.
+FIXED_TASK_WEIGHTS = {"equal_dense_tasks_x2": {"pixel_class": 2.0, "pixel_item": 2.0}}
 ROW_ORDER = ["equal", "equal_tuned", *[name for name in VARIANTS if name != "equal"]]
 
 CENSUS_CONFIG = REPO / "recipes" / "configs" / "census_income_mmoe.yaml"
@@ -117,6 +121,8 @@ def balancing_arguments(variant: str, tuned: dict[str, Any] | None) -> list[str]
         if tuned is None:
             raise SystemExit("equal_tuned needs the tuning grid first: run this suite with --tune.")
         argv += ["--learning_rate", str(tuned["learning_rate"]), "--task_weights", json.dumps(tuned["task_weights"])]
+    if variant in FIXED_TASK_WEIGHTS:
+        argv += ["--task_weights", json.dumps(FIXED_TASK_WEIGHTS[variant])]
     return argv
 
 

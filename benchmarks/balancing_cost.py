@@ -2,8 +2,8 @@
 """Step time of every multi-task optimisation method of `moezoo.balancing`, relative to equal weighting, on the
 Census-Income MMoE and on M³ViT, side by side in one run.
 
-    python benchmarks/balancing_cost.py [--steps 10]
-    moezoo train --num_processes 2 benchmarks/balancing_cost.py --steps 10     # the same on two processes
+    python benchmarks/balancing_cost.py [--steps 30]
+    moezoo train --num_processes 2 benchmarks/balancing_cost.py --steps 30     # the same on two processes
 
 A step is what the training loop does: the forward pass, `TaskBalancer.backward` (for the gradient methods,
 under data parallelism's ``no_sync``), the optimizer step, and FAMO's second forward pass. The models are the
@@ -125,7 +125,7 @@ def report(results: dict[str, list[dict[str, Any]]], processes: int) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--steps", type=int, default=30)
     args = parser.parse_args()
     accelerator = Accelerator()
     results = {case: [time_method(make, variant, accelerator, args.steps) for variant in VARIANTS]

@@ -22,9 +22,9 @@ Suites:
 ``Δm % = 100 / K Σ_k (M_k - S_k) / S_k`` over the tasks' headline test metrics (all higher-is-better here: AUC,
 accuracy, mIoU), ``S_k`` the single-task models' mean over their seeds. ``equal_tuned`` is equal weighting at
 the grid point (learning rate, task weights) with the best validation mean score on seed 0 (``--tune``), since
-tuned scalarisation often matches the balancing methods. ``mgda_ub`` and ``imtl_g_representation`` are MGDA and
-IMTL-G on the shared representation. ``equal_dense_tasks_x2`` (multi_mnist) is equal weighting with the two dense
-tasks weighted 2, the grid's other end, at the full budget.
+tuned scalarisation often matches the balancing methods. ``mgda_ub`` is MGDA on the shared representation.
+``equal_dense_tasks_x2`` (multi_mnist only) is equal weighting with the two dense tasks weighted 2, the grid's
+other end, at the full budget.
 Results go to benchmarks/results/balancing_quality.{json,md}; a run measured again replaces its earlier one.
 """
 
@@ -51,15 +51,14 @@ from train_vit import main as train_vit  # noqa: E402
 from moezoo.balancing import METHODS  # noqa: E402
 
 RESULTS_FILE = RESULTS / "balancing_quality.json"
-#: Every method of `moezoo.balancing` by name, MGDA-UB, IMTL-G on the shared representation (MGDA-UB's
-#: cheaper form), and equal weighting at the tuned grid point.
+#: Every method of `moezoo.balancing` by name, MGDA-UB, and equal weighting at fixed task weights.
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     **{method: (method, {}) for method in METHODS},
     "mgda_ub": ("mgda", {"representation": True}),
-    "imtl_g_representation": ("imtl_g", {"representation": True}),
     "equal_dense_tasks_x2": ("equal", {}),
 }
-#: Equal weighting at fixed task weights (the tuning grid's other end, trained at the full budget), by row.
+#: Equal weighting at fixed task weights (the tuning grid's other end, trained at the full budget), by row;
+#: such a row belongs to the suite that has those tasks.
 FIXED_TASK_WEIGHTS = {"equal_dense_tasks_x2": {"pixel_class": 2.0, "pixel_item": 2.0}}
 ROW_ORDER = ["equal", "equal_tuned", *[name for name in VARIANTS if name != "equal"]]
 
@@ -134,6 +133,11 @@ def suite_tasks(suite: str) -> list[str]:
     return CENSUS_TASKS if suite == "census" else VIT_TASKS
 
 
+def suite_rows(suite: str) -> list[str]:
+    """The rows a suite can train: every row but those weighing tasks the suite does not have."""
+    return [row for row in ROW_ORDER if set(FIXED_TASK_WEIGHTS.get(row, {})) <= set(suite_tasks(suite))]
+
+
 def record(suite: str, model: str, method: str, seed: int, summary: dict[str, Any], seconds: float, **extra: Any) -> dict:
     tasks = [task for task in suite_tasks(suite) if f"{task}/{headline(suite, task)}" in summary["test"]]
     return {
@@ -179,7 +183,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=["census", "multi_mnist"])
     parser.add_argument("--models", nargs="+", default=None, help="census: mmoe, home (default: both)")
-    parser.add_argument("--methods", nargs="+", default=ROW_ORDER, choices=ROW_ORDER)
+    parser.add_argument("--methods", nargs="+", default=None, choices=ROW_ORDER,
+                        help="rows to train (default: every row of the suite)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--tune", action="store_true", help="run the equal-weighting grid (seed 0) instead")
     parser.add_argument("--single_task", action="store_true", help="train the census single-task models instead")
@@ -191,6 +196,10 @@ def main() -> None:
     unknown = [model for model in models if model not in (["mmoe", "home"] if args.suite == "census" else ["dense_vit"])]
     if unknown:
         parser.error(f"unknown model(s) {unknown} for the {args.suite} suite")
+    methods = args.methods or suite_rows(args.suite)
+    foreign = [method for method in methods if method not in suite_rows(args.suite)]
+    if foreign:
+        parser.error(f"row(s) {foreign} weigh tasks the {args.suite} suite does not have")
 
     # The census recipe without its MMoE model_config: flags override a YAML's mapping key by key, so each
     # architecture's config comes whole from here.
@@ -232,7 +241,7 @@ def main() -> None:
             continue
         earlier = json.loads(RESULTS_FILE.read_text()) if RESULTS_FILE.is_file() else []
         tuned = tuned_point(earlier, args.suite, model)
-        for method, seed in itertools.product(args.methods, args.seeds):
+        for method, seed in itertools.product(methods, args.seeds):
             summary, seconds = train(args.suite, [*base(model, seed), *balancing_arguments(method, tuned)])
             save(record(args.suite, model, method, seed, summary, seconds, grid_point=""))
 

@@ -138,7 +138,6 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
     model = moezoo.create_model("mmoe", tasks=TASKS, input_size=6, expert_hidden_sizes=[8, 4])
     gradnorm = TaskBalancer(model, "gradnorm")
     output = model(**batch)
-    gradnorm.backward(output)
     weights = torch.tensor([1.0, 0.5, 1.0])
     last_layer = [dict(model.named_parameters())[f"router.levels.0.experts.layers.1.{name}"] for name in ("weight", "bias")]
     norms = torch.stack([
@@ -146,10 +145,68 @@ def test_famo_and_gradnorm_update_from_what_the_step_left():
                                                               retain_graph=True)]).norm()
         for index, task in enumerate(TASKS)
     ])
+    gradnorm.backward(output)  # frees the graph
     torch.testing.assert_close(gradnorm._gradient_norms.float(), norms)
     gradnorm.after_step()
     assert gradnorm.weighting.weights.sum().item() == pytest.approx(3.0)
     assert not torch.equal(gradnorm.weighting.weights, torch.ones(3))
+
+
+def test_task_gradients_batched_and_per_row_agree():
+    from moezoo.balancing import task_gradients
+
+    model, batch = model_and_batch("mmoe")
+    output = model(**batch)
+    rows = [output.task_losses[task["name"]] for task in TASKS]
+    parameters = list(model.parameters())
+    batched = task_gradients(rows, parameters, batched=True)
+    per_row = task_gradients(rows, parameters, batched=False)
+    for name, first, second in zip(dict(model.named_parameters()), batched, per_row):
+        torch.testing.assert_close(first, second, msg=name)
+    # Each row holds its own task's gradient, zeros where the task does not reach (another task's output layer).
+    own = torch.autograd.grad(rows[1], parameters, retain_graph=True, allow_unused=True)
+    for name, gradient, expected, parameter in zip(dict(model.named_parameters()), per_row, own, parameters):
+        torch.testing.assert_close(gradient[1], expected if expected is not None else torch.zeros_like(parameter), msg=name)
+    assert not per_row[-1][1].any()  # heads.outputs.<last task>.bias: the third task's alone
+    # On the CPU the default is one pass per row (measured faster there).
+    assert all(torch.equal(first, second) for first, second in zip(task_gradients(rows, parameters), per_row))
+
+
+def test_gradnorms_norm_pass_costs_one_backward_pass_of_the_heads():
+    """GradNorm's per-task pass to the last shared layer (a ViT's final LayerNorm) reaches back through each
+    task's own head only: counted in floating-point operations, a GradNorm step costs an equal-weighting step
+    plus one backward pass of the heads (to their input), not one per task (as a pass batched over the tasks,
+    or one started from each entry of a stacked tensor of the losses, would)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from moezoo.models.m3vit import M3ViTConfig, M3ViTModel
+
+    torch.manual_seed(0)
+    tasks = [{"name": "digit", "kind": "multiclass", "num_labels": 10}, {"name": "parity", "kind": "binary"},
+             {"name": "size", "kind": "regression"}]
+    model = M3ViTModel(M3ViTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                                   image_size=8, patch_size=4, num_experts=4, num_experts_per_tok=2, tasks=tasks))
+    batch = {"pixel_values": torch.randn(6, 1, 8, 8),
+             "labels": {"digit": torch.arange(6), "parity": torch.arange(6) % 2, "size": torch.randn(6)}}
+
+    def step_flops(method):
+        balancer = TaskBalancer(model, method)
+        with FlopCounterMode(display=False) as counter:
+            balancer.backward(model(**batch))
+        return counter.get_total_flops(), balancer
+
+    equal, _ = step_flops("equal")
+    gradnorm, balancer = step_flops("gradnorm")
+    assert balancer._gradnorm_layer == ["layernorm.weight", "layernorm.bias"]
+    assert balancer._gradient_norms.shape == (3,) and (balancer._gradient_norms > 0).all()
+    hidden = []
+    handle = model.layernorm.register_forward_hook(lambda module, inputs, output: hidden.append(output))
+    output = model(**batch)
+    handle.remove()
+    with FlopCounterMode(display=False) as counter:
+        torch.autograd.grad(sum(output.task_losses.values()), hidden[0])
+    heads_backward = counter.get_total_flops()
+    assert 0 < gradnorm - equal <= heads_backward
 
 
 @pytest.mark.parametrize("architecture", ["m3vit", "home"])

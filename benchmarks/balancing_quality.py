@@ -16,8 +16,9 @@ Suites:
   The single-task models are the same architecture trained on one task, the other task's source columns
   still withheld from the inputs.
 - ``multi_mnist``: the four MultiMNIST tasks of recipes/configs/multi_mnist_m3vit.yaml trained by its dense
-  multi-task ViT (``moe_layers: []``), the model that loses most to single-task ViTs; the single-task ViTs
-  are benchmarks/m3vit_quality.py's ``single_*`` rows, at the same budget.
+  multi-task ViT (``moe_layers: []``), the model that loses most to single-task ViTs, or (``--models m3vit``)
+  by the recipe's M³ViT itself; the single-task ViTs are benchmarks/m3vit_quality.py's ``single_*`` rows, at
+  the same budget.
 
 ``Δm % = 100 / K Σ_k (M_k - S_k) / S_k`` over the tasks' headline test metrics (all higher-is-better here: AUC,
 accuracy, mIoU), ``S_k`` the single-task models' mean over their seeds. ``equal_tuned`` is equal weighting at
@@ -107,9 +108,14 @@ def census_arguments(recipe: Path, model: str, seed: int, tasks: list[str], data
     return argv + (["--data_dir", data_dir] if data_dir else [])
 
 
-def vit_arguments(seed: int, data_dir: str | None) -> list[str]:
-    argv = [str(VIT_CONFIG), "--model_config", json.dumps({"moe_layers": [], "sample_task_in_training": False}),
-            "--seed", str(seed)]
+#: The multi_mnist suite's models: the recipe's dense multi-task ViT, and the recipe's M³ViT as it is.
+VIT_MODELS = {"dense_vit": ["--model_config", json.dumps({"moe_layers": [], "sample_task_in_training": False})], "m3vit": []}
+MODELS = {"census": ["mmoe", "home"], "multi_mnist": list(VIT_MODELS)}
+DEFAULT_MODELS = {"census": ["mmoe", "home"], "multi_mnist": ["dense_vit"]}
+
+
+def vit_arguments(model: str, seed: int, data_dir: str | None) -> list[str]:
+    argv = [str(VIT_CONFIG), *VIT_MODELS[model], "--seed", str(seed)]
     return argv + (["--data_dir", data_dir] if data_dir else [])
 
 
@@ -182,7 +188,8 @@ def delta_m(run: dict[str, Any], single: dict[str, float], tasks: list[str]) -> 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("suite", choices=["census", "multi_mnist"])
-    parser.add_argument("--models", nargs="+", default=None, help="census: mmoe, home (default: both)")
+    parser.add_argument("--models", nargs="+", default=None,
+                        help="census: mmoe, home (default: both); multi_mnist: dense_vit (default), m3vit")
     parser.add_argument("--methods", nargs="+", default=None, choices=ROW_ORDER,
                         help="rows to train (default: every row of the suite)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -192,10 +199,10 @@ def main() -> None:
     parser.add_argument("--recipe_args", default="", help="more recipe flags for every run (a quick check: "
                         "'--num_train_epochs 1 --max_train_samples 2000'); the report does not say so")
     args = parser.parse_args()
-    models = args.models or (["mmoe", "home"] if args.suite == "census" else ["dense_vit"])
-    unknown = [model for model in models if model not in (["mmoe", "home"] if args.suite == "census" else ["dense_vit"])]
+    models = args.models or DEFAULT_MODELS[args.suite]
+    unknown = [model for model in models if model not in MODELS[args.suite]]
     if unknown:
-        parser.error(f"unknown model(s) {unknown} for the {args.suite} suite")
+        parser.error(f"unknown model(s) {unknown} for the {args.suite} suite; choose from {MODELS[args.suite]}")
     methods = args.methods or suite_rows(args.suite)
     foreign = [method for method in methods if method not in suite_rows(args.suite)]
     if foreign:
@@ -211,7 +218,7 @@ def main() -> None:
         if args.suite == "census":
             argv = census_arguments(recipe, model, seed, tasks or CENSUS_TASKS, args.data_dir)
         else:
-            argv = vit_arguments(seed, args.data_dir)
+            argv = vit_arguments(model, seed, args.data_dir)
         return argv + shlex.split(args.recipe_args)
 
     def save(run: dict[str, Any]) -> None:

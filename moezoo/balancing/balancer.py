@@ -479,9 +479,9 @@ def task_gradients(
 
     A batched pass runs every node of the graph the rows reach once per row, in fewer and larger operations;
     a pass per row runs only the nodes its own row reaches. On the CPU the passes per row measured faster even
-    where the rows share the whole graph (the M³ViT recipe's model at 32 canvases, 4 tasks and the auxiliary
-    loss: 530 ms against 823 ms; the census MMoE: 5 ms against 6 ms), the batched pass's R-fold intermediate
-    tensors no longer fitting the caches. Pass the rows as separate scalars: the entries of one stacked
+    where the rows share the whole graph (benchmarks/task_gradients_cost.py: the M³ViT recipe's model at 32
+    canvases, 4 tasks and the auxiliary loss, 472 ms against 873 ms; the census MMoE 5.0 ms against 5.7 ms),
+    the batched pass's R-fold intermediate tensors no longer fitting the caches. Pass the rows as separate scalars: the entries of one stacked
     tensor each reach the graph of every entry."""
     if batched is None:
         batched = inputs[0].device.type != "cpu"

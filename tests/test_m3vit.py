@@ -71,6 +71,21 @@ def test_all_task_mode_runs_every_image_through_every_tasks_pathway(conditioning
         torch.testing.assert_close(single[name], own, rtol=1e-5, atol=1e-5)
 
 
+def test_all_task_mode_copies_the_batch_after_the_first_moe_blocks_attention():
+    # The first MoE block's attention reads the same input for every pathway: it runs once per image, and
+    # the copies start at its MLP; blocks after it run once per pathway.
+    model = small_model()  # MoE layers 1 and 3 of 4 blocks, three tasks
+    attention_batches = {}
+    for index, layer in enumerate(model.layers):
+        layer.attention.register_forward_hook(
+            lambda module, args, output, index=index: attention_batches.__setitem__(index, args[0].shape[0])
+        )
+    everything = model(images()).logits
+    assert attention_batches == {0: 5, 1: 5, 2: 15, 3: 15}
+    for index, name in enumerate(model.task_names):  # and every pathway is still its own task's
+        torch.testing.assert_close(everything[name], model(images(), task_ids=torch.full((5,), index)).logits[name])
+
+
 def test_losses_follow_the_formulas_and_count_each_example_for_its_own_task():
     model = small_model()
     pixels = images(4)

@@ -5,7 +5,8 @@ Embeddings and attention are transformers' own ViT modules (same parameter names
 chosen by its example's task (a router per task, or one router reading a task embedding beside the
 token), and only those experts are computed. With ``task_ids`` each example takes its own task's
 pathway; without, every image takes every (selected) task's pathway, as the paper trains: the batch is
-repeated once per task from the first MoE block on, the blocks before it computed once.
+repeated once per task from the first MoE layer on, everything before it (the first MoE block's attention
+included, whose input is the same for every task) computed once.
 """
 
 from __future__ import annotations
@@ -108,12 +109,17 @@ class M3ViTLayer(nn.Module):
         hidden_states: torch.Tensor,
         pathway_ids: torch.Tensor | int | None = None,
         task_embeddings: torch.Tensor | None = None,
+        copies: int = 1,
     ) -> tuple[torch.Tensor, TopKRouting | None]:
-        """``hidden_states`` ``[B, S, D]``; ``pathway_ids``: each example's task (``[B]``, or one int for
-        all); ``task_embeddings``: ``[B, e]`` for task-embedding routing."""
+        """``hidden_states`` ``[B, S, D]``; ``pathway_ids``: each example's task (``[c * B]``, or one int for
+        all); ``task_embeddings``: ``[c * B, e]`` for task-embedding routing; ``copies`` (``c``): repeat the
+        batch this many times after the attention, which is the same for every copy (the first MoE block
+        of all-task mode) -> ``[c * B, S, D]``."""
         residual = hidden_states
         hidden_states, _ = self.attention(self.layernorm_before(hidden_states), None)
         hidden_states = self.dropout(hidden_states) + residual
+        if copies > 1:
+            hidden_states = hidden_states.repeat(copies, 1, 1)
 
         residual = hidden_states
         hidden_states = self.layernorm_after(hidden_states)
@@ -299,9 +305,11 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         routings = []
         task_embeddings = None
         for layer in self.layers:
+            copies = 1
             if layer.is_moe and pathway_ids is None:
-                # All-task mode reaches the first MoE block: one copy of the batch per pathway from here on.
-                hidden_states = hidden_states.repeat(len(pathways), 1, 1)
+                # All-task mode reaches the first MoE layer: one copy of the batch per pathway from there on
+                # (the block's attention, the same for every pathway, runs before the copies are made).
+                copies = len(pathways)
                 pathway_ids = torch.tensor(pathways, device=hidden_states.device).repeat_interleave(batch)
             if layer.is_moe and self.task_embedding is not None and task_embeddings is None:
                 # The pathways are fixed from the first MoE block on: every MoE block reads the same embeddings.
@@ -309,7 +317,7 @@ class M3ViTModel(MultiTaskPreTrainedModel):
                     (hidden_states.shape[0],), pathway_ids, device=hidden_states.device
                 )
                 task_embeddings = self.task_embedding(ids)
-            hidden_states, routing = layer(hidden_states, pathway_ids, task_embeddings)
+            hidden_states, routing = layer(hidden_states, pathway_ids, task_embeddings, copies)
             if routing is not None:
                 routings.append(routing)
         if task_ids is None and pathway_ids is None and len(pathways) > 1:

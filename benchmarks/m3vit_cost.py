@@ -8,7 +8,7 @@ transformers' own experts backends.
 FLOPs are counted by `torch.utils.flop_counter.FlopCounterMode` on a forward pass (matrix products and
 attention; the counter leaves out elementwise work). The models are the zoo recipe's
 (recipes/configs/multi_mnist_m3vit.yaml): a ViT of width 128, 6 blocks, 36 patches; M³ViT with 16
-experts of width 64, 4 per token, in the YAML's MoE blocks. A training step of each (forward and backward
+experts of width 128, 4 per token, in the YAML's MoE blocks. A training step of each (forward and backward
 of the task losses at the recipe's batch, every task on every canvas, as the recipe trains). The MoE layer
 alone: E = 16, k = 4, 64 images of 81 tokens, width 128, experts of width 512, forward + backward of the layer's output sum, on the same
 [E, out, in] weights and the same top-k choices for every implementation:

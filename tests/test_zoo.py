@@ -53,7 +53,10 @@ def test_every_entry_loads_by_name_and_reproduces_its_cards_metrics(name, data_d
     card = ModelCard.load(folder / "README.md")
     for result in card.data.eval_results:
         metric = result.metric_name.split(" ", 1)[1]  # "{task} {metric}"
-        assert round(metrics[f"{result.task_name}/{metric}"], 4) == round(result.metric_value, 4), (result.task_name, metric)
+        # The card states 4 decimals. Another CPU's kernels round differently and can flip the few predictions
+        # whose scores sit on the decision threshold: on Census-Income's 99,762 test rows a flipped row moves an
+        # accuracy by 1e-5, so a tolerance of 1e-4 admits a few; on the GLUE dev sets (277 rows and up) none.
+        assert metrics[f"{result.task_name}/{metric}"] == pytest.approx(result.metric_value, abs=1e-4), (result.task_name, metric)
     assert (folder / "routing.png").is_file() and "](routing.png)" in card.text
     assert ZOO[name].command in card.text
     # The card's snippet runs as written, offline, the entry's folder standing in for its Hub id, and predicts.

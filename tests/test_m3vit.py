@@ -125,6 +125,34 @@ def test_training_returns_the_balance_loss_and_trains_experts_and_routers():
     assert len(probs) == 2 and probs[0].shape == (5, 10, 6)  # per MoE layer: [B, 1 + patches, E]
 
 
+def test_task_routers_that_start_equal_route_alike_until_training_parts_them(tmp_path):
+    model = small_model(task_routers_start_equal=True)
+    for block in model.moe_blocks:
+        weight = block.moe.gate.weight  # [tasks, E, d]
+        assert all(torch.equal(weight[task], weight[0]) for task in range(1, weight.shape[0]))
+    # At initialisation every pathway sends each token to the same experts with the same weights.
+    probs = model(images(), output_router_probs=True).router_probs[0].view(3, 5, 10, 6)
+    assert torch.equal(probs[1], probs[0]) and torch.equal(probs[2], probs[0])
+    independent = small_model().layers[1].moe.gate.weight
+    assert not torch.equal(independent[1], independent[0])
+
+    # A step on different tasks' labels parts the routers, and a saved model keeps the parted ones.
+    model.train()
+    labels = {"digit": torch.arange(5), "depth": torch.randn(5, 12, 12)}
+    model(images(), labels=labels).loss.backward()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.grad is not None:
+                parameter -= 0.5 * parameter.grad
+    trained = model.layers[1].moe.gate.weight.detach().clone()
+    assert not torch.equal(trained[1], trained[0])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.task_routers_start_equal and torch.equal(loaded.layers[1].moe.gate.weight, trained)
+    with pytest.raises(StrictDataclassClassValidationError, match="task_routers_start_equal needs task_conditioning='task_routers'"):
+        M3ViTConfig(**{**SMALL, "task_conditioning": "task_embedding", "task_routers_start_equal": True})
+
+
 def test_save_and_load_round_trip(tmp_path):
     model = small_model(task_conditioning="task_embedding")
     model.save_pretrained(tmp_path)

@@ -46,6 +46,10 @@ class M3ViTConfig(MultiTaskConfig):
             ``"task_embedding"``: one router per layer reading each token beside a task embedding (an
             MLP over the one-hot task, shared by all MoE layers).
         task_embedding_size: Size of that task embedding.
+        task_routers_start_equal: With ``"task_routers"``, every task's router in a layer starts as the same
+            random map (the first task's), so that at initialisation every task sends a token to the same
+            experts and the tasks share each MoE layer until their gradients part the routers. Not in the
+            paper, whose routers start independently.
         dense_tasks: Tasks predicted per pixel (segmentation logits for a multiclass task, a map for a
             regression task) from the patch tokens; the other tasks are image-level and read the [CLS] token.
         sample_task_in_training: In training, an image given labels and no ``task_ids`` takes the pathway of
@@ -88,6 +92,7 @@ class M3ViTConfig(MultiTaskConfig):
     expert_capacity_factor: float | int | None = None
     task_conditioning: str = "task_routers"
     task_embedding_size: int = 64
+    task_routers_start_equal: bool = False
     dense_tasks: list[str] = field(default_factory=list)
     dense_head: str = "bilinear"
     sample_task_in_training: bool = False
@@ -144,6 +149,11 @@ class M3ViTConfig(MultiTaskConfig):
                 f"Unknown task_conditioning {self.task_conditioning!r}{closest_names(self.task_conditioning, TASK_CONDITIONINGS)}; "
                 f"choose one of {TASK_CONDITIONINGS}."
             )
+        if self.task_routers_start_equal and self.task_conditioning != "task_routers":
+            raise ValueError(
+                "task_routers_start_equal needs task_conditioning='task_routers' (one router per task); "
+                f"{self.task_conditioning!r} has a single router."
+            )
 
     def validate_dense_tasks(self) -> None:
         """Part of `@strict` validation: dense tasks are tasks of the model, multiclass or regression."""
@@ -187,7 +197,8 @@ class M3ViTConfig(MultiTaskConfig):
             f"patches, width {self.hidden_size}, {self.num_hidden_layers} blocks of {self.num_attention_heads} heads, "
             f"MLP width {self.intermediate_size}",
             f"**MoE blocks:** {self.moe_layers}, with {experts} experts of width {self.moe_intermediate_size}, "
-            f"{self.num_experts_per_tok} per token, {routers}" if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
+            f"{self.num_experts_per_tok} per token, {routers}"
+            + (" (every task's starting equal)" if self.task_routers_start_equal else "") if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
             "**Dense (per-pixel) tasks:** "
             + (", ".join(f"`{name}`" for name in self.dense_tasks) + f" ({DENSE_HEAD_WORDS[self.dense_head]})" if self.dense_tasks else "none"),
             *(["**Training:** each image took one task's pathway, drawn at random (`sample_task_in_training`; the "

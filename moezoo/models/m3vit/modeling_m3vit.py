@@ -251,6 +251,9 @@ class M3ViTModel(MultiTaskPreTrainedModel):
         elif isinstance(module, (BatchedLinear, LinearGate)):
             init.normal_(module.weight, mean=0.0, std=std)
             init.zeros_(module.bias)
+            if isinstance(module, LinearGate) and self.config.task_routers_start_equal:
+                # Every task's router (a gate per task) starts as the first task's.
+                init.copy_(module.weight, module.weight[:1].expand_as(module.weight).clone())
 
     def input_dtype(self) -> torch.dtype:
         return self.embeddings.cls_token.dtype

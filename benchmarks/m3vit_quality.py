@@ -10,8 +10,11 @@ Every run is recipes/configs/multi_mnist_m3vit.yaml (its budget: the report stat
   instead of training again (``--retrain_m3vit`` trains it here).
 - ``dense_vit``: the same ViT with dense MLPs in every block (``moe_layers: []``) and a head per task.
 - ``single_<task>``: that dense ViT trained on one task alone, one run per task.
-- ``m3vit_expert_width_64``: the YAML's M³ViT with experts of width 64 instead of 128 (the entry before: a
-  task's pathway in the MoE block as wide as the dense MLP instead of twice as wide).
+- ``m3vit_expert_width_64``: the YAML's M³ViT with experts of width 64 instead of 128 and routers that start
+  independently (the entry before: a task's pathway in the MoE block as wide as the dense MLP instead of
+  twice as wide).
+- ``m3vit_task_routers_start_equal``: experts of width 128, every task's router starting as the same map
+  (``task_routers_start_equal``), so that the tasks share the MoE layer's experts until training parts them.
 - ``m3vit_one_task_per_canvas``: M³ViT with MoE layers in every other block (1, 3, 5), as the paper places
   them, each canvas trained through one task's pathway drawn at random: a step at the dense ViT's cost, each
   task seeing a quarter of the canvases (the recipe before; it trailed the dense ViT on every task).
@@ -49,8 +52,12 @@ ZOO_RESULTS = REPO / "model_cards" / "m3vit-multi-mnist" / "results.json"
 OUTPUT = REPO / "outputs" / "benchmarks" / "m3vit"
 RESULTS_FILE = RESULTS / "m3vit_multi_mnist.json"
 #: The test metric reported per task.
-#: M³ViT variants that differ from the YAML in the width of their experts only.
-EXPERT_WIDTH_VARIANTS = ["m3vit_expert_width_64"]
+#: M³ViT variants of the YAML's design that differ in their experts' width or their routers' start: the
+#: model_config keys each sets (both, so that a variant keeps its meaning when the YAML changes).
+M3VIT_SETTINGS_VARIANTS = {
+    "m3vit_expert_width_64": {"moe_intermediate_size": 64, "task_routers_start_equal": False},
+    "m3vit_task_routers_start_equal": {"moe_intermediate_size": 128, "task_routers_start_equal": True},
+}
 HEADLINE = {"top_left": "accuracy", "bottom_right": "accuracy", "pixel_class": "miou", "pixel_item": "miou"}
 
 
@@ -61,8 +68,8 @@ def variant_arguments(variant: str) -> list[str]:
     epochs = yaml.safe_load(CONFIG.read_text())["num_train_epochs"]
     if variant == "m3vit":
         return []
-    if variant.startswith("m3vit_expert_width_"):
-        return ["--model_config", json.dumps({"moe_intermediate_size": int(variant.removeprefix("m3vit_expert_width_"))})]
+    if variant in M3VIT_SETTINGS_VARIANTS:
+        return ["--model_config", json.dumps(M3VIT_SETTINGS_VARIANTS[variant])]
     if variant == "m3vit_one_task_per_canvas":
         # The design the recipe had before: the paper's MoE blocks (every other one), a task drawn per canvas.
         return ["--model_config", json.dumps({"moe_layers": [1, 3, 5], "sample_task_in_training": True})]
@@ -107,7 +114,7 @@ def record(variant: str, summary: dict[str, Any], seconds: float | None) -> dict
 
 def main() -> None:
     variants = ["dense_vit", *(f"single_{task}" for task in TASK_NAMES), "dense_vit_upcycling_start", "upcycled_m3vit",
-                "m3vit_one_task_per_canvas", *EXPERT_WIDTH_VARIANTS, "m3vit"]
+                "m3vit_one_task_per_canvas", *M3VIT_SETTINGS_VARIANTS, "m3vit"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", nargs="+", default=variants, choices=variants)
     parser.add_argument("--retrain_m3vit", action="store_true", help="train m3vit here instead of reading the zoo entry")
@@ -162,6 +169,8 @@ def m3vit_design_in_words() -> str:
         "included, the rest once per task)"
     )
     experts = f"{model['num_experts']} experts of width {model['moe_intermediate_size']}, {model['num_experts_per_tok']} per token"
+    if model.get("task_routers_start_equal"):
+        experts += ", every task's router starting equal"
     return f"The `m3vit` row (the recipe YAML) has its MoE layers in {where} ({experts}) and trains {how}"
 
 
@@ -173,7 +182,7 @@ def current_budget(run: dict[str, Any]) -> bool:
 
 def write_report(runs: list[dict[str, Any]]) -> None:
     """benchmarks/results/m3vit_multi_mnist.md from all runs measured so far."""
-    order = ["m3vit", *EXPERT_WIDTH_VARIANTS, "m3vit_one_task_per_canvas", "upcycled_m3vit", "dense_vit", "dense_vit_upcycling_start", *(f"single_{task}" for task in TASK_NAMES)]
+    order = ["m3vit", *M3VIT_SETTINGS_VARIANTS, "m3vit_one_task_per_canvas", "upcycled_m3vit", "dense_vit", "dense_vit_upcycling_start", *(f"single_{task}" for task in TASK_NAMES)]
     lines = [
         "### M³ViT on MultiMNIST with image-level and dense tasks",
         "",

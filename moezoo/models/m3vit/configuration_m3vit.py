@@ -196,9 +196,13 @@ class M3ViTConfig(MultiTaskConfig):
             f"**ViT:** {self.image_size}x{self.image_size}x{self.num_channels} images in {self.patch_size}x{self.patch_size} "
             f"patches, width {self.hidden_size}, {self.num_hidden_layers} blocks of {self.num_attention_heads} heads, "
             f"MLP width {self.intermediate_size}",
-            f"**MoE blocks:** {self.moe_layers}, with {experts} experts of width {self.moe_intermediate_size}, "
-            f"{self.num_experts_per_tok} per token, {routers}"
-            + (" (every task's starting equal)" if self.task_routers_start_equal else "") if self.moe_layers else "**MoE blocks:** none (a dense ViT)",
+            (
+                f"**MoE blocks:** {self.moe_layers}, with {experts} experts of width {self.moe_intermediate_size}, "
+                f"{self.num_experts_per_tok} per token, {routers}"
+                + (" (every task's starting equal)" if self.task_routers_start_equal else "")
+            )
+            if self.moe_layers
+            else "**MoE blocks:** none (a dense ViT)",
             "**Dense (per-pixel) tasks:** "
             + (", ".join(f"`{name}`" for name in self.dense_tasks) + f" ({DENSE_HEAD_WORDS[self.dense_head]})" if self.dense_tasks else "none"),
             *(["**Training:** each image took one task's pathway, drawn at random (`sample_task_in_training`; the "
